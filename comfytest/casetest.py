@@ -1,0 +1,161 @@
+"""One case of one workflow, end to end: preflight, prepare, run (repeated), check outputs.
+
+``run_case`` fills a report record (see ``report``) as it goes, so a failure at any step still
+leaves what was learnt (seeds, timings, comparisons) in the report, and raises the first
+blocking error or one ``ComparisonError`` listing every output that failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+from comfytest.baselines import BaselineKey, BaselineStore, CheckResult, check_image, check_text
+from comfytest.casefile import CaseSpec
+from comfytest.diagnostics import describe_node, node_info
+from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError
+from comfytest.execution import RunResult
+from comfytest.report import summarize_runs
+from comfytest.session import ComfySession
+from comfytest.timing import RunTiming
+from comfytest.workflow import ObjectInfo, Workflow, combo_options, input_spec, preflight
+
+
+def check_requirements(workflow: Workflow, case: CaseSpec, info: ObjectInfo) -> None:
+    """Raise PreflightError listing everything the server lacks for this case."""
+    problems = [p.message for p in preflight(workflow, info) if p.kind != "bad_value"]
+    for cls in case.requires.nodes:
+        if cls not in info:
+            problems.append(f"node class {cls} (required by the settings file) is not installed")
+    for model in case.requires.models:
+        folder, _, name = model.partition("/")
+        if name and name not in _server_models(info, folder):
+            problems.append(f"{name} is not installed in models/{folder}/ (required by the settings file)")
+    if problems:
+        raise PreflightError(
+            f"{workflow.name}::{case.id} cannot run on this server:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\n(--comfy-missing=skip turns this into a skip, for suites shared between machines)"
+        )
+
+
+def _server_models(info: ObjectInfo, folder: str) -> set[str]:
+    """Model names a server offers in a folder, read off the loaders' combo lists."""
+    loaders = {"checkpoints": ("CheckpointLoaderSimple", "ckpt_name"), "loras": ("LoraLoader", "lora_name"),
+               "vae": ("VAELoader", "vae_name"), "upscale_models": ("UpscaleModelLoader", "model_name")}
+    cls, name = loaders.get(folder, ("", ""))
+    return set(combo_options(input_spec(info, cls, name)) or [])
+
+
+def run_case(session: ComfySession, workflow: Workflow, case: CaseSpec, record: dict[str, Any], store: BaselineStore) -> None:
+    settings = session.settings
+    info = session.object_info()
+    check_requirements(workflow, case, info)
+    prepared = session.prepare(workflow, seed=case.seed, patches=case.patches, inputs=dict(case.inputs))
+    record["seeds"] = [{"node_id": p.node_id, "class_type": p.class_type, "input": p.input, "value": p.new} for p in prepared.seeds]
+    record["patches"] = [{"node_id": p.node_id, "input": p.input, "value": p.new} for p in prepared.patches]
+    record["workflow_digest"] = prepared.workflow.digest()
+    prompt = prepared.workflow.to_prompt()
+    timeout = case.timeout
+    for _ in range(settings.warmup):
+        session.run_prompt(prompt, timeout=timeout, fetch_images=False).raise_for_status()
+    runs: list[RunResult] = []
+    for index in range(settings.runs):
+        if settings.free_cache:
+            session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
+        result = session.run_prompt(prompt, timeout=timeout, fetch_images=index == 0)
+        runs.append(result)
+        record["prompt_id"] = runs[0].prompt_id
+        record["timing"] = timing_json(runs[0].timing)
+        result.raise_for_status()
+    if len(runs) > 1:
+        record["runs"] = [timing_json(r.timing) for r in runs]
+        record["stats"] = summarize_runs(record["runs"])
+    check_outputs(runs[0], workflow, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
+
+
+def timing_json(timing: RunTiming) -> dict[str, Any]:
+    return {
+        "queue_wait_ms": _round(timing.queue_wait_ms),
+        "server_total_ms": _round(timing.server_total_ms),
+        "client_wall_ms": _round(timing.client_wall_ms),
+        "clock_offset_ms": _round(timing.clock_offset_ms),
+        "status": timing.status,
+        "nodes": [
+            {
+                "node_id": n.node_id, "class_type": n.class_type, "title": n.title,
+                "duration_ms": _round(n.duration_ms), "cached": n.cached,
+                "steps": n.steps, "steps_per_s": _round(n.steps_per_s),
+            }
+            for n in timing.nodes
+        ],
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def check_outputs(
+    result: RunResult, workflow: Workflow, case: CaseSpec, record: dict[str, Any],
+    store: BaselineStore, results_dir: Path, update: bool, hash_only: bool,
+) -> None:
+    """Compare every image and text output; fail naming missing/extra outputs and mismatches."""
+    labels = node_info(result.prompt)
+    problems = _expected_outputs(result, case, labels)
+    checks: list[CheckResult] = []
+    mode = "update" if update else "compare"
+    for img in result.images:
+        if case.outputs is not None and img.node_id not in case.outputs:
+            continue
+        key = BaselineKey(workflow.name, case.id, img.key)
+        checks.append(check_image(
+            store, key, img.image, mode=mode, method=case.hash_method or "phash",
+            hash_size=case.hash_size or 8, tolerance=case.tolerance if case.tolerance is not None else 2,
+            results_dir=results_dir, hash_only=hash_only,
+        ))
+    for text in result.texts:
+        if case.outputs is None or text.node_id in case.outputs:
+            checks.append(check_text(store, BaselineKey(workflow.name, case.id, text.key), text.text, mode=mode, results_dir=results_dir))
+    record["comparisons"] = [comparison_json(c) for c in checks]
+    problems += [c.message for c in checks if not c.ok]
+    if problems:
+        missing_only = all(c.status == "missing" for c in checks if not c.ok) and len(problems) == sum(not c.ok for c in checks)
+        cls = BaselineMissing if missing_only else ImageMismatch if any(c.status == "mismatch" for c in checks) else ComparisonError
+        raise cls(f"{workflow.name}::{case.id}: {len(problems)} output check(s) failed\n\n" + "\n\n".join(problems))
+
+
+def _expected_outputs(result: RunResult, case: CaseSpec, labels: Mapping[str, Any]) -> list[str]:
+    if case.outputs is None:
+        return []
+    produced = {img.node_id for img in result.images} | {t.node_id for t in result.texts}
+    problems = [f"expected output from {describe_node(n, labels)}, but it produced none" for n in case.outputs if n not in produced]
+    extra = sorted(produced - set(case.outputs))
+    if extra:
+        problems.append("outputs not listed in the settings file's `outputs`: " + ", ".join(describe_node(n, labels) for n in extra)
+                        + " (add them to `outputs` to compare them)")
+    return problems
+
+
+def comparison_json(check: CheckResult) -> dict[str, Any]:
+    comp = check.comparison
+    data: dict[str, Any] = {
+        "output": check.key.output_key, "node_id": check.key.output_key.rsplit("_", 1)[0], "status": check.status,
+        "method": None, "distance": None, "tolerance": None, "max_abs_diff": None,
+        "mean_abs_diff": None, "psnr": None, "message": check.message,
+        "baseline": _path(check.baseline_path), "obtained": _path(check.obtained_path),
+        "diff": _path(check.diff_path), "side_by_side": _path(check.side_by_side_path),
+    }
+    if comp is not None:
+        for name in ("method", "distance", "tolerance", "max_abs_diff", "mean_abs_diff", "psnr"):
+            value = getattr(comp, name, None)
+            data[name] = None if value == float("inf") else value
+    return data
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+__all__ = ["run_case", "check_outputs", "check_requirements", "timing_json", "dataclasses"]

@@ -1,0 +1,246 @@
+"""HTTP + WebSocket connection to one ComfyUI server (no pytest here).
+
+* HTTP goes through one keep-alive ``requests.Session`` with the user's extra headers.
+* One WebSocket per client id, read by a light background thread that stamps each frame with
+  the injected clock and parses it once (``events``) into a queue; a dropped socket shows up as
+  a ``Disconnected`` item so the run can resynchronise instead of hanging.
+* Every failure is a ``ComfyTestError`` naming the URL or endpoint; secrets never appear.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import requests
+import websocket
+
+from comfytest.errors import ProtocolError, ServerUnavailable
+from comfytest.events import Clock, Event, Received, SystemClock, parse_binary, parse_text
+from comfytest.outputs import FileRef
+from comfytest.settings import redact
+
+_CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """Put on the event queue when the reader thread sees the socket end."""
+
+    at: Received
+    reason: str
+
+
+class ComfyClient:
+    """A connection to one ComfyUI server at ``url`` (http:// or https://)."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        clock: Clock | None = None,
+        request_timeout: float = 30.0,
+        hint: str = "",
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.ws_url = "ws" + self.url[len("http"):] + "/ws"
+        self.client_id = uuid.uuid4().hex
+        self.clock: Clock = clock or SystemClock()
+        self.request_timeout = request_timeout
+        self.hint = hint  # which options set the URL, for "nothing answers" errors
+        self._headers = dict(headers or {})
+        self._secrets = tuple(v for v in self._headers.values() if v)
+        self.http = requests.Session()
+        self.http.headers.update(self._headers)
+        self.events: queue.Queue[Event | Disconnected] = queue.Queue()
+        self._ws: websocket.WebSocket | None = None
+        self._reader: threading.Thread | None = None
+
+    # ------------------------------------------------------------ HTTP
+
+    def request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> requests.Response:
+        """Send one request; connection problems become ServerUnavailable naming the URL."""
+        try:
+            resp = self.http.request(
+                method, self.url + path, timeout=(_CONNECT_TIMEOUT, timeout or self.request_timeout), **kw
+            )
+        except requests.ConnectionError as exc:
+            raise ServerUnavailable(self._unreachable(f"{method} {path}", exc)) from None
+        except requests.Timeout:
+            raise ServerUnavailable(
+                f"ComfyUI at {self.url} did not answer {method} {path} within "
+                f"{timeout or self.request_timeout:.0f} s"
+            ) from None
+        if resp.status_code in (401, 403):
+            raise ServerUnavailable(
+                f"ComfyUI at {self.url} refused {method} {path} with HTTP {resp.status_code}: "
+                "check the credentials given with --comfy-header / --comfy-token-env"
+            )
+        return resp
+
+    def _unreachable(self, what: str, exc: Exception) -> str:
+        reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self._secrets)
+        msg = f"No ComfyUI server answers at {self.url} ({what}: {reason[:200]})."
+        return msg + (f"\n{self.hint}" if self.hint else "")
+
+    def get_json(self, path: str, *, timeout: float | None = None) -> Any:
+        return self._json(self.request("GET", path, timeout=timeout), "GET", path)
+
+    def _json(self, resp: requests.Response, method: str, path: str) -> Any:
+        if resp.status_code != 200:
+            raise ProtocolError(
+                f"{method} {path} on {self.url} answered HTTP {resp.status_code}: {resp.text[:300]!r}"
+            )
+        try:
+            return resp.json()
+        except ValueError:
+            raise ProtocolError(
+                f"{method} {path} on {self.url} did not answer JSON "
+                f"(content-type {resp.headers.get('content-type')!r}): {resp.text[:200]!r}"
+            ) from None
+
+    def _json_object(self, method: str, path: str, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{method} {path} on {self.url} answered {type(data).__name__}, expected an object")
+        return data
+
+    def system_stats(self, *, timeout: float | None = None) -> dict[str, Any]:
+        return self._json_object("GET", "/system_stats", self.get_json("/system_stats", timeout=timeout))
+
+    def object_info(self) -> dict[str, Any]:
+        return self._json_object("GET", "/object_info", self.get_json("/object_info", timeout=120))
+
+    def queue_state(self) -> dict[str, Any]:
+        return self._json_object("GET", "/queue", self.get_json("/queue"))
+
+    def history(self, prompt_id: str) -> dict[str, Any]:
+        """The history entry of ``prompt_id``, or ``{}`` when the server has none (yet)."""
+        data = self._json_object("GET", f"/history/{prompt_id}", self.get_json(f"/history/{prompt_id}"))
+        entry = data.get(prompt_id, {})
+        return entry if isinstance(entry, dict) else {}
+
+    def queue_prompt(self, prompt: Mapping[str, Any], prompt_id: str, extra_data: Mapping[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """POST /prompt; returns (200 or 400, body). Anything else is a ProtocolError."""
+        body: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        resp = self.request("POST", "/prompt", json=body)
+        if resp.status_code == 400:
+            try:
+                return 400, self._json_object("POST", "/prompt", resp.json())
+            except ValueError:
+                return 400, {"error": {"type": "unknown", "message": resp.text[:500]}}
+        return 200, self._json_object("POST", "/prompt", self._json(resp, "POST", "/prompt"))
+
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        self.request("POST", "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {})
+
+    def delete_pending(self, prompt_ids: Sequence[str]) -> None:
+        self.request("POST", "/queue", json={"delete": list(prompt_ids)})
+
+    def free(self, *, unload_models: bool = False, free_memory: bool = True) -> None:
+        self.request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory})
+
+    def upload_image(self, data: bytes, name: str, *, subfolder: str = "", overwrite: bool = True, kind: str = "image") -> str:
+        """Upload to the input folder; returns the name to put in a LoadImage node."""
+        files = {"image": (name, data, "application/octet-stream")}
+        form = {"type": "input", "subfolder": subfolder, "overwrite": "true" if overwrite else "false"}
+        path = "/upload/mask" if kind == "mask" else "/upload/image"
+        reply = self._json_object("POST", path, self._json(self.request("POST", path, files=files, data=form), "POST", path))
+        if "name" not in reply:
+            raise ProtocolError(f"POST {path} on {self.url} answered without a 'name': {reply!r}")
+        sub = str(reply.get("subfolder") or "")
+        return f"{sub}/{reply['name']}" if sub else str(reply["name"])
+
+    def view(self, ref: FileRef) -> bytes:
+        params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
+        resp = self.request("GET", "/view", params=params)
+        if resp.status_code != 200:
+            raise ProtocolError(
+                f"GET /view for {ref.type}/{ref.subfolder + '/' if ref.subfolder else ''}{ref.filename} "
+                f"on {self.url} answered HTTP {resp.status_code}"
+            )
+        return resp.content
+
+    # ------------------------------------------------------------ WebSocket
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and self._reader is not None and self._reader.is_alive()
+
+    def connect(self) -> None:
+        """Open the socket (closing any old one first: see PROTOCOL §7, the reconnect trap)."""
+        self.close_socket()
+        self.events = queue.Queue()
+        url = f"{self.ws_url}?clientId={self.client_id}"
+        header = [f"{k}: {v}" for k, v in self._headers.items()]
+        try:
+            ws = websocket.create_connection(url, timeout=_CONNECT_TIMEOUT, header=header, enable_multithread=True)
+        except (OSError, websocket.WebSocketException) as exc:
+            raise ServerUnavailable(self._unreachable("WebSocket /ws", exc)) from None
+        ws.settimeout(None)
+        self._ws = ws
+        self._reader = threading.Thread(target=self._read_loop, args=(ws, self.events), name="comfytest-ws", daemon=True)
+        self._reader.start()
+
+    def ensure_connected(self) -> None:
+        if not self.connected:
+            self.connect()
+
+    def _read_loop(self, ws: websocket.WebSocket, out: queue.Queue[Event | Disconnected]) -> None:
+        now = self.clock.now
+        binary = websocket.ABNF.OPCODE_BINARY
+        while True:
+            try:
+                opcode, data = ws.recv_data()
+            except Exception as exc:  # any end of the socket is reported, never raised here
+                out.put(Disconnected(now(), f"{type(exc).__name__}: {exc}"))
+                return
+            at = now()
+            try:
+                if opcode == binary:
+                    out.put(parse_binary(data, at))
+                elif isinstance(data, (bytes, bytearray)):
+                    out.put(parse_text(data.decode("utf-8"), at))
+            except ProtocolError:
+                continue  # one unreadable frame must not stop the run; it has no prompt_id anyway
+            except UnicodeDecodeError:
+                continue
+
+    def next_event(self, timeout: float) -> Event | Disconnected | None:
+        try:
+            return self.events.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def drain(self) -> None:
+        while True:
+            try:
+                self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def close_socket(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.close(timeout=1)
+            except Exception:
+                pass
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+            self._reader = None
+
+    def close(self) -> None:
+        self.close_socket()
+        self.http.close()
+
+    def send_json(self, message: Mapping[str, Any]) -> None:
+        if self._ws is None:
+            raise ServerUnavailable(f"WebSocket to {self.url} is not open")
+        self._ws.send(json.dumps(message))

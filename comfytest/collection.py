@@ -1,0 +1,95 @@
+"""Workflow JSON files → pytest items, one per case of the file's settings (``casefile``).
+
+Collected: ``*.json`` under an ini ``comfy_workflows`` folder or under a path given on the
+command line. JSON objects that are not workflows are left alone; invalid JSON, empty or
+non-object files and UI-format workflows are collection errors that say how to fix them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pytest
+
+from comfytest.casefile import CaseDefaults, CaseSpec, load_cases, settings_path
+from comfytest.casetest import run_case
+from comfytest.errors import ComfyTestError, PreflightError
+from comfytest.workflow import Workflow, is_workflow_file, parse_workflow, read_json
+
+
+def is_collectable(path: Path, roots: Iterable[Path]) -> bool:
+    if path.suffix != ".json" or path.name.startswith("."):
+        return False
+    resolved = path.resolve()
+    return any(resolved == root or root in resolved.parents for root in (r.resolve() for r in roots))
+
+
+class WorkflowFile(pytest.File):
+    """One workflow file; yields a ``WorkflowItem`` per case."""
+
+    def collect(self) -> Iterator[WorkflowItem]:
+        try:
+            data = read_json(self.path)
+            if not is_workflow_file(data):
+                return  # some other JSON object (package.json, data): not ours
+            workflow = parse_workflow(data, self.path)
+            cases = load_cases(settings_path(self.path), workflow)
+        except ComfyTestError as exc:
+            raise self.CollectError(str(exc)) from None
+        for case in cases:
+            item = WorkflowItem.from_parent(self, name=case.id, workflow=workflow, case=case)
+            for mark in case.marks:
+                item.add_marker(mark)
+            item.add_marker("comfy")
+            yield item
+
+
+class WorkflowItem(pytest.Item):
+    """One case of one workflow: run it on the session's server and check its outputs."""
+
+    def __init__(self, *, workflow: Workflow, case: CaseSpec, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.workflow = workflow
+        self.case = case
+        self.comfy_record: dict[str, Any] | None = None
+
+    def runtest(self) -> None:
+        from comfytest.plugin import state_of  # the plugin owns the session state
+
+        state = state_of(self.config)
+        settings = state.settings
+        case = self.case.with_defaults(
+            CaseDefaults(
+                tolerance=settings.tolerance, hash_method=settings.hash,
+                hash_size=settings.hash_size, timeout=settings.timeout, seed=settings.seed,
+            )
+        )
+        if case.skip:
+            pytest.skip(case.skip)
+        self.comfy_record = state.new_record(self.nodeid, self.workflow, case, self.path)
+        session = state.session()
+        try:
+            run_case(session, self.workflow, case, self.comfy_record, state.store(session))
+        except PreflightError as exc:
+            if settings.missing == "skip":
+                pytest.skip(str(exc))
+            raise
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, ComfyTestError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, None, str]:
+        return self.path, None, f"{self.path.name}::{self.case.id}"
+
+
+def unused_baselines(config: pytest.Config) -> list[str]:
+    from comfytest.plugin import state_of
+
+    return state_of(config).unused_baselines()
+
+
+__all__ = ["WorkflowFile", "WorkflowItem", "is_collectable", "json"]

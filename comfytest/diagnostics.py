@@ -1,0 +1,110 @@
+"""Server errors in words: validation failures, node exceptions, interrupts (no raw dicts).
+
+Each function takes the server's reply plus ``NodeInfo`` (id → class and title, from the
+workflow as sent) and returns the message a user reads: which node (id, title, class), which
+input, what the server said, and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class NodeLabel:
+    class_type: str
+    title: str | None = None
+
+
+NodeInfo = Mapping[str, NodeLabel]
+
+
+def node_info(prompt: Mapping[str, Any]) -> dict[str, NodeLabel]:
+    """Labels of every node of an API-format prompt."""
+    info: dict[str, NodeLabel] = {}
+    for node_id, node in prompt.items():
+        if isinstance(node, Mapping):
+            meta = node.get("_meta")
+            title = meta.get("title") if isinstance(meta, Mapping) else None
+            info[str(node_id)] = NodeLabel(str(node.get("class_type", "?")), title if isinstance(title, str) else None)
+    return info
+
+
+def describe_node(node_id: str | None, info: NodeInfo, class_type: str | None = None) -> str:
+    """``node 5 'KSampler' (KSampler)``: id, title when it differs from nothing, class."""
+    if node_id is None:
+        return "no node"
+    label = info.get(str(node_id))
+    cls = class_type or (label.class_type if label else "?")
+    title = label.title if label and label.title else None
+    return f"node {node_id} '{title}' ({cls})" if title else f"node {node_id} ({cls})"
+
+
+def _error_line(err: Mapping[str, Any]) -> str:
+    message = str(err.get("message") or err.get("type") or "error")
+    details = str(err.get("details") or "").strip()
+    extra = err.get("extra_info") if isinstance(err.get("extra_info"), Mapping) else {}
+    input_name = extra.get("input_name") if extra else None
+    where = f"input '{input_name}': " if input_name else ""
+    return f"{where}{message}" + (f" — {details}" if details and details not in message else "")
+
+
+def format_rejection(body: Mapping[str, Any], info: NodeInfo, status: int) -> str:
+    """A 400 from POST /prompt, or a 200 whose node_errors is not empty."""
+    error = body.get("error") if isinstance(body.get("error"), Mapping) else {}
+    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), Mapping) else {}
+    head = "The server rejected the workflow" if status == 400 else (
+        "The server accepted only part of the workflow (invalid branches were dropped)"
+    )
+    lines = [f"{head}: {error.get('message') or 'validation failed'}" if error else head + ":"]
+    if error and error.get("details") and not node_errors:
+        lines.append(f"  {str(error['details']).strip()}")
+    for node_id in sorted(node_errors, key=_id_order):
+        entry = node_errors[node_id]
+        if not isinstance(entry, Mapping):
+            continue
+        lines.append(f"  {describe_node(str(node_id), info, entry.get('class_type'))}:")
+        for err in entry.get("errors") or []:
+            if isinstance(err, Mapping):
+                lines.append(f"    - {_error_line(err)}")
+    lines.append("Fix the inputs named above (or the patches that set them) and run again.")
+    return "\n".join(lines)
+
+
+def _id_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if str(node_id).isdigit() else (1 << 30, str(node_id))
+
+
+def format_execution_error(data: Mapping[str, Any], info: NodeInfo, traceback_lines: int = 8) -> str:
+    """An ``execution_error`` event: node, exception, the traceback's end, what had finished."""
+    node = describe_node(str(data.get("node_id")), info, data.get("node_type"))
+    exc = f"{data.get('exception_type') or 'Exception'}: {str(data.get('exception_message') or '').strip()}"
+    lines = [f"{node} failed while running: {exc}"]
+    tb = [ln.rstrip("\n") for ln in data.get("traceback") or [] if isinstance(ln, str)]
+    if tb:
+        tail = "".join(ln + "\n" for ln in tb).splitlines()[-traceback_lines:]
+        lines.append("  traceback (last lines):")
+        lines.extend("    " + ln for ln in tail)
+    lines.append(f"  finished before the failure: {_node_list(data.get('executed'), info)}")
+    return "\n".join(lines)
+
+
+def format_interrupted(data: Mapping[str, Any], info: NodeInfo) -> str:
+    node = describe_node(str(data.get("node_id")), info, data.get("node_type"))
+    return (
+        f"The prompt was interrupted (not by comfytest) before {node}; "
+        f"finished: {_node_list(data.get('executed'), info)}. "
+        "Someone pressed Cancel or another client sent POST /interrupt."
+    )
+
+
+def _node_list(ids: Any, info: NodeInfo) -> str:
+    if not ids:
+        return "none"
+    return ", ".join(describe_node(str(i), info) for i in sorted(map(str, ids), key=_id_order))
+
+
+def format_pinned(pins: Sequence[tuple[str, str, Any]]) -> str:
+    """``5.seed=42, 9.noise_seed=42`` for reports."""
+    return ", ".join(f"{node}.{name}={value}" for node, name, value in pins) or "none"

@@ -1,0 +1,107 @@
+"""The exception tree of comfytest.
+
+Every error a user can meet is a ``ComfyTestError``; its ``str()`` is the whole message a user
+reads (what, where, by how much, how to fix). The plugin layer shows it without a traceback.
+
+    ComfyTestError
+    ├── ConfigError            an option, ini key, env var or settings file is invalid
+    ├── WorkflowError          a workflow file cannot be loaded, or a patch/selector is wrong
+    │   └── PatchError         a selector matched nothing / too much, or an input name is unknown
+    ├── ServerError            infrastructure: the server cannot be used (CI may retry these)
+    │   ├── ServerUnavailable  nothing answers at the URL, or the server died
+    │   ├── LaunchError        a local ComfyUI could not be started
+    │   └── ProtocolError      the server replied with something we cannot read
+    ├── PreflightError         the server lacks a node class or model the workflow needs
+    ├── RunError               the prompt ran (or was queued) and did not succeed
+    │   ├── PromptRejected     validation failed (HTTP 400, or node_errors in a 200)
+    │   ├── ExecutionFailed    execution_error from a node
+    │   ├── ExecutionInterrupted  execution_interrupted that comfytest did not ask for
+    │   └── ExecutionTimeout   the deadline or the inactivity timeout passed; we interrupted
+    └── ComparisonError        outputs differ from the baselines
+        ├── BaselineMissing    no baseline yet for an output
+        ├── BaselineCorrupt    a baseline file cannot be read
+        └── ImageMismatch      perceptual distance above the tolerance (and friends)
+"""
+
+from __future__ import annotations
+
+
+class ComfyTestError(Exception):
+    """Base of every comfytest error; ``str(err)`` is the user-facing message."""
+
+    #: appended to the message by the plugin when the plugin started the server
+    server_log_tail: str | None = None
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if self.server_log_tail:
+            return f"{base}\n\n--- last lines of the ComfyUI server log ---\n{self.server_log_tail}"
+        return base
+
+
+class ConfigError(ComfyTestError):
+    """An option, ini key, environment variable or settings file is invalid."""
+
+
+class WorkflowError(ComfyTestError):
+    """A workflow file cannot be loaded or is not an API-format workflow."""
+
+
+class PatchError(WorkflowError):
+    """A selector matched nothing or too much, or an input name is unknown."""
+
+
+class ServerError(ComfyTestError):
+    """The server cannot be used: an infrastructure failure, not a regression."""
+
+
+class ServerUnavailable(ServerError):
+    """Nothing answers at the URL, or the server died during the session."""
+
+
+class LaunchError(ServerError):
+    """A local ComfyUI could not be started."""
+
+
+class ProtocolError(ServerError):
+    """The server sent a reply comfytest cannot read (names the endpoint)."""
+
+
+class PreflightError(ComfyTestError):
+    """The server lacks a node class or a model file that a workflow needs."""
+
+
+class RunError(ComfyTestError):
+    """The prompt was queued and did not finish successfully."""
+
+
+class PromptRejected(RunError):
+    """Validation failed: HTTP 400, or a 200 whose node_errors is not empty."""
+
+
+class ExecutionFailed(RunError):
+    """A node raised while the prompt ran (execution_error)."""
+
+
+class ExecutionInterrupted(RunError):
+    """The prompt was interrupted by someone else (execution_interrupted)."""
+
+
+class ExecutionTimeout(RunError):
+    """The wall-clock deadline or the inactivity timeout passed; the prompt was interrupted."""
+
+
+class ComparisonError(ComfyTestError):
+    """Outputs differ from the baselines."""
+
+
+class BaselineMissing(ComparisonError):
+    """No baseline exists yet for an output."""
+
+
+class BaselineCorrupt(ComparisonError):
+    """A baseline file exists but cannot be read."""
+
+
+class ImageMismatch(ComparisonError):
+    """An output differs from its baseline by more than the tolerance."""

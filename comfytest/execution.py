@@ -1,0 +1,337 @@
+"""Queue one prompt, follow its events to the end, collect outputs and timings.
+
+The end of a prompt is ``executing {node: null}`` with our prompt id (PROTOCOL §4); only then is
+``/history`` read, with a short retry. A dropped socket is reopened and the run resynchronised
+from ``/history`` and ``/queue``. The deadline and the inactivity timeout interrupt our prompt
+(and remove it from the queue if pending) and fail naming the node that was running.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from PIL import Image
+
+from comfytest.client import ComfyClient, Disconnected
+from comfytest.diagnostics import (
+    NodeInfo,
+    describe_node,
+    format_execution_error,
+    format_interrupted,
+    format_rejection,
+    node_info,
+)
+from comfytest.errors import (
+    ExecutionFailed,
+    ExecutionInterrupted,
+    ExecutionTimeout,
+    PromptRejected,
+    ProtocolError,
+    ServerUnavailable,
+)
+from comfytest.events import (
+    Event,
+    Executed,
+    Executing,
+    ExecutionError,
+    ExecutionInterrupted as InterruptedEvent,
+    ExecutionStart,
+    ExecutionSuccess,
+    Preview,
+)
+from comfytest.outputs import FileRef, OutputImage, OutputText
+from comfytest.timing import RunTiming, compute_timing
+
+_HISTORY_RETRY_S = 2.0
+_INTERRUPT_GRACE_S = 15.0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything one prompt produced: status, outputs, events, history, timing."""
+
+    prompt_id: str
+    status: str  # "success" | "error" | "interrupted"
+    prompt: Mapping[str, Any] = field(repr=False)
+    events: tuple[Event, ...] = field(repr=False)
+    outputs: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    images: tuple[OutputImage, ...] = field(repr=False)
+    texts: tuple[OutputText, ...]
+    history: Mapping[str, Any] = field(repr=False)
+    timing: RunTiming
+    message: str | None = None  # the readable failure, when status is not success
+    resynced: bool = False
+    #: set by ComfySession.run: which seed inputs were pinned and which patches applied
+    seeds: tuple[Any, ...] = ()
+    patches: tuple[Any, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def images_of(self, node_id: str) -> list[OutputImage]:
+        return [img for img in self.images if img.node_id == str(node_id)]
+
+    def raise_for_status(self) -> None:
+        __tracebackhide__ = True
+        if self.status == "error":
+            raise ExecutionFailed(self.message or f"prompt {self.prompt_id} failed")
+        if self.status == "interrupted":
+            raise ExecutionInterrupted(self.message or f"prompt {self.prompt_id} was interrupted")
+
+
+class _Follower:
+    """Tracks one prompt's events; knows the running node and when the prompt ended."""
+
+    def __init__(self, prompt_id: str) -> None:
+        self.prompt_id = prompt_id
+        self.events: list[Event] = []
+        self.current: str | None = None
+        self.started = False
+        self.done = False
+        self.end: Event | None = None
+        self.resynced = False
+
+    def accept(self, ev: Event) -> None:
+        pid = ev.prompt_id
+        if isinstance(ev, Preview) and pid is None:
+            if self.current is None:
+                return  # type-1 previews carry no ids: ours only while our node runs
+        elif pid != self.prompt_id:
+            # after a reconnect the server re-announces the running node without prompt_id
+            if not (self.resynced and isinstance(ev, Executing) and pid is None and ev.node):
+                return
+        self.events.append(ev)
+        if isinstance(ev, ExecutionStart):
+            self.started = True
+        elif isinstance(ev, Executing):
+            if ev.node is None:
+                self.done = pid == self.prompt_id
+            else:
+                self.current = ev.node
+        elif isinstance(ev, (ExecutionSuccess, ExecutionError, InterruptedEvent)):
+            self.end = ev
+
+
+class Runner:
+    """Runs prompts on one ``ComfyClient`` with a deadline and an inactivity timeout."""
+
+    def __init__(self, client: ComfyClient, *, timeout: float = 300.0, idle_timeout: float = 120.0) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+
+    def run(
+        self,
+        prompt: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        fetch_images: bool = True,
+        prompt_id: str | None = None,
+    ) -> RunResult:
+        """Queue ``prompt`` and follow it to its end; validation errors raise PromptRejected."""
+        client = self.client
+        info = node_info(prompt)
+        client.ensure_connected()
+        client.drain()
+        pid = prompt_id or f"comfytest-{uuid.uuid4().hex}"
+        sent = client.clock.now()
+        status, body = client.queue_prompt(prompt, pid)
+        if status == 400 or body.get("node_errors"):
+            if status == 200:  # the valid part was accepted and will run: do not leave it behind
+                self._cancel(pid)
+            raise PromptRejected(format_rejection(body, info, status))
+        follower = _Follower(pid)
+        self._follow(follower, info, timeout or self.timeout, idle_timeout or self.idle_timeout)
+        finished = client.clock.now()
+        history = self._history(pid, required=follower.resynced)
+        outputs = self._outputs(follower, history)
+        images, texts = self._decode(outputs) if fetch_images else ((), ())
+        create_time = _create_time(history)
+        timing = compute_timing(
+            follower.events, prompt_id=pid, create_time_ms=create_time,
+            node_info={k: (v.class_type, v.title) for k, v in info.items()},
+            client_wall_ms=finished.mono_ms - sent.mono_ms,
+        )
+        status_str, message = _status(follower, history, info)
+        return RunResult(
+            prompt_id=pid, status=status_str, prompt=prompt, events=tuple(follower.events),
+            outputs=outputs, images=images, texts=texts, history=history, timing=timing,
+            message=message, resynced=follower.resynced,
+        )
+
+    # ------------------------------------------------------------ following
+
+    def _follow(self, f: _Follower, info: NodeInfo, timeout: float, idle: float) -> None:
+        clock = self.client.clock
+        start = clock.now().mono_ms
+        last = start
+        while not f.done:
+            now = clock.now().mono_ms
+            if now - start >= timeout * 1000:
+                self._timed_out(f, info, f"did not finish within {timeout:g} s (--comfy-timeout)")
+            if now - last >= idle * 1000:
+                self._timed_out(f, info, f"sent no message for {idle:g} s (--comfy-idle-timeout)")
+            wait = min(start + timeout * 1000, last + idle * 1000) - now
+            item = self.client.next_event(wait / 1000)
+            if item is None:
+                continue
+            last = clock.now().mono_ms
+            if isinstance(item, Disconnected):
+                self._resync(f, item)
+            else:
+                f.accept(item)
+
+    def _resync(self, f: _Follower, lost: Disconnected) -> None:
+        """Reopen the socket (old one closed first) and find out where our prompt is."""
+        try:
+            self.client.connect()
+        except ServerUnavailable as exc:
+            raise ServerUnavailable(
+                f"The WebSocket to {self.client.url} dropped ({lost.reason}) while prompt "
+                f"{f.prompt_id} was running, and the server no longer answers: {exc}"
+            ) from None
+        f.resynced = True
+        if self.client.history(f.prompt_id):
+            f.done = True
+            return
+        q = self.client.queue_state()
+        ids = {str(item[1]) for key in ("queue_running", "queue_pending") for item in q.get(key, []) if len(item) > 1}
+        if f.prompt_id in ids:
+            return
+        if self._history(f.prompt_id, required=False):
+            f.done = True
+            return
+        raise ProtocolError(
+            f"prompt {f.prompt_id} is neither queued nor in /history after the WebSocket "
+            f"to {self.client.url} dropped ({lost.reason}); the server may have restarted"
+        )
+
+    def _timed_out(self, f: _Follower, info: NodeInfo, why: str) -> None:
+        __tracebackhide__ = True
+        where = (
+            f"{describe_node(f.current, info)} was running" if f.current
+            else "it was still waiting in the queue" if not f.started else "between nodes"
+        )
+        self._cancel(f.prompt_id)
+        self._await_end(f)
+        raise ExecutionTimeout(
+            f"prompt {f.prompt_id} {why}; {where}. comfytest sent POST /interrupt for it "
+            "(and removed it from the queue if pending). Raise the limit with --comfy-timeout / "
+            "--comfy-idle-timeout or `timeout` in the workflow's settings file."
+        )
+
+    def _cancel(self, prompt_id: str) -> None:
+        try:
+            self.client.delete_pending([prompt_id])
+            self.client.interrupt(prompt_id)
+        except ServerUnavailable:
+            pass
+
+    def _await_end(self, f: _Follower) -> None:
+        """Give the interrupt a moment to land so the next test starts on an idle server."""
+        deadline = time.monotonic() + _INTERRUPT_GRACE_S
+        while not f.done and f.started and time.monotonic() < deadline:
+            item = self.client.next_event(min(0.5, deadline - time.monotonic()))
+            if isinstance(item, Disconnected):
+                return
+            if item is not None:
+                f.accept(item)
+
+    # ------------------------------------------------------------ results
+
+    def _history(self, prompt_id: str, *, required: bool) -> dict[str, Any]:
+        """Read /history after the end; retry briefly (the history race, PROTOCOL §4)."""
+        deadline = time.monotonic() + _HISTORY_RETRY_S
+        while True:
+            entry = self.client.history(prompt_id)
+            if entry or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if not entry and required:
+            raise ProtocolError(f"GET /history/{prompt_id} stayed empty after the prompt ended")
+        return entry
+
+    def _outputs(self, f: _Follower, history: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        outputs: dict[str, Mapping[str, Any]] = {}
+        for ev in f.events:
+            if isinstance(ev, Executed):
+                outputs[ev.node] = ev.output
+        hist = history.get("outputs")
+        if isinstance(hist, Mapping):
+            for node, out in hist.items():
+                if isinstance(out, Mapping):
+                    outputs.setdefault(str(node), out)
+        return outputs
+
+    def _decode(self, outputs: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[OutputImage, ...], tuple[OutputText, ...]]:
+        images: list[OutputImage] = []
+        texts: list[OutputText] = []
+        for node in sorted(outputs, key=_id_order):
+            for kind, values in outputs[node].items():
+                if not isinstance(values, list):
+                    continue
+                for index, value in enumerate(values):
+                    if isinstance(value, Mapping) and "filename" in value:
+                        ref = FileRef.from_json(value)
+                        images.append(OutputImage(node, index, ref, self._image(ref), kind))
+                    elif isinstance(value, str) and kind == "text":
+                        texts.append(OutputText(node, index, value))
+        return tuple(images), tuple(texts)
+
+    def _image(self, ref: FileRef) -> Image.Image:
+        data = self.client.view(ref)
+        try:
+            img = Image.open(io.BytesIO(data))
+            img.load()
+        except Exception as exc:
+            raise ProtocolError(f"GET /view for {ref.filename} returned bytes that are not an image: {exc}") from None
+        return img
+
+
+def _id_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
+
+
+def _create_time(history: Mapping[str, Any]) -> int | None:
+    prompt = history.get("prompt")
+    if isinstance(prompt, list) and len(prompt) > 3 and isinstance(prompt[3], Mapping):
+        value = prompt[3].get("create_time")
+        return int(value) if isinstance(value, (int, float)) else None
+    return None
+
+
+def _status(f: _Follower, history: Mapping[str, Any], info: NodeInfo) -> tuple[str, str | None]:
+    end = f.end
+    if isinstance(end, ExecutionError):
+        return "error", format_execution_error(end.data, info)
+    if isinstance(end, InterruptedEvent):
+        return "interrupted", format_interrupted(end.data, info)
+    if isinstance(end, ExecutionSuccess):
+        return "success", None
+    return _status_from_history(history, info)
+
+
+def _status_from_history(history: Mapping[str, Any], info: NodeInfo) -> tuple[str, str | None]:
+    """After a reconnect the end event may be lost: read it from /history status.messages."""
+    status = history.get("status") if isinstance(history.get("status"), Mapping) else {}
+    for item in reversed(status.get("messages") or []):
+        if isinstance(item, list) and len(item) == 2 and isinstance(item[1], Mapping):
+            kind, data = item
+            if kind == "execution_error":
+                return "error", format_execution_error(data, info)
+            if kind == "execution_interrupted":
+                return "interrupted", format_interrupted(data, info)
+            if kind == "execution_success":
+                return "success", None
+    if status.get("status_str") == "success":
+        return "success", None
+    return "error", f"the prompt ended with status {status.get('status_str')!r} and no end event"
+
+
+OnEvent = Callable[[Event], None]

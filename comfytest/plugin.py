@@ -1,0 +1,151 @@
+"""The pytest11 entry point: options, the ``comfy`` fixture, session state, reports.
+
+Only glue: settings come from ``settings``, the server from ``session``, workflow items from
+``collection``, and report documents from ``report``. Session state lives in the stash.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+from comfytest.collection import WorkflowFile, is_collectable, unused_baselines
+from comfytest.errors import ComfyTestError
+from comfytest.reporting import SessionState, failure_kind
+from comfytest.settings import OPTIONS, Option, resolve
+
+STATE = pytest.StashKey[SessionState]()
+EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: the server or the machine failed, not the code under test
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("comfytest", "ComfyUI workflow regression tests (comfytest)")
+    for opt in OPTIONS:
+        _add(group, parser, opt)
+    parser.addini("comfy_workflows", "folders whose JSON workflows are collected as tests", type="paths", default=[])
+
+
+def _add(group: Any, parser: pytest.Parser, opt: Option) -> None:
+    default = f" (default: {opt.default})" if opt.default not in (None, (), False) else ""
+    env = f"; env {opt.env}" if opt.env else ""
+    help_text = f"{opt.help}{default}; ini {opt.ini}{env}"
+    if opt.flag:
+        group.addoption(opt.cli, dest=opt.dest, action="store_true", default=False, help=help_text)
+    elif opt.repeat:
+        group.addoption(opt.cli, dest=opt.dest, action="append", type=opt.parse, default=[], help=help_text)
+    else:
+        group.addoption(opt.cli, dest=opt.dest, type=opt.parse, default=None, help=help_text)
+    parser.addini(opt.ini, opt.help, type="linelist" if opt.repeat else "string", default=[] if opt.repeat else "")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for mark in ("comfy: a ComfyUI workflow test", "gpu: needs a GPU server", "slow: slow workflow"):
+        config.addinivalue_line("markers", mark)
+    try:
+        settings = resolve(
+            lambda o: config.getoption(o.dest), lambda o: config.getini(o.ini), config.rootpath
+        )
+    except ComfyTestError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    try:
+        state = SessionState(settings, worker, str(config.rootpath))
+    except ComfyTestError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[STATE] = state
+    config.pluginmanager.register(Reporter(state), "comfytest-reporter")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.close()
+        del config.stash[STATE]
+        config.pluginmanager.unregister(name="comfytest-reporter")
+
+
+def state_of(config: pytest.Config) -> SessionState:
+    return config.stash[STATE]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> WorkflowFile | None:
+    config = parent.config
+    roots = [Path(p) for p in config.getini("comfy_workflows")]
+    explicit = [Path(a.split("::")[0]).resolve() for a in config.args] if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    if is_collectable(file_path, roots + explicit):
+        return WorkflowFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture(scope="session")
+def comfy(request: pytest.FixtureRequest) -> Any:
+    """The session's ComfyUI (connection + helpers): ``comfy.run(workflow, seed=..., patches=...)``."""
+    __tracebackhide__ = True
+    try:
+        return state_of(request.config).session()
+    except ComfyTestError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    rep = outcome.get_result()
+    state = state_of(item.config)
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, ComfyTestError):
+        rep.longrepr = state.redact(str(excinfo.value))
+        rep.comfy_failure_kind = failure_kind(excinfo.value)
+    record = getattr(item, "comfy_record", None)
+    if record is None or (rep.when != "call" and rep.passed):
+        return
+    message = str(rep.longrepr) if rep.longrepr is not None and not rep.passed else None
+    if rep.skipped and isinstance(rep.longrepr, tuple):
+        message = str(rep.longrepr[2])
+    rep.comfy_record = state.finish_record(
+        record, rep.outcome if rep.when == "call" else ("skipped" if rep.skipped else "error"),
+        message, getattr(rep, "comfy_failure_kind", None), rep.duration,
+    )
+    if rep.when == "call":
+        for name, value in state.junit_properties(rep.comfy_record):
+            item.user_properties.append((name, value))
+
+
+class Reporter:
+    """Receives every test report (on the xdist controller too) and writes the reports."""
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or not report.passed:
+            kind = getattr(report, "comfy_failure_kind", None)
+            self.state.add_report(report.nodeid, report.outcome, kind, getattr(report, "comfy_record", None))
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            return  # the controller writes one merged report from the records it received
+        self.state.finish_session(unused_baselines(session.config))
+        if exitstatus == pytest.ExitCode.TESTS_FAILED and self.state.only_infrastructure_failures():
+            session.exitstatus = EXIT_INFRASTRUCTURE
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = self.state.summary_lines()
+        if lines:
+            terminalreporter.section("comfytest")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:  # a partial run: "unused baselines" would list the deselected tests' baselines
+        state_of(items[0].config).deselected = True
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("::" in arg for arg in session.config.args) or session.config.getoption("lf", False):
+        state_of(session.config).deselected = True

@@ -1,0 +1,118 @@
+"""Plain-text renderings of a report document: the terminal table and GitHub markdown.
+
+Both are pure functions of the document (and optionally the previous session's document), so
+they can be tested without a terminal and re-rendered later from a saved ``report.json``.
+Import them from ``comfytest.report``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from comfytest.report import (
+    Record,
+    cached_count,
+    format_change,
+    format_ms,
+    node_name,
+    previous_totals,
+    sampler_speeds,
+    server_total_ms,
+    slowest_nodes,
+    summary_line,
+    test_label,
+)
+
+HEADERS = ("test", "result", "server ms", "change", "it/s", "cached", "slowest nodes")
+
+
+def table_rows(doc: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[tuple[str, ...]]:
+    """One row of cells per test, in the column order of ``HEADERS``."""
+    before = previous_totals(previous)
+    return [_row(t, before) for t in doc.get("tests") or []]
+
+
+def _row(record: Record, before: Mapping[str, float | None]) -> tuple[str, ...]:
+    total = server_total_ms(record)
+    return (
+        test_label(record),
+        _result(record),
+        format_ms(total),
+        format_change(before.get(str(record.get("nodeid"))), total),
+        ", ".join(f"{speed:.2f}" for speed in sampler_speeds(record)) or "-",
+        str(cached_count(record)) if record.get("timing") else "-",
+        "; ".join(f"{node_name(n)} {format_ms(n['duration_ms'])} ms" for n in slowest_nodes(record))
+        or "-",
+    )
+
+
+def _result(record: Record) -> str:
+    outcome = str(record.get("outcome"))
+    kind = record.get("failure_kind")
+    return f"{outcome} ({kind})" if kind else outcome
+
+
+def render_terminal(doc: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> list[str]:
+    """Aligned lines for the pytest terminal summary (no colours: the caller may add them)."""
+    rows = table_rows(doc, previous)
+    lines = [f"comfytest: {summary_line(doc)}"]
+    if rows:
+        lines.extend(_aligned([HEADERS, *rows]))
+    lines.extend(f"unused baseline: {path}" for path in doc.get("unused_baselines") or [])
+    return lines
+
+
+def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    # the last column (slowest nodes) is free text, so only the others are padded
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return lines
+
+
+def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, a table, then failures folded away."""
+    parts = [f"### comfytest: {summary_line(doc)}", ""]
+    rows = table_rows(doc, previous)
+    if rows:
+        parts.extend(_markdown_table(rows))
+    parts.extend(_failures_block(doc.get("tests") or []))
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _markdown_table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    return [*lines, ""]
+
+
+def _cell(text: str) -> str:
+    # a pipe would end the cell and a newline the row
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _failures_block(tests: Sequence[Record]) -> list[str]:
+    failed = [t for t in tests if t.get("outcome") in ("failed", "error")]
+    if not failed:
+        return []
+    lines = ["<details>", f"<summary>{len(failed)} failure(s)</summary>", ""]
+    for record in failed:
+        lines.append(f"**{_inline(test_label(record))}**: {_inline(_result(record))}")
+        lines.extend(["", *_fenced(str(record.get("message") or "no message")), ""])
+    return [*lines, "</details>"]
+
+
+def _inline(text: str) -> str:
+    # keep user-controlled names from opening HTML tags or emphasis inside the summary
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace("*", "\\*").replace("_", "\\_")
+
+
+def _fenced(text: str) -> list[str]:
+    """A code fence longer than any backtick run inside, so the message cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, text, fence]

@@ -1,0 +1,245 @@
+"""What one pytest session accumulates: the server, test records, and the reports at the end.
+
+No pytest here: the plugin passes plain values (node ids, outcomes, records) in, and asks for
+summary lines and files out. Under pytest-xdist each worker opens its own server and sends its
+records to the controller inside the test reports; only the controller writes the reports.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from comfytest import __version__
+from comfytest.errors import (
+    ComfyTestError,
+    ConfigError,
+    PreflightError,
+    ServerError,
+    ServerUnavailable,
+    WorkflowError,
+)
+from comfytest.baselines import HASHES_FILE, PROFILES_DIR, BaselineStore, safe_name, unused_baselines
+from comfytest.casefile import CaseSpec
+from comfytest.report import junit_properties, load_report, new_document, new_record, write_json
+from comfytest.report_compare import append_history, compare_timings, regressions
+from comfytest.report_html import render_html
+from comfytest.report_text import render_markdown, render_terminal
+from comfytest.session import ComfySession, open_session
+from comfytest.settings import Settings, redact
+from comfytest.workflow import Workflow
+
+
+def device_profile(system_stats: Mapping[str, Any]) -> str | None:
+    """``cpu``, or the GPU's name (``NVIDIA H100 80GB HBM3``) from /system_stats."""
+    devices = system_stats.get("devices") or []
+    if not devices or not isinstance(devices[0], Mapping):
+        return None
+    dev = devices[0]
+    if dev.get("type") == "cpu":
+        return "cpu"
+    name = str(dev.get("name") or "")
+    name = name.split(" : ")[0]
+    return name.split(" ", 1)[1] if name.startswith("cuda:") and " " in name else name or None
+
+
+def failure_kind(exc: BaseException) -> str:
+    """regression (the code under test) vs infrastructure / preflight (CI may retry these)."""
+    if isinstance(exc, ServerError):
+        return "infrastructure"
+    if isinstance(exc, PreflightError):
+        return "preflight"
+    return "regression"
+
+
+class SessionState:
+    """The session's server (opened on first use), records, and end-of-session reports."""
+
+    def __init__(self, settings: Settings, worker: str, rootdir: str) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.rootdir = Path(rootdir)
+        self._session: ComfySession | None = None
+        self._start_error: ComfyTestError | None = None
+        self.records: list[dict[str, Any]] = []
+        self.outcomes: list[tuple[str, str, str | None]] = []
+        self.used_baselines: set[str] = set()
+        self.timing_changes: list[Any] = []
+        self.previous: dict[str, Any] | None = None
+        self.written: list[Path] = []
+        self.summary_notes: list[str] = []
+        self.deselected = False
+        self._store: BaselineStore | None = None
+        if settings.compare is not None:
+            self.previous = load_report(settings.compare)
+
+    # ------------------------------------------------------------ server
+
+    def session(self) -> ComfySession:
+        """The connected session; a start failure is raised once in full, then briefly."""
+        if self._session is not None:
+            return self._session
+        if self._start_error is not None:
+            first = str(self._start_error).splitlines()[0]
+            raise type(self._start_error)(f"(failing fast: the server could not be used) {first}")
+        try:
+            self._session = open_session(self.settings, self.settings.results, self.worker)
+        except ComfyTestError as exc:
+            self._start_error = exc
+            raise
+        return self._session
+
+    @property
+    def started(self) -> ComfySession | None:
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.settings.secrets)
+
+    def store(self, session: ComfySession) -> BaselineStore:
+        """The baseline store; its profile is --comfy-profile, else the device's when that
+        profile folder exists (so a suite opts in per device by creating it)."""
+        if self._store is None:
+            root = self.settings.baselines
+            profile = self.settings.profile
+            if profile is None:
+                derived = device_profile(session.system_stats())
+                if derived and (root / PROFILES_DIR / safe_name(derived)).is_dir():
+                    profile = derived
+            self._store = BaselineStore(root, profile)
+        return self._store
+
+    def unused_baselines(self) -> list[str]:
+        """Baseline files under the root that no test of this session read or wrote."""
+        if self._store is None or self.deselected or not self.settings.baselines.is_dir():
+            return []
+        used = {Path(c["baseline"]).resolve() for r in self.records for c in r.get("comparisons") or [] if c.get("baseline")}
+        used |= {p.parent / HASHES_FILE for p in used}
+        return [str(p) for p in unused_baselines(self._store, used)]
+
+    # ------------------------------------------------------------ records
+
+    def new_record(self, nodeid: str, workflow: Workflow, case: CaseSpec, path: Path) -> dict[str, Any]:
+        try:
+            rel = str(path.relative_to(self.rootdir))
+        except ValueError:
+            rel = str(path)
+        return new_record(nodeid, workflow=rel, case=case.id)
+
+    def finish_record(self, record: dict[str, Any], outcome: str, message: str | None, kind: str | None, duration: float) -> dict[str, Any]:
+        record = dict(record)
+        record["outcome"] = outcome
+        record["duration_s"] = round(duration, 4)
+        if message and outcome != "passed":
+            record["message"] = self.redact(message)
+            record["failure_kind"] = kind or "regression"
+        return record
+
+    def add_report(self, nodeid: str, outcome: str, kind: str | None, record: Mapping[str, Any] | None) -> None:
+        self.outcomes.append((nodeid, outcome, kind))
+        if record is not None:
+            self.records = [r for r in self.records if r.get("nodeid") != nodeid] + [dict(record)]
+
+    def only_infrastructure_failures(self) -> bool:
+        kinds = [kind for _, outcome, kind in self.outcomes if outcome == "failed"]
+        return bool(kinds) and all(k in ("infrastructure", "preflight") for k in kinds)
+
+    # ------------------------------------------------------------ end of session
+
+    def fingerprint(self) -> dict[str, Any]:
+        stats: dict[str, Any] | None = None
+        url = None
+        if self._session is not None:
+            url = self._session.url
+            try:
+                stats = self._session.system_stats()
+            except ComfyTestError:
+                stats = None
+        commit, dirty = _git_state(self.rootdir)
+        return {
+            "comfytest_version": __version__,
+            "python_version": sys.version.split()[0],
+            "platform": platform.platform(),
+            "hostname": socket.gethostname(),
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "server_url": url,
+            "server_source": "url" if self.settings.url else "launch" if self.settings.launch else "embedded",
+            "system_stats": stats,
+        }
+
+    def document(self, unused: list[str]) -> dict[str, Any]:
+        records = sorted(self.records, key=lambda r: str(r.get("nodeid")))
+        return new_document(self.fingerprint(), records, unused)
+
+    def finish_session(self, unused_baselines: list[str]) -> None:
+        if not self.records or self.settings.no_report:
+            self.doc = self.document(unused_baselines) if self.records else None
+            return
+        doc = self.document(unused_baselines)
+        self.doc = doc
+        results = self.settings.results
+        results.mkdir(parents=True, exist_ok=True)
+        self.written.append(write_json(doc, results / "report.json"))
+        md = render_markdown(doc, self.previous)
+        (results / "report.md").write_text(md)
+        self.written.append(results / "report.md")
+        (results / "report.html").write_text(render_html(doc, results))
+        self.written.append(results / "report.html")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(md + "\n")
+        if self.previous is not None:
+            self.timing_changes = compare_timings(self.previous, doc)
+        if self.settings.history is not None:
+            self.written.append(append_history(doc, self.settings.history))
+
+    def timing_regressions(self) -> list[Any]:
+        return regressions(self.timing_changes)
+
+    def summary_lines(self) -> list[str]:
+        doc = getattr(self, "doc", None)
+        if not doc:
+            return list(self.summary_notes)
+        lines = render_terminal(doc, self.previous)
+        for change in self.timing_regressions():
+            lines.append("timing regression: " + change.describe())
+        lines.extend(self.summary_notes)
+        if self.written:
+            lines.append("reports: " + ", ".join(_rel(p) for p in self.written))
+        return lines
+
+    def junit_properties(self, record: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return junit_properties(record)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _git_state(root: Path) -> tuple[str | None, bool | None]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None, None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5)
+        return commit.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+__all__ = ["SessionState", "failure_kind", "ConfigError", "WorkflowError", "ServerUnavailable"]

@@ -1,0 +1,249 @@
+"""One test session's ComfyUI: getting a server (URL, launch, embedded), running workflows on it.
+
+``open_session(settings)`` returns a ``ComfySession`` whatever the source of the server; the
+``comfy`` fixture is that object. Once the server is found dead, every later call fails fast
+with the same cause (no hang, no traceback per test).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+from PIL import Image
+
+from comfytest.client import ComfyClient
+from comfytest.embedded import default_home, load_embedded
+from comfytest.errors import ComfyTestError, ConfigError, ServerError, ServerUnavailable
+from comfytest.execution import RunResult, Runner
+from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
+from comfytest.settings import Settings
+from comfytest.workflow import (
+    AppliedPatch,
+    PinnedSeed,
+    Workflow,
+    apply_patches,
+    content_name,
+    load_workflow,
+    parse_workflow,
+    pin_seeds,
+    rewrite_inputs,
+    seed_inputs,
+)
+
+InputFile = Union[str, Path, bytes, Image.Image]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A workflow ready to queue, with what was pinned and patched (for reports)."""
+
+    workflow: Workflow
+    seeds: tuple[PinnedSeed, ...]
+    patches: tuple[AppliedPatch, ...]
+
+
+def as_workflow(value: Workflow | Mapping[str, Any] | str | Path) -> Workflow:
+    if isinstance(value, Workflow):
+        return value
+    if isinstance(value, (str, Path)):
+        return load_workflow(Path(value))
+    return parse_workflow(dict(value), None)
+
+
+def _input_bytes(source: InputFile) -> tuple[bytes, str]:
+    if isinstance(source, bytes):
+        return source, ".png"
+    if isinstance(source, Image.Image):
+        buf = io.BytesIO()
+        source.save(buf, format="PNG")
+        return buf.getvalue(), ".png"
+    path = Path(source)
+    try:
+        return path.read_bytes(), path.suffix or ".png"
+    except OSError as exc:
+        raise ConfigError(f"input file {path} cannot be read: {exc.strerror}") from None
+
+EMBEDDED_THREADS = "2"  # pinned: thread count changes CPU results by ±1 (TINY_CHECKPOINT.md)
+
+
+class ComfySession:
+    """A connected server plus what a session learns about it (object_info, system_stats)."""
+
+    def __init__(self, client: ComfyClient, settings: Settings, server: LocalServer | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.server = server
+        self.runner = Runner(client, timeout=settings.timeout, idle_timeout=settings.idle_timeout)
+        self.broken: ComfyTestError | None = None
+        self._object_info: dict[str, Any] | None = None
+        self._system_stats: dict[str, Any] | None = None
+        self._uploaded: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    def object_info(self) -> dict[str, Any]:
+        """``/object_info``, fetched once per session."""
+        if self._object_info is None:
+            self._object_info = self.guard(self.client.object_info)
+        return self._object_info
+
+    def system_stats(self) -> dict[str, Any]:
+        if self._system_stats is None:
+            self._system_stats = self.guard(self.client.system_stats)
+        return self._system_stats
+
+    def run(
+        self,
+        workflow: Workflow | Mapping[str, Any] | str | Path,
+        *,
+        seed: int | None = None,
+        patches: Mapping[str, Mapping[str, Any]] | None = None,
+        inputs: Mapping[str, InputFile] | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        fetch_images: bool = True,
+    ) -> RunResult:
+        """Pin seeds, apply patches, upload inputs, run; raises on failure unless ``check=False``.
+
+        ``seed`` defaults to ``--comfy-seed`` (unset: the seeds written in the workflow);
+        ``patches`` is ``{selector: {input: value}}``; ``inputs`` maps a LoadImage selector to
+        a file path, bytes or PIL image, uploaded under a content-addressed name.
+        """
+        __tracebackhide__ = True
+        prepared = self.prepare(workflow, seed=seed, patches=patches, inputs=inputs)
+        result = self.run_prompt(prepared.workflow.to_prompt(), timeout=timeout, fetch_images=fetch_images)
+        result = replace(result, seeds=prepared.seeds, patches=prepared.patches)
+        if check:
+            result.raise_for_status()
+        return result
+
+    def prepare(
+        self,
+        workflow: Workflow | Mapping[str, Any] | str | Path,
+        *,
+        seed: int | None = None,
+        patches: Mapping[str, Mapping[str, Any]] | None = None,
+        inputs: Mapping[str, InputFile] | None = None,
+    ) -> Prepared:
+        """The workflow as it will run: seeds pinned, patches applied, inputs uploaded."""
+        wf = as_workflow(workflow)
+        info = self.object_info()
+        seed = seed if seed is not None else self.settings.seed
+        if seed is None:  # keep the written seeds, but report them as the pinned values
+            pins = tuple(
+                PinnedSeed(n, wf.nodes[n].class_type, name, wf.nodes[n].inputs[name], wf.nodes[n].inputs[name])
+                for n, name in seed_inputs(wf, info)
+            )
+        else:
+            wf, pins = pin_seeds(wf, seed, info)
+        wf, applied = apply_patches(wf, patches or {}, info)
+        if inputs:
+            wf = rewrite_inputs(wf, {sel: self.upload(f) for sel, f in inputs.items()})
+        return Prepared(wf, pins, applied)
+
+    def upload(self, source: InputFile) -> str:
+        """Upload an input image under a content-addressed name (same bytes, same name)."""
+        data, suffix = _input_bytes(source)
+        name = content_name(data, suffix)
+        if name not in self._uploaded:
+            self._uploaded[name] = self.guard(lambda: self.client.upload_image(data, name, overwrite=True))
+        return self._uploaded[name]
+
+    def run_prompt(self, prompt: Mapping[str, Any], **kw: Any) -> RunResult:
+        """Run an API-format prompt as it is (no seed pinning, no patches)."""
+        return self.guard(lambda: self.runner.run(prompt, **kw))
+
+    def guard(self, call: Any) -> Any:
+        """Call ``call``; a dead server marks the session broken so later tests fail fast."""
+        __tracebackhide__ = True
+        if self.broken is not None:
+            raise type(self.broken)(f"(failing fast) {self.broken}")
+        try:
+            return call()
+        except ServerError as exc:
+            if self._server_gone():
+                self.broken = self._died(exc)
+                raise self.broken from None
+            raise self.with_log(exc) from None
+
+    def _server_gone(self) -> bool:
+        if self.server is not None:
+            return not self.server.alive
+        try:
+            self.client.system_stats(timeout=3)
+        except ComfyTestError:
+            return True
+        return False
+
+    def _died(self, exc: ComfyTestError) -> ServerUnavailable:
+        if self.server is not None and self.server.proc is None:
+            return self.with_log(ServerUnavailable(str(exc)))
+        code = self.server.proc.returncode if self.server and self.server.proc else None
+        what = f"exited (code {code})" if self.server else "stopped answering"
+        err = ServerUnavailable(f"The ComfyUI server at {self.url} {what} during the session: {exc}")
+        return self.with_log(err)
+
+    def with_log(self, exc: ComfyTestError) -> Any:
+        """Attach the tail of the server log when this session started the server."""
+        if self.server is not None and exc.server_log_tail is None:
+            exc.server_log_tail = self.server.log_tail()
+        return exc
+
+    def close(self) -> None:
+        self.client.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+def _hint(settings: Settings) -> str:
+    return (
+        f"The URL came from {settings.url_source}. Start ComfyUI there, or set another URL with "
+        "--comfy-url URL (ini comfy_url, env COMFYUI_URL); leave all three unset to let "
+        "comfytest start its embedded ComfyUI."
+    )
+
+
+def open_session(settings: Settings, session_dir: Path, worker: str = "main") -> ComfySession:
+    """Connect to, launch or start the embedded server, as the settings say."""
+    if settings.url:
+        client = ComfyClient(settings.url, settings.headers, hint=_hint(settings))
+        client.system_stats(timeout=4)
+        return ComfySession(client, settings)
+    server = LocalServer(_launch_spec(settings, session_dir), _fresh_dir(session_dir / f"server-{worker}"))
+    server.start(settings.startup_timeout)
+    client = ComfyClient(server.url, settings.headers, hint=f"ComfyUI was started by comfytest; log: {server.log_path}")
+    return ComfySession(client, settings, server)
+
+
+def _launch_spec(settings: Settings, session_dir: Path) -> LaunchSpec:
+    if settings.launch is not None:
+        check_comfyui_dir(settings.launch)
+        return LaunchSpec(
+            comfyui_dir=settings.launch,
+            python=settings.python or Path(sys.executable),
+            args=settings.launch_args,
+        )
+    emb = load_embedded(settings.embedded_home or default_home())
+    return LaunchSpec(
+        comfyui_dir=emb.comfyui_dir,
+        python=settings.python or emb.python,
+        args=("--cpu", *settings.launch_args),
+        base_dir=emb.base_dir,
+        env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", EMBEDDED_THREADS)},
+    )
+
+
+def _fresh_dir(path: Path) -> Path:
+    """The server's own output/temp folder for this session (comfytest's, so safe to empty)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path

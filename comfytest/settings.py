@@ -1,0 +1,278 @@
+"""Every comfytest option, declared once, resolved once into a frozen ``Settings``.
+
+Precedence, highest first: the workflow's settings file (per case; see ``casefile``) >
+command-line option > environment variable (where one exists) > ini key > built-in default.
+``OPTIONS`` is the single table the plugin turns into ``--comfy-*`` options and ini keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from comfytest.errors import ConfigError
+
+HASH_METHODS = ("phash", "dhash", "ahash", "whash", "colorhash")
+MISSING_POLICIES = ("fail", "skip")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of: {', '.join(allowed)}")
+        return text
+
+    parse.__name__ = "one of " + "|".join(allowed)
+    return parse
+
+
+def comfy_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8188"
+        )
+    return url
+
+
+def header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a header; expected 'Name: value' (values may use $ENV_VAR)"
+        )
+    return name.strip(), value.strip()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: ``--comfy-<name>`` and ini ``comfy_<name>``, with an optional env var."""
+
+    name: str
+    help: str
+    parse: Callable[[str], Any] = str
+    default: Any = None
+    env: str | None = None
+    flag: bool = False
+    repeat: bool = False
+
+    @property
+    def cli(self) -> str:
+        return "--comfy-" + self.name
+
+    @property
+    def ini(self) -> str:
+        return "comfy_" + self.name.replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.ini
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("url", "URL of a running ComfyUI server", comfy_url, env="COMFYUI_URL"),
+    Option("launch", "start the ComfyUI found in this folder (your checkout) for the session"),
+    Option("python", "Python that runs a launched ComfyUI (default: the embedded or current one)"),
+    Option("launch-args", "extra arguments for a launched ComfyUI, e.g. '--cpu --lowvram'", shlex.split, default=()),
+    Option("embedded-home", "folder of the embedded ComfyUI install", env="COMFYTEST_HOME"),
+    Option("header", "extra HTTP header 'Name: value' ($ENV_VAR expanded; never printed)", header, repeat=True, default=()),
+    Option("token-env", "environment variable holding a bearer token for the server"),
+    Option("timeout", "wall-clock limit per prompt in seconds", positive_float, default=300.0),
+    Option("idle-timeout", "fail when the server sends nothing about a prompt for this many seconds", positive_float, default=120.0),
+    Option("startup-timeout", "seconds to wait for a launched server to answer", positive_float, default=120.0),
+    Option("seed", "pin every seed-like input to this value", int),
+    Option("missing", "what a missing node class or model does: fail or skip", choice(*MISSING_POLICIES), default="fail"),
+    Option("baselines", "baseline folder", default="baselines"),
+    Option("results", "folder for obtained images, diffs and reports", default="comfytest-results"),
+    Option("update-baselines", "write new and changed baselines", flag=True, default=False),
+    Option("hash", "perceptual hash: " + ", ".join(HASH_METHODS), choice(*HASH_METHODS), default="phash"),
+    Option("hash-size", "hash size (bits per side)", positive_int, default=8),
+    Option("tolerance", "allowed hash distance in bits", non_negative_int, default=2),
+    Option("hash-only", "keep only hashes as baselines, no images", flag=True, default=False),
+    Option("profile", "baseline profile (default: derived from the server's device)"),
+    Option("runs", "measured runs per test (timing statistics)", positive_int, default=1),
+    Option("warmup", "unmeasured warm-up runs per test", non_negative_int, default=0),
+    Option("free-cache", "POST /free before each measured run so nothing comes from cache", flag=True, default=False),
+    Option("compare", "earlier report.json to compare timings against"),
+    Option("history", "append one line per session to this history file (JSON lines)"),
+    Option("no-report", "do not write report.json / report.html / report.md", flag=True, default=False),
+)
+
+
+def _expand_env(value: str, option: str) -> str:
+    def sub(match: re.Match[str]) -> str:
+        var = match.group(1) or match.group(2)
+        if var not in os.environ:
+            raise ConfigError(f"{option}: environment variable ${var} is not set")
+        return os.environ[var]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All options of one session, resolved; see the module docstring for precedence."""
+
+    url: str | None = None
+    launch: Path | None = None
+    python: Path | None = None
+    launch_args: tuple[str, ...] = ()
+    embedded_home: Path | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    timeout: float = 300.0
+    idle_timeout: float = 120.0
+    startup_timeout: float = 120.0
+    seed: int | None = None
+    missing: str = "fail"
+    baselines: Path = Path("baselines")
+    results: Path = Path("comfytest-results")
+    update_baselines: bool = False
+    hash: str = "phash"
+    hash_size: int = 8
+    tolerance: int = 2
+    hash_only: bool = False
+    profile: str | None = None
+    runs: int = 1
+    warmup: int = 0
+    free_cache: bool = False
+    compare: Path | None = None
+    history: Path | None = None
+    no_report: bool = False
+    url_source: str = "default"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in output or reports."""
+        return tuple(v for v in self.headers.values() if v)
+
+
+Getter = Callable[[Option], Any]
+
+
+def resolve(cli: Getter, ini: Getter, rootdir: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every option: CLI > env > ini > default; paths relative to ``rootdir``."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        values[opt.dest], sources[opt.dest] = _resolve_one(opt, cli, ini, env)
+    return _build(values, sources, rootdir, env)
+
+
+def _resolve_one(opt: Option, cli: Getter, ini: Getter, env: Mapping[str, str]) -> tuple[Any, str]:
+    value = cli(opt)
+    if value not in (None, (), [], False):
+        return value, opt.cli
+    if opt.env and env.get(opt.env):
+        return _parse(opt, env[opt.env], f"environment variable {opt.env}"), opt.env
+    raw = ini(opt)
+    if raw not in (None, "", []):
+        return _parse_ini(opt, raw), f"ini {opt.ini}"
+    return opt.default, "default"
+
+
+def _parse_ini(opt: Option, raw: Any) -> Any:
+    if opt.flag:
+        text = str(raw).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(f"ini {opt.ini} = {raw!r}: expected true or false")
+        return text in ("1", "true", "yes", "on")
+    if opt.repeat:
+        lines = raw if isinstance(raw, list) else str(raw).splitlines()
+        return tuple(_parse(opt, ln, f"ini {opt.ini}") for ln in lines if str(ln).strip())
+    return _parse(opt, str(raw), f"ini {opt.ini}")
+
+
+def _parse(opt: Option, text: str, where: str) -> Any:
+    try:
+        return opt.parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc} (option {opt.cli}: {opt.help})") from None
+
+
+def _path(value: Any, rootdir: Path) -> Path | None:
+    if value in (None, ""):
+        return None
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else rootdir / p
+
+
+def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: Mapping[str, str]) -> Settings:
+    headers = {name: _expand_env(val, f"header {name}") for name, val in values["comfy_header"]}
+    token_env = values["comfy_token_env"]
+    if token_env:
+        if not env.get(token_env):
+            raise ConfigError(f"--comfy-token-env {token_env}: environment variable {token_env} is not set")
+        headers["Authorization"] = f"Bearer {env[token_env]}"
+    if values["comfy_url"] and values["comfy_launch"]:
+        raise ConfigError(
+            f"both a server URL ({sources['comfy_url']}) and --comfy-launch are given; choose one"
+        )
+    return Settings(
+        url=values["comfy_url"],
+        url_source=sources["comfy_url"],
+        launch=_path(values["comfy_launch"], rootdir),
+        python=_path(values["comfy_python"], rootdir),
+        launch_args=tuple(values["comfy_launch_args"]),
+        embedded_home=_path(values["comfy_embedded_home"], rootdir),
+        headers=headers,
+        timeout=values["comfy_timeout"],
+        idle_timeout=values["comfy_idle_timeout"],
+        startup_timeout=values["comfy_startup_timeout"],
+        seed=values["comfy_seed"],
+        missing=values["comfy_missing"],
+        baselines=_path(values["comfy_baselines"], rootdir) or rootdir / "baselines",
+        results=_path(values["comfy_results"], rootdir) or rootdir / "comfytest-results",
+        update_baselines=bool(values["comfy_update_baselines"]),
+        hash=values["comfy_hash"],
+        hash_size=values["comfy_hash_size"],
+        tolerance=values["comfy_tolerance"],
+        hash_only=bool(values["comfy_hash_only"]),
+        profile=values["comfy_profile"],
+        runs=values["comfy_runs"],
+        warmup=values["comfy_warmup"],
+        free_cache=bool(values["comfy_free_cache"]),
+        compare=_path(values["comfy_compare"], rootdir),
+        history=_path(values["comfy_history"], rootdir),
+        no_report=bool(values["comfy_no_report"]),
+    )
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret value in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,585 @@
+"""API-format workflows: loading, validation, selectors, seed pinning and patches.
+
+A workflow is the JSON that ComfyUI's "Export (API)" writes: ``{node_id: {"class_type": ...,
+"inputs": {...}, "_meta": {"title": ...}}}``. An input is either a literal value or a link
+``[source_node_id, output_index]``. A :class:`Workflow` is immutable; every operation here
+(:func:`pin_seeds`, :func:`apply_patches`, :func:`rewrite_inputs`) returns a new one, so the
+loaded file is never changed by a test.
+
+Selectors
+---------
+A selector names nodes, in a settings file or in Python:
+
+=========================  ==========================================================
+``"5"``, ``"#5"``          the node with id 5 (``#`` also works for ids like ``"12:3"``)
+``"KSampler"``             every node whose class_type is KSampler
+``"class:KSampler"``       the same, explicitly (for class names containing a dot)
+``"title:Positive"``       nodes whose ``_meta.title`` is exactly "Positive"
+``"positive"``             the node(s) linked into any node's ``positive`` input
+``"negative"``             the same for ``negative``
+``"role:latent_image"``    the node(s) linked into any node's ``latent_image`` input
+``"KSampler.positive"``    the node(s) linked into the ``positive`` input of KSampler nodes
+=========================  ==========================================================
+
+A selector that must name one node (patches, input files) and matches several fails with the
+list of matches; prefix it with ``all:`` (``"all:CLIPTextEncode"``) to patch every match.
+
+Patches
+-------
+``{selector: {input_name: value}}``, e.g. ``{"KSampler": {"steps": 2}, "positive": {"text":
+"a red cube"}}``. Input names are checked against ``/object_info`` (and the node's own inputs),
+with a did-you-mean. A value may replace a link: the link is dropped and
+:class:`AppliedPatch` records ``replaced_link=True``. A value that is itself a link
+(``["4", 0]``) must point at an existing node.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeGuard
+
+from comfytest.errors import PatchError, WorkflowError
+
+ObjectInfo = Mapping[str, Any]
+
+_EXPORT_HINT = (
+    "it is a UI-format workflow (the file ComfyUI's normal Save writes). comfytest runs API-format "
+    "workflows: in ComfyUI use Workflow menu → Export (API) (in older versions, enable "
+    '"Dev mode options" in the settings, then "Save (API Format)")'
+)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node; ``inputs`` is read-only (links are ``[node_id, output_index]`` lists)."""
+
+    id: str
+    class_type: str
+    inputs: Mapping[str, Any]
+    title: str | None = None
+    #: every other key of the node object (``_meta`` included), written back by to_prompt
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def label(self) -> str:
+        """``5 'KSampler' (KSampler)``: how messages name a node."""
+        title = f" '{self.title}'" if self.title else ""
+        return f"{self.id}{title} ({self.class_type})"
+
+    def with_inputs(self, updates: Mapping[str, Any]) -> Node:
+        inputs = {**self.inputs, **copy.deepcopy(dict(updates))}
+        return Node(self.id, self.class_type, MappingProxyType(inputs), self.title, self.extra)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"inputs": dict(self.inputs), "class_type": self.class_type}
+        body.update(self.extra)
+        return copy.deepcopy(body)
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """An API-format workflow; ``source`` is the file it came from, if any."""
+
+    nodes: Mapping[str, Node]
+    source: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.source) if self.source else "<workflow>"
+
+    def to_prompt(self) -> dict[str, Any]:
+        """A fresh deep copy of the API-format dict to POST (``_meta`` kept)."""
+        return {node_id: node.to_json() for node_id, node in self.nodes.items()}
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON: equal prompts give equal digests."""
+        text = json.dumps(self.to_prompt(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def replace_nodes(self, changed: Iterable[Node]) -> Workflow:
+        nodes = dict(self.nodes)
+        nodes.update((node.id, node) for node in changed)
+        return Workflow(MappingProxyType(nodes), self.source)
+
+
+def is_link(value: object) -> TypeGuard[Sequence[Any]]:
+    """``[node_id, output_index]``: how API format writes a connection."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; errors name the file, line and column."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if not text.strip():
+        raise WorkflowError(f"{path}: the file is empty; expected an API-format workflow")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+
+
+def is_ui_format(data: object) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data
+
+
+def is_workflow_file(data: object) -> bool:
+    """True for API- or UI-format workflows: JSON such as package.json is neither."""
+    if is_ui_format(data):
+        return True
+    if not isinstance(data, dict):
+        return False
+    return any(isinstance(v, dict) and ("class_type" in v or "inputs" in v) for v in data.values())
+
+
+def load_workflow(path: Path | str) -> Workflow:
+    path = Path(path)
+    return parse_workflow(read_json(path), path)
+
+
+def parse_workflow(data: object, source: Path | None = None) -> Workflow:
+    """Validate API-format data into a Workflow; a WorkflowError says what and where."""
+    where = str(source) if source else "<workflow>"
+    if is_ui_format(data):
+        raise WorkflowError(f"{where}: {_EXPORT_HINT}")
+    if not isinstance(data, dict):
+        raise WorkflowError(f"{where}: expected a JSON object of nodes, found {_kind(data)}")
+    if not data:
+        raise WorkflowError(f"{where}: the workflow has no nodes")
+    nodes = {str(k): _parse_node(where, str(k), v) for k, v in data.items()}
+    for node in nodes.values():
+        _check_links(where, node, nodes)
+    return Workflow(MappingProxyType(nodes), source)
+
+
+def _parse_node(where: str, node_id: str, raw: object) -> Node:
+    if not isinstance(raw, dict):
+        raise WorkflowError(f"{where}: node {node_id} is {_kind(raw)}, expected an object")
+    class_type = raw.get("class_type")
+    if not isinstance(class_type, str) or not class_type:
+        raise WorkflowError(f"{where}: node {node_id} has no class_type")
+    inputs = raw.get("inputs")
+    if not isinstance(inputs, dict):
+        raise WorkflowError(
+            f"{where}: node {node_id} ({class_type}): 'inputs' must be an object, "
+            f"found {_kind(inputs)}"
+        )
+    extra = {k: v for k, v in raw.items() if k not in ("class_type", "inputs")}
+    meta = extra.get("_meta")
+    title = meta.get("title") if isinstance(meta, dict) else None
+    return Node(
+        node_id,
+        class_type,
+        MappingProxyType(copy.deepcopy(inputs)),
+        title if isinstance(title, str) else None,
+        MappingProxyType(copy.deepcopy(extra)),
+    )
+
+
+def _check_links(where: str, node: Node, nodes: Mapping[str, Node]) -> None:
+    for name, value in node.inputs.items():
+        if is_link(value) and value[0] not in nodes:
+            raise WorkflowError(
+                f"{where}: node {node.label()} input '{name}' links to node {value[0]}, "
+                "which is not in the workflow"
+            )
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+# --- seeds ---------------------------------------------------------------------------------
+
+SEED_NAMES = frozenset({"seed", "noise_seed"})
+
+
+@dataclass(frozen=True)
+class PinnedSeed:
+    node_id: str
+    class_type: str
+    input: str
+    old: Any
+    new: int
+
+
+def input_spec(object_info: ObjectInfo | None, class_type: str, name: str) -> Any:
+    """The ``[type, options]`` spec of one input from /object_info, or None."""
+    sections = ((object_info or {}).get(class_type) or {}).get("input") or {}
+    for section in ("required", "optional"):
+        spec = (sections.get(section) or {}).get(name)
+        if spec is not None:
+            return spec
+    return None
+
+
+def seed_inputs(workflow: Workflow, object_info: ObjectInfo | None = None) -> list[tuple[str, str]]:
+    """(node_id, input) of every literal seed: ``seed``/``noise_seed``, or INT '*seed*' inputs."""
+    found = []
+    for node in workflow.nodes.values():
+        for name, value in node.inputs.items():
+            if not is_link(value) and _is_seed(object_info, node.class_type, name):
+                found.append((node.id, name))
+    return found
+
+
+def _is_seed(object_info: ObjectInfo | None, class_type: str, name: str) -> bool:
+    spec = input_spec(object_info, class_type, name)
+    if isinstance(spec, list) and spec:
+        # the server knows the input: trust its type (a "seed_mode" combo is no seed)
+        return "seed" in name.lower() and spec[0] == "INT"
+    return name in SEED_NAMES
+
+
+def pin_seeds(
+    workflow: Workflow, seed: int, object_info: ObjectInfo | None = None
+) -> tuple[Workflow, tuple[PinnedSeed, ...]]:
+    """Set every seed input to ``seed``; returns the new workflow and what changed."""
+    pinned = []
+    for node_id, name in seed_inputs(workflow, object_info):
+        node = workflow.nodes[node_id]
+        pinned.append(PinnedSeed(node_id, node.class_type, name, node.inputs[name], seed))
+        workflow = workflow.replace_nodes([node.with_inputs({name: seed})])
+    return workflow, tuple(pinned)
+
+
+# --- selectors -----------------------------------------------------------------------------
+
+ROLE_WORDS = frozenset({"positive", "negative"})
+
+
+def select(workflow: Workflow, selector: str, *, one: bool) -> tuple[str, ...]:
+    """Node ids matching ``selector`` (syntax in the module docstring)."""
+    ids = _match(workflow, selector.strip())
+    if not ids:
+        raise PatchError(
+            f"{workflow.name}: selector '{selector}' matches no node. Nodes:\n"
+            + _listing(workflow, workflow.nodes)
+        )
+    if one and len(ids) > 1:
+        raise PatchError(
+            f"{workflow.name}: selector '{selector}' matches {len(ids)} nodes, expected one:\n"
+            + _listing(workflow, ids)
+            + "\nName one with '#<id>' or 'title:<title>', or use 'all:"
+            + f"{selector}' to mean every match"
+        )
+    return ids
+
+
+def _match(workflow: Workflow, sel: str) -> tuple[str, ...]:
+    nodes = workflow.nodes.values()
+    prefix, _, rest = sel.partition(":")
+    if sel.startswith("#") or prefix == "id":
+        wanted = sel[1:] if sel.startswith("#") else rest
+        return (wanted,) if wanted in workflow.nodes else ()
+    if prefix == "class":
+        return tuple(n.id for n in nodes if n.class_type == rest)
+    if prefix == "title":
+        return tuple(n.id for n in nodes if n.title == rest)
+    if prefix == "role":
+        return _linked_into(workflow, None, rest)
+    if sel in workflow.nodes:
+        return (sel,)
+    if sel in ROLE_WORDS:
+        return _linked_into(workflow, None, sel)
+    if "." in sel:
+        class_type, _, name = sel.rpartition(".")
+        return _linked_into(workflow, class_type, name)
+    return tuple(n.id for n in nodes if n.class_type == sel)
+
+
+def _linked_into(workflow: Workflow, class_type: str | None, name: str) -> tuple[str, ...]:
+    found: dict[str, None] = {}  # an ordered set: several samplers may share one prompt
+    for node in workflow.nodes.values():
+        value = node.inputs.get(name)
+        if is_link(value) and class_type in (None, node.class_type):
+            found[value[0]] = None
+    return tuple(found)
+
+
+def _listing(workflow: Workflow, ids: Iterable[str]) -> str:
+    return "\n".join(f"  {workflow.nodes[i].label()}" for i in ids)
+
+
+# --- patches -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppliedPatch:
+    selector: str
+    node_id: str
+    class_type: str
+    title: str | None
+    input: str
+    old: Any
+    new: Any
+    replaced_link: bool
+
+
+def apply_patches(
+    workflow: Workflow,
+    patches: Mapping[str, Mapping[str, Any]],
+    object_info: ObjectInfo | None = None,
+) -> tuple[Workflow, tuple[AppliedPatch, ...]]:
+    """Apply ``{selector: {input: value}}``; returns a new workflow and what changed."""
+    applied: list[AppliedPatch] = []
+    for selector, values in patches.items():
+        every = selector.startswith("all:")
+        for node_id in select(workflow, selector.removeprefix("all:"), one=not every):
+            node = workflow.nodes[node_id]
+            applied.extend(_patch_one(workflow, object_info, selector, node, values))
+            workflow = workflow.replace_nodes([node.with_inputs(values)])
+    return workflow, tuple(applied)
+
+
+def _patch_one(
+    workflow: Workflow,
+    object_info: ObjectInfo | None,
+    selector: str,
+    node: Node,
+    values: Mapping[str, Any],
+) -> list[AppliedPatch]:
+    known = valid_inputs(object_info, node)
+    result = []
+    for name, new in values.items():
+        if name not in known:
+            raise PatchError(_unknown_input(workflow, node, selector, name, known))
+        if is_link(new) and new[0] not in workflow.nodes:
+            raise PatchError(
+                f"{workflow.name}: patch '{selector}' links {node.label()}.{name} to node "
+                f"{new[0]}, which is not in the workflow"
+            )
+        old = node.inputs.get(name)
+        result.append(
+            AppliedPatch(selector, node.id, node.class_type, node.title, name, old, new,
+                         is_link(old))
+        )
+    return result
+
+
+def valid_inputs(object_info: ObjectInfo | None, node: Node) -> list[str]:
+    """Input names a patch may set: /object_info's, plus the node's own (dynamic inputs)."""
+    sections = ((object_info or {}).get(node.class_type) or {}).get("input") or {}
+    names = [n for s in ("required", "optional") for n in (sections.get(s) or {})]
+    return names + [n for n in node.inputs if n not in names]
+
+
+def _unknown_input(
+    workflow: Workflow, node: Node, selector: str, name: str, known: list[str]
+) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return (
+        f"{workflow.name}: patch '{selector}': node {node.label()} has no input '{name}'.{hint}"
+        f" Valid inputs: {', '.join(sorted(known))}"
+    )
+
+
+# --- input files ---------------------------------------------------------------------------
+
+
+def content_name(data: bytes, suffix: str) -> str:
+    """A content-addressed upload name: the same bytes always get the same name."""
+    if suffix and not suffix.startswith("."):
+        suffix = "." + suffix
+    return f"comfytest_{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+
+
+def rewrite_inputs(workflow: Workflow, mapping: Mapping[str, str]) -> Workflow:
+    """Point the ``image`` input of LoadImage-like nodes (by selector) at uploaded names."""
+    for selector, uploaded in mapping.items():
+        (node_id,) = select(workflow, selector, one=True)
+        node = workflow.nodes[node_id]
+        if is_link(node.inputs.get("image", [])) or "image" not in node.inputs:
+            raise PatchError(
+                f"{workflow.name}: input file for '{selector}': node {node.label()} has no "
+                "'image' file input (expected LoadImage or LoadImageMask)"
+            )
+        workflow = workflow.replace_nodes([node.with_inputs({"image": uploaded})])
+    return workflow
+
+
+# --- requirements and preflight ------------------------------------------------------------
+
+#: input name (digits stripped) → folder under models/; class-specific entries win
+MODEL_FOLDERS: Mapping[str, str] = MappingProxyType({
+    "ckpt_name": "checkpoints", "lora_name": "loras", "vae_name": "vae",
+    "control_net_name": "controlnet", "unet_name": "diffusion_models",
+    "clip_name": "text_encoders", "upscale_model": "upscale_models",
+    "style_model_name": "style_models", "gligen_name": "gligen",
+    "hypernetwork_name": "hypernetworks", "photomaker_model_name": "photomaker",
+    "audio_encoder_name": "audio_encoders", "model_patch_name": "model_patches",
+    "UpscaleModelLoader.model_name": "upscale_models", "CLIPVisionLoader.clip_name": "clip_vision",
+    "unCLIPCheckpointLoader.ckpt_name": "checkpoints",
+})
+
+_MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+
+#: (class-name pattern, node pack): custom node packs whose classes are easy to recognise
+NODE_PACKS: tuple[tuple[str, str], ...] = (
+    (r"^ComfyTest", "comfytest's own node pack (comfytest/nodepack in the server's custom_nodes/)"),
+    (r"^VHS_", "ComfyUI-VideoHelperSuite"),
+    (r"IPAdapter", "ComfyUI_IPAdapter_plus"),
+    (r"^(Impact|SAM)", "ComfyUI-Impact-Pack"),
+    (r"^Efficient|\(Efficient\)$", "efficiency-nodes-comfyui"),
+    (r"\(rgthree\)$", "rgthree-comfy"),
+    (r"^ADE_", "ComfyUI-AnimateDiff-Evolved"),
+    (r"^ACN_", "ComfyUI-Advanced-ControlNet"),
+    (r"Preprocessor$", "comfyui_controlnet_aux"),
+    (r"^CR ", "ComfyUI_Comfyroll_CustomNodes"),
+    (r"^easy ", "ComfyUI-Easy-Use"),
+    (r"GGUF", "ComfyUI-GGUF"),
+    (r"^UltimateSDUpscale", "ComfyUI_UltimateSDUpscale"),
+    (r"InstantID", "ComfyUI_InstantID"),
+)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    node_id: str
+    class_type: str
+    input: str
+    value: str
+    folder: str | None
+
+
+@dataclass(frozen=True)
+class PreflightProblem:
+    kind: str  # "missing_node" | "missing_model" | "bad_value"
+    node_id: str
+    class_type: str
+    title: str | None
+    message: str
+
+
+def required_classes(workflow: Workflow) -> set[str]:
+    return {node.class_type for node in workflow.nodes.values()}
+
+
+def combo_options(spec: object) -> list[str] | None:
+    """The choices of a combo input, in both the old and the "COMBO" spec forms."""
+    if not isinstance(spec, list) or not spec:
+        return None
+    if isinstance(spec[0], list):
+        return [str(v) for v in spec[0]]
+    options = spec[1].get("options") if spec[0] == "COMBO" and len(spec) > 1 else None
+    return [str(v) for v in options] if isinstance(options, list) else None
+
+
+def model_folder(class_type: str, name: str) -> str | None:
+    base = name.rstrip("0123456789")  # clip_name1, clip_name2 of DualCLIPLoader
+    return MODEL_FOLDERS.get(f"{class_type}.{base}") or MODEL_FOLDERS.get(base)
+
+
+def model_references(workflow: Workflow, object_info: ObjectInfo) -> list[ModelRef]:
+    """Combo inputs that name a model file (known input names, or a model file suffix)."""
+    refs = []
+    for node in workflow.nodes.values():
+        for name, value in node.inputs.items():
+            spec = input_spec(object_info, node.class_type, name)
+            if not isinstance(value, str) or combo_options(spec) is None:
+                continue
+            folder = model_folder(node.class_type, name)
+            if folder or value.lower().endswith(_MODEL_SUFFIXES):
+                refs.append(ModelRef(node.id, node.class_type, name, value, folder))
+    return refs
+
+
+def missing_pack(class_type: str) -> str:
+    for pattern, pack in NODE_PACKS:
+        if re.search(pattern, class_type):
+            return pack
+    return f"a custom node pack that provides {class_type}; search the ComfyUI Manager for it"
+
+
+def preflight(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    """What the server lacks for this workflow: node classes, model files, combo values."""
+    problems = []
+    for node in workflow.nodes.values():
+        if node.class_type not in object_info:
+            message = (
+                f"node class {node.class_type} is not installed: node {node.label()} of "
+                f"{workflow.name} needs it; install {missing_pack(node.class_type)}"
+            )
+            problems.append(_problem("missing_node", node, message))
+    problems.extend(_missing_models(workflow, object_info))
+    problems.extend(_bad_values(workflow, object_info))
+    return problems
+
+
+def _problem(kind: str, node: Node, message: str) -> PreflightProblem:
+    return PreflightProblem(kind, node.id, node.class_type, node.title, message)
+
+
+def _missing_models(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    problems = []
+    for ref in model_references(workflow, object_info):
+        options = combo_options(input_spec(object_info, ref.class_type, ref.input)) or []
+        if _normalise(ref.value) in {_normalise(o) for o in options}:
+            continue
+        node = workflow.nodes[ref.node_id]
+        where = f"models/{ref.folder}/" if ref.folder else "its models/ folder"
+        message = (
+            f"{ref.value} is not installed: node {node.label()} needs it in {where} of the "
+            f"ComfyUI server (workflow {workflow.name}){_did_you_mean(ref.value, options)}"
+        )
+        problems.append(_problem("missing_model", node, message))
+    return problems
+
+
+def _normalise(path: str) -> str:
+    return path.replace("\\", "/")  # a Windows server lists sub/x.safetensors as sub\x...
+
+
+def _did_you_mean(value: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(value, options, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _bad_values(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    models = {(r.node_id, r.input) for r in model_references(workflow, object_info)}
+    problems = []
+    for node in workflow.nodes.values():
+        for name, value in node.inputs.items():
+            spec = input_spec(object_info, node.class_type, name)
+            if is_link(value) or spec is None or (node.id, name) in models:
+                continue
+            message = _value_problem(spec, value)
+            if message:
+                text = f"node {node.label()} of {workflow.name}: input '{name}' {message}"
+                problems.append(_problem("bad_value", node, text))
+    return problems
+
+
+def _value_problem(spec: list[Any], value: Any) -> str | None:
+    options = combo_options(spec)
+    extra = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if options is not None:
+        # upload inputs (LoadImage) are checked after comfytest has uploaded the files
+        if any(k.endswith("upload") for k in extra) or str(value) in options:
+            return None
+        return f"is {value!r}, not one of the server's choices{_did_you_mean(str(value), options)}"
+    if spec[0] in ("INT", "FLOAT") and isinstance(value, int | float):
+        if "min" in extra and value < extra["min"]:
+            return f"is {value}, below the minimum {extra['min']}"
+        if "max" in extra and value > extra["max"]:
+            return f"is {value}, above the maximum {extra['max']}"
+    return None

@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from comfytest.baselines import (
+    HASHES_FILE,
+    UPDATE_OPTION,
+    BaselineKey,
+    BaselineStore,
+    CheckResult,
+    HashRecord,
+    check_image,
+    check_text,
+    read_hashes,
+    safe_name,
+    unused_baselines,
+    upsert_hash,
+)
+from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch
+from comfytest.imagecompare import ImageComparison, image_hash
+
+KEY = BaselineKey("txt2img", "seed[42]", "9_0")
+
+
+def scene(seed: int = 0, size: int = 64) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) * (255.0 / size)
+    base = np.stack([x, y, (x + y) / 2], axis=-1) + rng.normal(0, 6, (size, size, 3))
+    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+    ImageDraw.Draw(img).ellipse((8, 8, 30, 30), fill=(250, 20, 20))
+    return img
+
+
+def changed(img: Image.Image) -> Image.Image:
+    out = img.transpose(Image.Transpose.ROTATE_90)
+    ImageDraw.Draw(out).rectangle((0, 30, 63, 63), fill=(0, 220, 0))
+    return out
+
+
+def nudged(img: Image.Image) -> Image.Image:
+    """One channel value off by one: within tolerance, but not identical pixels."""
+    out = img.copy()
+    r, g, b = out.getpixel((0, 0))  # type: ignore[misc]
+    out.putpixel((0, 0), (r + 1 if r < 255 else r - 1, g, b))
+    return out
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+class Lifecycle:
+    def __init__(self, tmp_path: Path, profile: str | None = None, **kw: object) -> None:
+        self.root, self.results = tmp_path / "baselines", tmp_path / "results"
+        self.store = BaselineStore(self.root, profile)
+        self.kw = kw
+
+    def check(self, img: Image.Image, mode: str = "compare") -> CheckResult:
+        return check_image(self.store, KEY, img, mode=mode,  # type: ignore[arg-type]
+                           results_dir=self.results, **self.kw)  # type: ignore[arg-type]
+
+
+def test_safe_names() -> None:
+    assert safe_name("seed-42") == "seed-42"
+    assert safe_name("9_0") == "9_0"
+    unsafe = ["seed[42]", "a/b", "a_b_", "..", "CON", "_profiles", "x y", ""]
+    names = [safe_name(n) for n in unsafe]
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert name and "/" not in name and "[" not in name and not name.startswith((".", "_"))
+    assert safe_name("seed[42]").startswith("seed_42-")
+    assert safe_name("a/b") != safe_name("a_b")
+    assert safe_name("seed[42]") == safe_name("seed[42]")  # stable
+    assert KEY.relative_dir == Path("txt2img", safe_name("seed[42]"))
+    assert BaselineKey("sd15/txt2img", "c", "1_0").relative_dir == Path("sd15", "txt2img", "c")
+
+
+def test_full_lifecycle_on_disk(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    img = scene()
+    case_dir = life.root / KEY.relative_dir
+    png = case_dir / "9_0.png"
+
+    missing = life.check(img)
+    assert missing.status == "missing" and not missing.ok
+    assert isinstance(missing.error(), BaselineMissing)
+    assert missing.obtained_path == life.results / KEY.relative_dir / "9_0.obtained.png"
+    assert missing.obtained_path.is_file()
+    assert str(png) in missing.message and UPDATE_OPTION in missing.message
+    assert not life.root.exists()  # compare mode never writes baselines
+
+    created = life.check(img, "update")
+    assert created.status == "created" and created.ok and created.baseline_path == png
+    assert files_under(life.root) == [KEY.relative_dir / "9_0.png", KEY.relative_dir / HASHES_FILE]
+    assert read_hashes(case_dir / HASHES_FILE)["9_0"] == HashRecord(
+        (image_hash(img),), (64, 64), "RGB")
+
+    passed = life.check(img.copy())
+    assert passed.status == "passed" and passed.error() is None
+    assert isinstance(passed.comparison, ImageComparison) and passed.comparison.distance == 0
+
+    bad = changed(img)
+    mismatch = life.check(bad)
+    assert mismatch.status == "mismatch"
+    assert isinstance(mismatch.error(), ImageMismatch)
+    assert isinstance(mismatch.comparison, ImageComparison)
+    assert mismatch.comparison.distance > 2
+    for path in (mismatch.obtained_path, mismatch.diff_path, mismatch.side_by_side_path):
+        assert path is not None and path.is_file() and str(path) in mismatch.message
+    assert f"phash distance {mismatch.comparison.distance} > tolerance 2" in mismatch.message
+    assert mismatch.message.endswith(f"run pytest with {UPDATE_OPTION} to accept it.")
+    with Image.open(png) as on_disk:  # the baseline was not touched
+        assert on_disk.tobytes() == img.tobytes()
+
+    before = png.read_bytes()
+    os.utime(png, ns=(1, 1))
+    unchanged = life.check(img.copy(), "update")
+    assert unchanged.status == "unchanged"
+    assert png.stat().st_mtime_ns == 1 and png.read_bytes() == before
+
+    updated = life.check(bad, "update")
+    assert updated.status == "updated" and png.stat().st_mtime_ns != 1
+    assert read_hashes(case_dir / HASHES_FILE)["9_0"].hashes == (image_hash(bad),)
+    assert life.check(bad).status == "passed"
+    assert life.check(img).status == "mismatch"
+
+
+def test_update_rewrites_any_pixel_change_even_within_tolerance(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    img = scene()
+    life.check(img, "update")
+    assert life.check(nudged(img)).status == "passed"
+    assert life.check(nudged(img), "update").status == "updated"
+    with Image.open(life.root / KEY.relative_dir / "9_0.png") as on_disk:
+        assert on_disk.tobytes() == nudged(img).tobytes()
+
+
+def test_size_mismatch_fails_with_artefacts(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    life.check(scene(), "update")
+    result = life.check(scene().resize((32, 32)))
+    assert result.status == "mismatch" and "size 32x32 differs from baseline 64x64" in result.message
+    assert result.diff_path is not None and result.diff_path.is_file()
+
+
+def test_hash_only_lifecycle_keeps_no_images(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path, hash_only=True)
+    img = scene()
+    assert life.check(img).status == "missing"
+    assert life.check(img, "update").status == "created"
+    assert files_under(life.root) == [KEY.relative_dir / HASHES_FILE]
+    hashes = life.root / KEY.relative_dir / HASHES_FILE
+    assert hashes.read_text() == f"9_0  {image_hash(img)}  64x64 RGB\n"
+    assert life.check(nudged(img)).status == "passed"
+    result = life.check(changed(img))
+    assert result.status == "mismatch" and "(hash only)" in result.message
+    assert result.obtained_path is not None and result.obtained_path.is_file()
+    assert result.diff_path is None
+    os.utime(hashes, ns=(1, 1))
+    assert life.check(img, "update").status == "unchanged"
+    assert hashes.stat().st_mtime_ns == 1
+    assert life.check(changed(img), "update").status == "updated"
+    assert life.check(changed(img)).status == "passed"
+
+
+def test_hash_only_with_another_method_says_so(tmp_path: Path) -> None:
+    Lifecycle(tmp_path, hash_only=True).check(scene(), "update")
+    expected = r"hashes.txt: cannot compare a dhash:8 hash with a phash:8 hash.*re-hash"
+    with pytest.raises(ComparisonError, match=expected):
+        Lifecycle(tmp_path, hash_only=True, method="dhash").check(scene())
+
+
+def test_corrupt_png_raises_names_file_and_is_left_alone(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    png = life.root / KEY.relative_dir / "9_0.png"
+    png.parent.mkdir(parents=True)
+    png.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(BaselineCorrupt, match=str(png)) as info:
+        life.check(scene())
+    assert "obtained output is in" in str(info.value)
+    assert png.read_bytes() == b"\x89PNG\r\n\x1a\nnot really"
+    assert (life.results / KEY.relative_dir / "9_0.obtained.png").is_file()
+    assert life.check(scene(), "update").status == "updated"
+    assert life.check(scene()).status == "passed"
+
+
+def test_malformed_hash_line_raises_with_line_number(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path, hash_only=True)
+    hashes = life.root / KEY.relative_dir / HASHES_FILE
+    hashes.parent.mkdir(parents=True)
+    hashes.write_text("1_0  phash:8:zz  64x64 RGB\n")
+    with pytest.raises(BaselineCorrupt, match=f"{hashes}:1: malformed line"):
+        life.check(scene())
+    assert hashes.read_text() == "1_0  phash:8:zz  64x64 RGB\n"
+
+
+def test_profile_falls_back_to_common_and_overrides_only_what_differs(tmp_path: Path) -> None:
+    common = Lifecycle(tmp_path)
+    common.check(scene(), "update")
+    cuda = Lifecycle(tmp_path, profile="cuda")
+    profile_png = cuda.root / "_profiles" / "cuda" / KEY.relative_dir / "9_0.png"
+
+    fallback = cuda.check(scene())
+    assert fallback.status == "passed"
+    assert fallback.baseline_path == common.root / KEY.relative_dir / "9_0.png"
+    assert cuda.check(scene(), "update").status == "unchanged"
+    assert not profile_png.exists()
+
+    assert cuda.check(changed(scene()), "update").status == "updated"
+    assert profile_png.is_file()
+    assert cuda.check(changed(scene())).status == "passed"
+    assert common.check(scene()).status == "passed"  # the common baseline is untouched
+
+
+def test_text_lifecycle_with_diff(tmp_path: Path) -> None:
+    store, results = BaselineStore(tmp_path / "b"), tmp_path / "r"
+    key = BaselineKey("wf", "case", "5_0")
+    assert check_text(store, key, "a\nb\n", results_dir=results).status == "missing"
+    assert check_text(store, key, "a\nb\n", mode="update", results_dir=results).status == "created"
+    assert check_text(store, key, "a\nb\n", results_dir=results).status == "passed"
+    result = check_text(store, key, "a\nc\n", results_dir=results)
+    assert result.status == "mismatch" and isinstance(result.error(), ComparisonError)
+    assert result.text_diff is not None and "-b\n+c\n" in result.text_diff
+    assert "-b" in result.message and UPDATE_OPTION in result.message
+    assert result.obtained_path is not None and result.obtained_path.read_text() == "a\nc\n"
+    txt = tmp_path / "b" / "wf" / "case" / "5_0.txt"
+    os.utime(txt, ns=(1, 1))
+    assert check_text(store, key, "a\nb\n", mode="update", results_dir=results).status \
+        == "unchanged"
+    assert txt.stat().st_mtime_ns == 1
+
+
+def test_animated_baseline_frame_count_mismatch(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    shots = [scene(i) for i in range(3)]
+    life.check(_animated(shots), "update")
+    assert life.check(_animated(shots)).status == "passed"
+    result = life.check(_animated(shots[:2]))
+    assert result.status == "mismatch" and "2 frames, baseline has 3" in result.message
+
+
+def _animated(shots: list[Image.Image]) -> Image.Image:
+    import io
+    buffer = io.BytesIO()
+    shots[0].save(buffer, format="PNG", save_all=True, append_images=shots[1:])
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def test_unused_baselines_lists_untouched_files(tmp_path: Path) -> None:
+    root = tmp_path / "b"
+    writer = BaselineStore(root)
+    other = BaselineKey("wf", "other", "1_0")
+    for key in (KEY, other):
+        check_image(writer, key, scene(), mode="update", results_dir=tmp_path / "r")
+    check_text(writer, BaselineKey("wf", "other", "2_0"), "t", mode="update",
+               results_dir=tmp_path / "r")
+    (root / "_profiles" / "cpu").mkdir(parents=True)
+    (root / "_profiles" / "cpu" / "x.png").write_bytes(b"")  # another profile: not ours
+    reader = BaselineStore(root)
+    check_image(reader, KEY, scene(), results_dir=tmp_path / "r")
+    unused = unused_baselines(reader, reader.used)
+    assert [p.relative_to(root) for p in unused] == [
+        Path("wf/other/1_0.png"), Path("wf/other/2_0.txt"), Path("wf/other/hashes.txt")]
+    assert unused_baselines(reader, reader.used | writer.used) == []
+
+
+def _upsert_many(args: tuple[str, int]) -> None:
+    path, worker = args
+    for i in range(20):
+        record = HashRecord((f"phash:8:{worker * 100 + i:016x}",), (8, 8), "RGB")
+        upsert_hash(Path(path), f"{worker}_{i}", record)
+
+
+def test_concurrent_hash_updates_keep_every_line(tmp_path: Path) -> None:
+    path = tmp_path / "case" / HASHES_FILE
+    # separate processes like xdist workers; fork where there is one because spawn takes seconds
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ctx.Pool(4) as pool:
+        pool.map(_upsert_many, [(str(path), w) for w in range(4)])
+    records = read_hashes(path)
+    assert len(records) == 80
+    assert records["3_19"].hashes == (f"phash:8:{319:016x}",)
+    lines = path.read_text().splitlines()
+    assert lines == sorted(lines)
+    assert [p.name for p in path.parent.iterdir()] == [HASHES_FILE]  # no temp or lock files
