@@ -379,9 +379,13 @@ class _ImageKind(_Kind[list[Image.Image]]):
         self.name = f"{key.stem}.png"
         self.pixels_same = False
         self.stored: HashRecord | None = None  # hash-only mode's baseline
+        self.cmp: Comparison | None = None
 
     @property
     def target(self) -> Path:
+        # identical pixels with a stale hash line: the line is fixed beside the existing PNG
+        if self.pixels_same and self.source:
+            return self.source
         return self.store.write_dir(self.key) / self.name
 
     def load(self) -> list[Image.Image] | None:
@@ -401,6 +405,7 @@ class _ImageKind(_Kind[list[Image.Image]]):
             if len(self.frames) == len(baseline) == 1 else
             ic.compare_animations(self.frames, baseline, method=p.method,
                                   hash_size=p.hash_size, tolerance=p.tolerance))
+        self.cmp = cmp
         frames = cmp.frames if isinstance(cmp, ic.AnimationComparison) else (cmp,)
         self.pixels_same = len(self.frames) == len(baseline) and all(
             f.max_abs_diff == 0 and not f.mode_mismatch for f in frames)
@@ -418,20 +423,20 @@ class _ImageKind(_Kind[list[Image.Image]]):
         return self.pixels_same and stored == self._record()
 
     def dump(self) -> None:
-        # identical pixels with a stale hash line: fix the line where the PNG is, keep the PNG
-        directory = self.source.parent if self.pixels_same and self.source else self.target.parent
         if not self.pixels_same:
             _save_png(self.target, self.frames)
-        upsert_hash(directory / HASHES_FILE, self.key.stem, self._record())
-        self.store.mark_used(directory / self.name)
-        self.store.mark_used(directory / HASHES_FILE)
+        upsert_hash(self.target.parent / HASHES_FILE, self.key.stem, self._record())
+        self.store.mark_used(self.target)
+        self.store.mark_used(self.target.parent / HASHES_FILE)
 
     def artefacts(self, out_dir: Path, baseline: list[Image.Image] | None) -> _Artefacts:
         obtained = out_dir / f"{self.key.stem}.obtained.png"
         _save_png(obtained, self.frames)
         if baseline is None:
             return _Artefacts(obtained)
-        index = min(len(self.frames), len(baseline)) - 1
+        # the first failing frame of an animation, else the last one both have
+        failing = self.cmp.first_failure if isinstance(self.cmp, ic.AnimationComparison) else None
+        index = min(len(self.frames), len(baseline)) - 1 if failing is None else failing
         diff = ic.diff_heatmap(self.frames[index], baseline[index])
         paths = _Artefacts(obtained, out_dir / f"{self.key.stem}.diff.png",
                            out_dir / f"{self.key.stem}.side_by_side.png")

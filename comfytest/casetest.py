@@ -48,7 +48,11 @@ def _server_models(info: ObjectInfo, folder: str) -> set[str]:
     return set(combo_options(input_spec(info, cls, name)) or [])
 
 
-def run_case(session: ComfySession, workflow: Workflow, case: CaseSpec, record: dict[str, Any], store: BaselineStore) -> None:
+def run_case(
+    session: ComfySession, workflow: Workflow, case: CaseSpec, record: dict[str, Any],
+    store: BaselineStore, name: str,
+) -> None:
+    """Run one case; ``name`` is the workflow's name in baselines/ (``sub/x`` for sub/x.json)."""
     settings = session.settings
     info = session.object_info()
     check_requirements(workflow, case, info)
@@ -72,7 +76,7 @@ def run_case(session: ComfySession, workflow: Workflow, case: CaseSpec, record: 
     if len(runs) > 1:
         record["runs"] = [timing_json(r.timing) for r in runs]
         record["stats"] = summarize_runs(record["runs"])
-    check_outputs(runs[0], workflow, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
+    check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
 
 
 def timing_json(timing: RunTiming) -> dict[str, Any]:
@@ -98,7 +102,7 @@ def _round(value: float | None) -> float | None:
 
 
 def check_outputs(
-    result: RunResult, workflow: Workflow, case: CaseSpec, record: dict[str, Any],
+    result: RunResult, name: str, case: CaseSpec, record: dict[str, Any],
     store: BaselineStore, results_dir: Path, update: bool, hash_only: bool,
 ) -> None:
     """Compare every image and text output; fail naming missing/extra outputs and mismatches."""
@@ -109,7 +113,7 @@ def check_outputs(
     for img in result.images:
         if case.outputs is not None and img.node_id not in case.outputs:
             continue
-        key = BaselineKey(workflow.name, case.id, img.key)
+        key = BaselineKey(name, case.id, img.key)
         checks.append(check_image(
             store, key, img.image, mode=mode, method=case.hash_method or "phash",
             hash_size=case.hash_size or 8, tolerance=case.tolerance if case.tolerance is not None else 2,
@@ -117,13 +121,13 @@ def check_outputs(
         ))
     for text in result.texts:
         if case.outputs is None or text.node_id in case.outputs:
-            checks.append(check_text(store, BaselineKey(workflow.name, case.id, text.key), text.text, mode=mode, results_dir=results_dir))
+            checks.append(check_text(store, BaselineKey(name, case.id, text.key), text.text, mode=mode, results_dir=results_dir))
     record["comparisons"] = [comparison_json(c) for c in checks]
     problems += [c.message for c in checks if not c.ok]
     if problems:
         missing_only = all(c.status == "missing" for c in checks if not c.ok) and len(problems) == sum(not c.ok for c in checks)
         cls = BaselineMissing if missing_only else ImageMismatch if any(c.status == "mismatch" for c in checks) else ComparisonError
-        raise cls(f"{workflow.name}::{case.id}: {len(problems)} output check(s) failed\n\n" + "\n\n".join(problems))
+        raise cls(f"{name}::{case.id}: {len(problems)} output check(s) failed\n\n" + "\n\n".join(problems))
 
 
 def _expected_outputs(result: RunResult, case: CaseSpec, labels: Mapping[str, Any]) -> list[str]:

@@ -7,7 +7,6 @@ non-object files and UI-format workflows are collection errors that say how to f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -17,6 +16,18 @@ from comfytest.casefile import CaseDefaults, CaseSpec, load_cases, settings_path
 from comfytest.casetest import run_case
 from comfytest.errors import ComfyTestError, PreflightError
 from comfytest.workflow import Workflow, is_workflow_file, parse_workflow, read_json
+
+
+def baseline_name(path: Path, roots: Iterable[Path], rootdir: Path) -> str:
+    """``workflows/sub/x.json`` → ``sub/x``: the path under its workflow folder, no suffix."""
+    resolved = path.resolve()
+    for root in sorted((r.resolve() for r in roots), key=lambda r: len(r.parts), reverse=True):
+        if root in resolved.parents:
+            return resolved.relative_to(root).with_suffix("").as_posix()
+    try:
+        return resolved.relative_to(rootdir.resolve()).with_suffix("").as_posix()
+    except ValueError:
+        return resolved.stem
 
 
 def is_collectable(path: Path, roots: Iterable[Path]) -> bool:
@@ -39,7 +50,8 @@ class WorkflowFile(pytest.File):
         except ComfyTestError as exc:
             raise self.CollectError(str(exc)) from None
         for case in cases:
-            item = WorkflowItem.from_parent(self, name=case.id, workflow=workflow, case=case)
+            name = baseline_name(self.path, self.config.getini("comfy_workflows"), self.config.rootpath)
+            item = WorkflowItem.from_parent(self, name=case.id, workflow=workflow, case=case, key=name)
             for mark in case.marks:
                 item.add_marker(mark)
             item.add_marker("comfy")
@@ -49,9 +61,10 @@ class WorkflowFile(pytest.File):
 class WorkflowItem(pytest.Item):
     """One case of one workflow: run it on the session's server and check its outputs."""
 
-    def __init__(self, *, workflow: Workflow, case: CaseSpec, **kw: Any) -> None:
+    def __init__(self, *, workflow: Workflow, case: CaseSpec, key: str, **kw: Any) -> None:
         super().__init__(**kw)
         self.workflow = workflow
+        self.key = key  # the workflow's name in baselines/ and results/
         self.case = case
         self.comfy_record: dict[str, Any] | None = None
 
@@ -71,7 +84,7 @@ class WorkflowItem(pytest.Item):
         self.comfy_record = state.new_record(self.nodeid, self.workflow, case, self.path)
         session = state.session()
         try:
-            run_case(session, self.workflow, case, self.comfy_record, state.store(session))
+            run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key)
         except PreflightError as exc:
             if settings.missing == "skip":
                 pytest.skip(str(exc))
@@ -92,4 +105,4 @@ def unused_baselines(config: pytest.Config) -> list[str]:
     return state_of(config).unused_baselines()
 
 
-__all__ = ["WorkflowFile", "WorkflowItem", "is_collectable", "json"]
+__all__ = ["WorkflowFile", "WorkflowItem", "is_collectable", "baseline_name"]

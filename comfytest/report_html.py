@@ -61,8 +61,9 @@ body.failures-only .test-record[data-outcome=passed],
 body.failures-only .test-record[data-outcome=skipped]{display:none}
 """
 
-# Waits for every <img> to decode, then records the result: lets headless tests (and users
-# reading a saved DOM) tell a broken embed from a working one.
+# Once the page (and so every <img>) has loaded, record how many images decoded: lets headless
+# tests, and users reading a saved DOM, tell a broken embed from a working one. The load event
+# rather than img.decode(): decode() settles off the main thread and can miss a DOM dump.
 SCRIPT = """
 (function(){
   var body = document.body;
@@ -71,15 +72,14 @@ SCRIPT = """
   if (toggle) toggle.addEventListener('change', function(){
     body.classList.toggle('failures-only', toggle.checked);
   });
-  var imgs = Array.prototype.slice.call(document.images);
-  Promise.all(imgs.map(function(img){
-    return img.decode().then(function(){ return img.naturalWidth > 0; },
-                             function(){ return false; });
-  })).then(function(ok){
-    var decoded = ok.filter(Boolean).length;
-    body.dataset.imagesDecoded = decoded;
-    body.dataset.imagesLoaded = decoded === imgs.length ? 'true' : 'false';
-  });
+  function record(){
+    var imgs = Array.prototype.slice.call(document.images);
+    var decoded = imgs.filter(function(img){ return img.complete && img.naturalWidth > 0; });
+    body.dataset.imagesDecoded = decoded.length;
+    body.dataset.imagesLoaded = decoded.length === imgs.length ? 'true' : 'false';
+  }
+  if (document.readyState === 'complete') record();
+  else window.addEventListener('load', record);
 })();
 """
 

@@ -173,11 +173,13 @@ def _taesd(part: str, convs: dict[int, tuple[int, int, bool]], blocks: Sequence[
 def _vae() -> list[TensorSpec]:
     enc = _taesd("taesd_encoder", {0: (64, 3, True), 2: (64, 64, False), 6: (64, 64, False),
                                    10: (64, 64, False)}, (1, 3, 4, 5, 7, 8, 9, 11, 12, 13))
+    # Tuned by eye on ComfyUI: 2.0 lets the input image drown seed and prompt in img2img,
+    # 0.5 decodes to near-flat grey.
     enc += _dense(f"{_VAE}taesd_encoder.14", (4, 64, 3, 3), 1.0)
     dec = _taesd("taesd_decoder", {1: (64, 4, True), 7: (64, 64, False), 12: (64, 64, False),
                                    17: (64, 64, False)}, (3, 4, 5, 8, 9, 10, 13, 14, 15, 18))
     # Zero-mean output filters around a mid-grey bias: pixels vary around 0.5 instead of
-    # saturating to one colour.
+    # saturating to one colour. Gain 0.15 clipped ~20 % of pixel values; 0.08 clips < 1 %.
     dec += _dense(f"{_VAE}taesd_decoder.19", (3, 64, 3, 3), 0.08, centred=True, bias_mean=0.5)
     scalars = [TensorSpec(f"{_VAE}vae_scale", (), Init(mean=_VAE_SCALE)),
                TensorSpec(f"{_VAE}vae_shift", (), Init())]

@@ -291,3 +291,15 @@ def test_concurrent_hash_updates_keep_every_line(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert lines == sorted(lines)
     assert [p.name for p in path.parent.iterdir()] == [HASHES_FILE]  # no temp or lock files
+
+
+def test_update_refreshes_a_stale_hash_line_without_rewriting_the_png(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    life.check(scene(), "update")
+    png, hashes = (life.root / KEY.relative_dir / n for n in ("9_0.png", HASHES_FILE))
+    os.utime(png, ns=(1, 1))
+    hashes.write_text("9_0  phash:8:0000000000000000  64x64 RGB\n")
+    result = life.check(scene(), "update")
+    assert result.status == "updated" and result.baseline_path == png
+    assert png.stat().st_mtime_ns == 1
+    assert read_hashes(hashes)["9_0"].hashes == (image_hash(scene()),)
