@@ -11,15 +11,17 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
+from comfytest.calibrate import measure_runs, repeat
 from comfytest.baselines import BaselineKey, BaselineStore, CheckResult, check_image, check_text
 from comfytest.casefile import CaseSpec
 from comfytest.diagnostics import describe_node, node_info
-from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError
+from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
 from comfytest.execution import RunResult
+from comfytest.preflight import combo_options, preflight
 from comfytest.report import summarize_runs
 from comfytest.session import ComfySession
 from comfytest.timing import RunTiming
-from comfytest.workflow import ObjectInfo, Workflow, combo_options, input_spec, preflight
+from comfytest.workflow import ObjectInfo, Workflow, input_spec
 
 
 def check_requirements(workflow: Workflow, case: CaseSpec, info: ObjectInfo) -> None:
@@ -62,12 +64,15 @@ def run_case(
     record["workflow_digest"] = prepared.workflow.digest()
     prompt = prepared.workflow.to_prompt()
     timeout = case.timeout
+    if settings.calibrate:  # spread between runs, no baseline read or written
+        calibrate_case(session, prompt, case, record, settings.calibrate)
+        return
     for _ in range(settings.warmup):
+        _free_cache(session)
         session.run_prompt(prompt, timeout=timeout, fetch_images=False).raise_for_status()
     runs: list[RunResult] = []
     for index in range(settings.runs):
-        if settings.free_cache:
-            session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
+        _free_cache(session)
         result = session.run_prompt(prompt, timeout=timeout, fetch_images=index == 0)
         runs.append(result)
         record["prompt_id"] = runs[0].prompt_id
@@ -77,6 +82,45 @@ def run_case(
         record["runs"] = [timing_json(r.timing) for r in runs]
         record["stats"] = summarize_runs(record["runs"])
     check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
+
+
+def _free_cache(session: ComfySession) -> None:
+    """With --comfy-free-cache, empty ComfyUI's cache: an identical prompt would otherwise be
+    served from it (every node cached), which measures nothing and warms nothing."""
+    if session.settings.free_cache:
+        session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
+
+
+def calibrate_case(
+    session: ComfySession, prompt: Mapping[str, Any], case: CaseSpec, record: dict[str, Any], times: int,
+) -> None:
+    """Run ``times`` times from a cleared cache; the outputs' spread goes to ``record["calibration"]``."""
+    runs: list[RunResult] = []
+
+    def run(_: int) -> dict[str, Any]:
+        runs.append(fresh_run(session, prompt, case.timeout))
+        return {i.key: i.image for i in runs[-1].images if case.outputs is None or i.node_id in case.outputs}
+
+    images = repeat(run, times)
+    record["prompt_id"] = runs[0].prompt_id
+    record["timing"] = timing_json(runs[0].timing)
+    record["runs"] = [timing_json(r.timing) for r in runs]
+    record["stats"] = summarize_runs(record["runs"]) if times > 1 else None
+    spreads = measure_runs(images, method=case.hash_method or "phash", hash_size=case.hash_size or 8)
+    record["calibration"] = [s.to_json(case.tolerance) for s in spreads]
+
+
+def fresh_run(session: ComfySession, prompt: Mapping[str, Any], timeout: float | None) -> RunResult:
+    """A run in which every node executes. The server applies ``POST /free`` when its worker
+    next wakes, which can be after it took the prompt: a run served from cache is run again."""
+    for _ in range(3):
+        session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
+        result = session.run_prompt(prompt, timeout=timeout, fetch_images=True)
+        result.raise_for_status()
+        if not result.timing.cached_nodes:
+            return result
+    raise RunError(f"{session.url} kept serving nodes {', '.join(result.timing.cached_nodes)} from its cache "
+                   "after POST /free; calibration needs runs in which every node executes")
 
 
 def timing_json(timing: RunTiming) -> dict[str, Any]:

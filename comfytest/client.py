@@ -35,6 +35,27 @@ class Disconnected:
     reason: str
 
 
+_REASONS = (
+    ("refused", "connection refused"),
+    ("name or service not known", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("temporary failure in name resolution", "host name not found"),
+    ("timed out", "connection timed out"),
+    ("certificate verify failed", "TLS certificate not trusted"),
+    ("reset by peer", "connection reset"),
+)
+
+
+def _reason(exc: Exception) -> str:
+    """The short cause of a connection failure, not urllib3's nested repr."""
+    text = str(exc).lower()
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first[:160]
+
+
 class ComfyClient:
     """A connection to one ComfyUI server at ``url`` (http:// or https://)."""
 
@@ -84,8 +105,8 @@ class ComfyClient:
         return resp
 
     def _unreachable(self, what: str, exc: Exception) -> str:
-        reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self._secrets)
-        msg = f"No ComfyUI server answers at {self.url} ({what}: {reason[:200]})."
+        reason = redact(_reason(exc), self._secrets)
+        msg = f"No ComfyUI server answers at {self.url} ({what}: {reason})."
         return msg + (f"\n{self.hint}" if self.hint else "")
 
     def get_json(self, path: str, *, timeout: float | None = None) -> Any:

@@ -69,7 +69,7 @@ class WorkflowItem(pytest.Item):
         self.comfy_record: dict[str, Any] | None = None
 
     def runtest(self) -> None:
-        from comfytest.plugin import state_of  # the plugin owns the session state
+        from comfytest.plugin import session_or_exit, state_of  # the plugin owns the session state
 
         state = state_of(self.config)
         settings = state.settings
@@ -82,7 +82,7 @@ class WorkflowItem(pytest.Item):
         if case.skip:
             pytest.skip(case.skip)
         self.comfy_record = state.new_record(self.nodeid, self.workflow, case, self.path)
-        session = state.session()
+        session = session_or_exit(self.config)
         try:
             run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key)
         except PreflightError as exc:

@@ -13,7 +13,7 @@ from typing import Any, Generator
 import pytest
 
 from comfytest.collection import WorkflowFile, is_collectable, unused_baselines
-from comfytest.errors import ComfyTestError
+from comfytest.errors import ComfyTestError, ServerError
 from comfytest.reporting import SessionState, failure_kind
 from comfytest.settings import OPTIONS, Option, resolve
 
@@ -83,11 +83,19 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> WorkflowFi
 @pytest.fixture(scope="session")
 def comfy(request: pytest.FixtureRequest) -> Any:
     """The session's ComfyUI (connection + helpers): ``comfy.run(workflow, seed=..., patches=...)``."""
+    return session_or_exit(request.config)
+
+
+def session_or_exit(config: pytest.Config) -> Any:
+    """The server session; if it cannot be had, stop the whole run with one clear error."""
     __tracebackhide__ = True
+    state = state_of(config)
     try:
-        return state_of(request.config).session()
-    except ComfyTestError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        return state.session()
+    except ServerError as exc:
+        message = state.redact(str(exc))
+    state.summary_notes.append("stopped: the ComfyUI server could not be used (see above)")
+    pytest.exit(message, returncode=EXIT_INFRASTRUCTURE)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -102,6 +110,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     record = getattr(item, "comfy_record", None)
     if record is None or (rep.when != "call" and rep.passed):
         return
+    if rep.when == "call" and rep.passed:
+        _fail_on_timing(rep, state, record)
     message = str(rep.longrepr) if rep.longrepr is not None and not rep.passed else None
     if rep.skipped and isinstance(rep.longrepr, tuple):
         message = str(rep.longrepr[2])
@@ -112,6 +122,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if rep.when == "call":
         for name, value in state.junit_properties(rep.comfy_record):
             item.user_properties.append((name, value))
+
+
+def _fail_on_timing(rep: pytest.TestReport, state: SessionState, record: dict[str, Any]) -> None:
+    """--comfy-timing-fail: a passing test slower than in --comfy-compare fails, kind "timing"."""
+    reason = state.timing_failure(record)
+    if reason is not None:
+        rep.outcome = "failed"
+        rep.longrepr = reason
+        rep.comfy_failure_kind = "timing"  # type: ignore[attr-defined]
 
 
 class Reporter:
@@ -127,10 +146,21 @@ class Reporter:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if os.environ.get("PYTEST_XDIST_WORKER"):
-            return  # the controller writes one merged report from the records it received
+            # the controller writes one merged report from the records it received; it never
+            # talks to the server, so a worker hands over the fingerprint (pytest_testnodedown)
+            output = getattr(session.config, "workeroutput", None)
+            if output is not None and self.state.started is not None:
+                output["comfytest_fingerprint"] = self.state.fingerprint()
+            return
         self.state.finish_session(unused_baselines(session.config))
         if exitstatus == pytest.ExitCode.TESTS_FAILED and self.state.only_infrastructure_failures():
             session.exitstatus = EXIT_INFRASTRUCTURE
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        fingerprint = getattr(node, "workeroutput", {}).get("comfytest_fingerprint")
+        if fingerprint and self.state.worker_fingerprint is None:
+            self.state.worker_fingerprint = fingerprint
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = self.state.summary_lines()

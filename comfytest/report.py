@@ -222,12 +222,23 @@ def merge_documents(docs: Sequence[Mapping[str, Any]]) -> Document:
 
 
 def server_total_ms(record: Record) -> float | None:
-    """The representative server time: the median of repeated runs, else the single run."""
+    """The representative server time: the median of repeated runs, else the single run.
+
+    None when nothing executed (every node came from ComfyUI's cache): that is no timing.
+    """
     stats = record.get("stats")
     if stats and stats.get("server_total_ms"):
         return _number(stats["server_total_ms"].get("median"))
     timing = record.get("timing")
-    return _number(timing.get("server_total_ms")) if timing else None
+    if not timing or fully_cached(timing):
+        return None
+    return _number(timing.get("server_total_ms"))
+
+
+def fully_cached(timing: Mapping[str, Any]) -> bool:
+    """A run in which no node executed: an identical prompt served from ComfyUI's cache."""
+    nodes = timing.get("nodes") or []
+    return bool(nodes) and all(n.get("cached") for n in nodes)
 
 
 def measured_nodes(record: Record) -> list[dict[str, Any]]:
@@ -302,7 +313,8 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
     """Timings and distances as JUnit ``<property>`` pairs (CI dashboards can chart these)."""
     props: list[tuple[str, str]] = []
     timing = record.get("timing") or {}
-    for key in ("server_total_ms", "queue_wait_ms", "client_wall_ms"):
+    keys = ("queue_wait_ms",) if fully_cached(timing) else ("server_total_ms", "queue_wait_ms", "client_wall_ms")
+    for key in keys:
         if _number(timing.get(key)) is not None:
             props.append((f"comfy_{key}", _fmt_number(timing[key])))
     props.extend(_stats_properties(record.get("stats")))
@@ -334,12 +346,16 @@ def _stats_properties(stats: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The ``stats`` of a record from its measured runs; ``spread`` is (max - min) / median."""
-    totals = [v for v in (_number(r.get("server_total_ms")) for r in runs) if v is not None]
+    """The ``stats`` of a record from its measured runs; ``spread`` is (max - min) / median.
+
+    Runs in which nothing executed (``fully_cached``) are counted in ``cached_runs`` only.
+    """
+    executed = [r for r in runs if not fully_cached(r)]
+    totals = [v for v in (_number(r.get("server_total_ms")) for r in executed) if v is not None]
     if not totals:
         return None
     per_node: dict[str, list[float]] = {}
-    for run in runs:
+    for run in executed:
         for node in run.get("nodes") or []:
             # a node cached in some run has no comparable duration in that run
             if not node.get("cached") and _number(node.get("duration_ms")) is not None:
@@ -347,7 +363,8 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     total = _min_median_max(totals)
     total["spread"] = (total["max"] - total["min"]) / total["median"] if total["median"] else 0.0
     nodes = {node_id: _min_median_max(values) for node_id, values in per_node.items()}
-    return {"runs": len(totals), "server_total_ms": total, "nodes": nodes}
+    cached_runs = len(runs) - len(executed)
+    return {"runs": len(totals), "cached_runs": cached_runs, "server_total_ms": total, "nodes": nodes}
 
 
 def _min_median_max(values: Sequence[float]) -> dict[str, float]:

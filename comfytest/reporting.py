@@ -12,6 +12,7 @@ import platform
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,9 +25,10 @@ from comfytest.errors import (
     ServerUnavailable,
     WorkflowError,
 )
-from comfytest.baselines import HASHES_FILE, PROFILES_DIR, BaselineStore, safe_name, unused_baselines
+from comfytest.baselines import HASHES_FILE, PROFILES_DIR, UPDATE_OPTION, BaselineStore, safe_name, unused_baselines
+from comfytest.calibrate import render_table as render_calibration
 from comfytest.casefile import CaseSpec
-from comfytest.report import junit_properties, load_report, new_document, new_record, write_json
+from comfytest.report import fully_cached, junit_properties, test_label, load_report, new_document, new_record, write_json
 from comfytest.report_compare import append_history, compare_timings, regressions
 from comfytest.report_html import render_html
 from comfytest.report_text import render_markdown, render_terminal
@@ -74,6 +76,7 @@ class SessionState:
         self.written: list[Path] = []
         self.summary_notes: list[str] = []
         self.deselected = False
+        self.worker_fingerprint: dict[str, Any] | None = None  # xdist: a worker's, for the controller
         self._store: BaselineStore | None = None
         if settings.compare is not None:
             self.previous = load_report(settings.compare)
@@ -121,7 +124,7 @@ class SessionState:
 
     def unused_baselines(self) -> list[str]:
         """Baseline files under the root that no test of this session read or wrote."""
-        if self._store is None or self.deselected or not self.settings.baselines.is_dir():
+        if self._store is None or self.deselected or self.settings.calibrate or not self.settings.baselines.is_dir():
             return []
         used = {Path(c["baseline"]).resolve() for r in self.records for c in r.get("comparisons") or [] if c.get("baseline")}
         used |= {p.parent / HASHES_FILE for p in used}
@@ -157,6 +160,8 @@ class SessionState:
     # ------------------------------------------------------------ end of session
 
     def fingerprint(self) -> dict[str, Any]:
+        if self._session is None and self.worker_fingerprint is not None:
+            return self.worker_fingerprint  # the xdist controller never talks to the server
         stats: dict[str, Any] | None = None
         url = None
         if self._session is not None:
@@ -188,10 +193,12 @@ class SessionState:
             return
         doc = self.document(unused_baselines)
         self.doc = doc
+        if self.previous is not None:
+            self.timing_changes = compare_timings(self.previous, doc)
         results = self.settings.results
         results.mkdir(parents=True, exist_ok=True)
         self.written.append(write_json(doc, results / "report.json"))
-        md = render_markdown(doc, self.previous)
+        md = render_markdown(doc, self.previous) + "".join(f"\n{line}\n" for line in self._warnings())
         (results / "report.md").write_text(md)
         self.written.append(results / "report.md")
         (results / "report.html").write_text(render_html(doc, results))
@@ -200,21 +207,43 @@ class SessionState:
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(md + "\n")
-        if self.previous is not None:
-            self.timing_changes = compare_timings(self.previous, doc)
         if self.settings.history is not None:
             self.written.append(append_history(doc, self.settings.history))
 
     def timing_regressions(self) -> list[Any]:
         return regressions(self.timing_changes)
 
+    def timing_failure(self, record: Mapping[str, Any]) -> str | None:
+        """With --comfy-timing-fail: why this test's timing fails against --comfy-compare."""
+        if self.previous is None or not self.settings.timing_fail:
+            return None
+        slower = regressions(compare_timings(self.previous, {"tests": [record]}))
+        if not slower:
+            return None
+        return "\n".join(
+            [f"timing regression against {self.settings.compare}:"]
+            + [f"  {c.describe()}" for c in slower]
+            + ["(drop --comfy-timing-fail to only warn; a slower machine needs its own previous report)"]
+        )
+
+    def _warnings(self) -> list[str]:
+        """Timing regressions (warnings unless --comfy-timing-fail) and untimed cached runs."""
+        lines = ["timing regression: " + change.describe() for change in self.timing_regressions()]
+        cached = [r for r in self.records if _cached_runs(r)]
+        if cached:
+            lines.append(
+                f"{len(cached)} test(s) had measured runs served entirely from ComfyUI's cache (the "
+                "identical prompt ran before on that server): not timed; --comfy-free-cache times every run"
+            )
+        return lines
+
     def summary_lines(self) -> list[str]:
         doc = getattr(self, "doc", None)
         if not doc:
             return list(self.summary_notes)
-        lines = render_terminal(doc, self.previous)
-        for change in self.timing_regressions():
-            lines.append("timing regression: " + change.describe())
+        lines = render_terminal(doc, self.previous) + render_calibration(doc["tests"]) + self._warnings()
+        if self.settings.update_baselines:
+            lines.extend(baseline_changes(doc["tests"]))
         lines.extend(self.summary_notes)
         if self.written:
             lines.append("reports: " + ", ".join(_rel(p) for p in self.written))
@@ -222,6 +251,34 @@ class SessionState:
 
     def junit_properties(self, record: Mapping[str, Any]) -> list[tuple[str, str]]:
         return junit_properties(record)
+
+
+def baseline_changes(records: list[dict[str, Any]]) -> list[str]:
+    """Update mode: how many baselines were created, updated, left alone; then each change."""
+    found = [(r, c) for r in records for c in r.get("comparisons") or []]
+    count = Counter(c["status"] for _, c in found)
+    lines = [f"baselines ({UPDATE_OPTION}): {count['created']} created, {count['updated']} updated, "
+             f"{count['unchanged']} unchanged"]
+    for record, comp in found:
+        if comp["status"] in ("created", "updated"):
+            where = _rel(Path(comp["baseline"])) if comp.get("baseline") else ""
+            lines.append(f"  {comp['status']:<8} {test_label(record)} {comp['output']}: {_change(comp)}  {where}")
+    return lines
+
+
+def _change(comp: Mapping[str, Any]) -> str:
+    if comp["status"] == "created":
+        return "new"
+    if comp.get("distance") is None:
+        return "replaced (text changed, or the old file was unreadable)"
+    diff = comp.get("max_abs_diff")
+    return (f"{comp['method']} distance {comp['distance']} (tolerance {comp['tolerance']}, "
+            f"max pixel diff {'-' if diff is None else diff})")
+
+
+def _cached_runs(record: Mapping[str, Any]) -> int:
+    runs = record.get("runs") or [t for t in [record.get("timing")] if t]
+    return sum(1 for run in runs if fully_cached(run))
 
 
 def _rel(path: Path) -> str:

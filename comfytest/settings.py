@@ -124,10 +124,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("profile", "baseline profile (default: derived from the server's device)"),
     Option("runs", "measured runs per test (timing statistics)", positive_int, default=1),
     Option("warmup", "unmeasured warm-up runs per test", non_negative_int, default=0),
-    Option("free-cache", "POST /free before each measured run so nothing comes from cache", flag=True, default=False),
+    Option("free-cache", "POST /free before each run (warm-up and measured) so nothing comes from cache", flag=True, default=False),
     Option("compare", "earlier report.json to compare timings against"),
     Option("history", "append one line per session to this history file (JSON lines)"),
+    Option("timing-fail", "fail tests slower than in --comfy-compare (failure kind 'timing'); without it they only warn", flag=True, default=False),
     Option("no-report", "do not write report.json / report.html / report.md", flag=True, default=False),
+    Option("calibrate", "run each case N times from a cleared cache and report the spread of its outputs and a suggested tolerance, instead of comparing baselines", positive_int),
 )
 
 
@@ -169,7 +171,9 @@ class Settings:
     free_cache: bool = False
     compare: Path | None = None
     history: Path | None = None
+    timing_fail: bool = False
     no_report: bool = False
+    calibrate: int | None = None  # N runs per case; None: compare baselines as usual
     url_source: str = "default"
 
     @property
@@ -240,6 +244,9 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         raise ConfigError(
             f"both a server URL ({sources['comfy_url']}) and --comfy-launch are given; choose one"
         )
+    if values["comfy_calibrate"] and values["comfy_update_baselines"]:
+        raise ConfigError("--comfy-calibrate compares runs with each other, not with baselines; "
+                          "it cannot be combined with --comfy-update-baselines")
     return Settings(
         url=values["comfy_url"],
         url_source=sources["comfy_url"],
@@ -266,7 +273,9 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         free_cache=bool(values["comfy_free_cache"]),
         compare=_path(values["comfy_compare"], rootdir),
         history=_path(values["comfy_history"], rootdir),
+        timing_fail=bool(values["comfy_timing_fail"]),
         no_report=bool(values["comfy_no_report"]),
+        calibrate=values["comfy_calibrate"],
     )
 
 

@@ -8,17 +8,15 @@ from typing import Any
 import pytest
 
 from comfytest.errors import PatchError, WorkflowError
+from comfytest.preflight import model_references, preflight, required_classes
 from comfytest.workflow import (
     Workflow,
     apply_patches,
     content_name,
     is_workflow_file,
     load_workflow,
-    model_references,
     parse_workflow,
     pin_seeds,
-    preflight,
-    required_classes,
     rewrite_inputs,
     seed_inputs,
     select,

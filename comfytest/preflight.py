@@ -1,0 +1,184 @@
+"""Preflight: what a server lacks for a workflow, found before anything is queued.
+
+:func:`preflight` compares an API-format :class:`~comfytest.workflow.Workflow` with the
+server's ``/object_info``: node classes that are not installed (with the node pack that most
+likely provides them), model files that the loaders' combo lists do not offer (with the
+``models/`` folder they belong in), and literal values outside a combo or a numeric range.
+Each problem names the node (id, title, class) and the workflow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from comfytest.workflow import Node, ObjectInfo, Workflow, input_spec, is_link
+
+#: input name (digits stripped) → folder under models/; class-specific entries win
+MODEL_FOLDERS: Mapping[str, str] = MappingProxyType({
+    "ckpt_name": "checkpoints", "lora_name": "loras", "vae_name": "vae",
+    "control_net_name": "controlnet", "unet_name": "diffusion_models",
+    "clip_name": "text_encoders", "upscale_model": "upscale_models",
+    "style_model_name": "style_models", "gligen_name": "gligen",
+    "hypernetwork_name": "hypernetworks", "photomaker_model_name": "photomaker",
+    "audio_encoder_name": "audio_encoders", "model_patch_name": "model_patches",
+    "UpscaleModelLoader.model_name": "upscale_models", "CLIPVisionLoader.clip_name": "clip_vision",
+    "unCLIPCheckpointLoader.ckpt_name": "checkpoints",
+})
+
+_MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+
+#: (class-name pattern, node pack): custom node packs whose classes are easy to recognise
+NODE_PACKS: tuple[tuple[str, str], ...] = (
+    (r"^ComfyTest", "comfytest's own node pack (comfytest/nodepack in the server's custom_nodes/)"),
+    (r"^VHS_", "ComfyUI-VideoHelperSuite"),
+    (r"IPAdapter", "ComfyUI_IPAdapter_plus"),
+    (r"^(Impact|SAM)", "ComfyUI-Impact-Pack"),
+    (r"^Efficient|\(Efficient\)$", "efficiency-nodes-comfyui"),
+    (r"\(rgthree\)$", "rgthree-comfy"),
+    (r"^ADE_", "ComfyUI-AnimateDiff-Evolved"),
+    (r"^ACN_", "ComfyUI-Advanced-ControlNet"),
+    (r"Preprocessor$", "comfyui_controlnet_aux"),
+    (r"^CR ", "ComfyUI_Comfyroll_CustomNodes"),
+    (r"^easy ", "ComfyUI-Easy-Use"),
+    (r"GGUF", "ComfyUI-GGUF"),
+    (r"^UltimateSDUpscale", "ComfyUI_UltimateSDUpscale"),
+    (r"InstantID", "ComfyUI_InstantID"),
+)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    node_id: str
+    class_type: str
+    input: str
+    value: str
+    folder: str | None
+
+
+@dataclass(frozen=True)
+class PreflightProblem:
+    kind: str  # "missing_node" | "missing_model" | "bad_value"
+    node_id: str
+    class_type: str
+    title: str | None
+    message: str
+
+
+def required_classes(workflow: Workflow) -> set[str]:
+    return {node.class_type for node in workflow.nodes.values()}
+
+
+def combo_options(spec: object) -> list[str] | None:
+    """The choices of a combo input, in both the old and the "COMBO" spec forms."""
+    if not isinstance(spec, list) or not spec:
+        return None
+    if isinstance(spec[0], list):
+        return [str(v) for v in spec[0]]
+    options = spec[1].get("options") if spec[0] == "COMBO" and len(spec) > 1 else None
+    return [str(v) for v in options] if isinstance(options, list) else None
+
+
+def model_folder(class_type: str, name: str) -> str | None:
+    base = name.rstrip("0123456789")  # clip_name1, clip_name2 of DualCLIPLoader
+    return MODEL_FOLDERS.get(f"{class_type}.{base}") or MODEL_FOLDERS.get(base)
+
+
+def model_references(workflow: Workflow, object_info: ObjectInfo) -> list[ModelRef]:
+    """Combo inputs that name a model file (known input names, or a model file suffix)."""
+    refs = []
+    for node in workflow.nodes.values():
+        for name, value in node.inputs.items():
+            spec = input_spec(object_info, node.class_type, name)
+            if not isinstance(value, str) or combo_options(spec) is None:
+                continue
+            folder = model_folder(node.class_type, name)
+            if folder or value.lower().endswith(_MODEL_SUFFIXES):
+                refs.append(ModelRef(node.id, node.class_type, name, value, folder))
+    return refs
+
+
+def missing_pack(class_type: str) -> str:
+    for pattern, pack in NODE_PACKS:
+        if re.search(pattern, class_type):
+            return pack
+    return f"a custom node pack that provides {class_type}; search the ComfyUI Manager for it"
+
+
+def preflight(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    """What the server lacks for this workflow: node classes, model files, combo values."""
+    problems = []
+    for node in workflow.nodes.values():
+        if node.class_type not in object_info:
+            message = (
+                f"node class {node.class_type} is not installed: node {node.label()} of "
+                f"{workflow.name} needs it; install {missing_pack(node.class_type)}"
+            )
+            problems.append(_problem("missing_node", node, message))
+    problems.extend(_missing_models(workflow, object_info))
+    problems.extend(_bad_values(workflow, object_info))
+    return problems
+
+
+def _problem(kind: str, node: Node, message: str) -> PreflightProblem:
+    return PreflightProblem(kind, node.id, node.class_type, node.title, message)
+
+
+def _missing_models(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    problems = []
+    for ref in model_references(workflow, object_info):
+        options = combo_options(input_spec(object_info, ref.class_type, ref.input)) or []
+        if _normalise(ref.value) in {_normalise(o) for o in options}:
+            continue
+        node = workflow.nodes[ref.node_id]
+        where = f"models/{ref.folder}/" if ref.folder else "its models/ folder"
+        message = (
+            f"{ref.value} is not installed: node {node.label()} needs it in {where} of the "
+            f"ComfyUI server (workflow {workflow.name}){_did_you_mean(ref.value, options)}"
+        )
+        problems.append(_problem("missing_model", node, message))
+    return problems
+
+
+def _normalise(path: str) -> str:
+    return path.replace("\\", "/")  # a Windows server lists sub/x.safetensors as sub\x...
+
+
+def _did_you_mean(value: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(value, options, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _bad_values(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    models = {(r.node_id, r.input) for r in model_references(workflow, object_info)}
+    problems = []
+    for node in workflow.nodes.values():
+        for name, value in node.inputs.items():
+            spec = input_spec(object_info, node.class_type, name)
+            if is_link(value) or spec is None or (node.id, name) in models:
+                continue
+            message = _value_problem(spec, value)
+            if message:
+                text = f"node {node.label()} of {workflow.name}: input '{name}' {message}"
+                problems.append(_problem("bad_value", node, text))
+    return problems
+
+
+def _value_problem(spec: list[Any], value: Any) -> str | None:
+    options = combo_options(spec)
+    extra = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if options is not None:
+        # upload inputs (LoadImage) are checked after comfytest has uploaded the files
+        if any(k.endswith("upload") for k in extra) or str(value) in options:
+            return None
+        return f"is {value!r}, not one of the server's choices{_did_you_mean(str(value), options)}"
+    if spec[0] in ("INT", "FLOAT") and isinstance(value, int | float):
+        if "min" in extra and value < extra["min"]:
+            return f"is {value}, below the minimum {extra['min']}"
+        if "max" in extra and value > extra["max"]:
+            return f"is {value}, above the maximum {extra['max']}"
+    return None
