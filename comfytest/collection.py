@@ -2,7 +2,8 @@
 
 Collected: ``*.json`` under an ini ``comfy_workflows`` folder or under a path given on the
 command line. JSON objects that are not workflows are left alone; invalid JSON, empty or
-non-object files and UI-format workflows are collection errors that say how to fix them.
+non-object files are collection errors that say how to fix them. UI-format workflows are
+converted to API format when they run (``uiformat``; the conversion needs the server).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 from comfytest.casefile import CaseDefaults, CaseSpec, load_cases, settings_path
 from comfytest.casetest import run_case
 from comfytest.errors import ComfyTestError, PreflightError
-from comfytest.workflow import Workflow, is_workflow_file, parse_workflow, read_json
+from comfytest.uiformat import convert_ui_workflow
+from comfytest.workflow import Workflow, is_ui_format, is_workflow_file, parse_workflow, read_json
 
 
 def baseline_name(path: Path, roots: Iterable[Path], rootdir: Path) -> str:
@@ -43,15 +45,18 @@ class WorkflowFile(pytest.File):
     def collect(self) -> Iterator[WorkflowItem]:
         try:
             data = read_json(self.path)
-            if not is_workflow_file(data):
+            if isinstance(data, dict) and not is_workflow_file(data):
                 return  # some other JSON object (package.json, data): not ours
-            workflow = parse_workflow(data, self.path)
+            ui_data = data if is_ui_format(data) else None
+            # a UI-format file needs /object_info to name its widget values: converted in
+            # runtest; here its links alone are enough to check the settings' selectors
+            workflow = convert_ui_workflow(data, None, self.path) if ui_data else parse_workflow(data, self.path)
             cases = load_cases(settings_path(self.path), workflow)
         except ComfyTestError as exc:
             raise self.CollectError(str(exc)) from None
         for case in cases:
             name = baseline_name(self.path, self.config.getini("comfy_workflows"), self.config.rootpath)
-            item = WorkflowItem.from_parent(self, name=case.id, workflow=workflow, case=case, key=name)
+            item = WorkflowItem.from_parent(self, name=case.id, workflow=workflow, case=case, key=name, ui_data=ui_data)
             for mark in case.marks:
                 item.add_marker(mark)
             item.add_marker("comfy")
@@ -61,9 +66,10 @@ class WorkflowFile(pytest.File):
 class WorkflowItem(pytest.Item):
     """One case of one workflow: run it on the session's server and check its outputs."""
 
-    def __init__(self, *, workflow: Workflow, case: CaseSpec, key: str, **kw: Any) -> None:
+    def __init__(self, *, workflow: Workflow, case: CaseSpec, key: str, ui_data: Any = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.workflow = workflow
+        self.ui_data = ui_data  # the UI-format JSON, converted once the server is known
         self.key = key  # the workflow's name in baselines/ and results/
         self.case = case
         self.comfy_record: dict[str, Any] | None = None
@@ -83,6 +89,8 @@ class WorkflowItem(pytest.Item):
             pytest.skip(case.skip)
         self.comfy_record = state.new_record(self.nodeid, self.workflow, case, self.path)
         session = session_or_exit(self.config)
+        if self.ui_data is not None:
+            self.workflow = convert_ui_workflow(self.ui_data, session.object_info(), self.path)
         try:
             run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key)
         except PreflightError as exc:

@@ -23,15 +23,17 @@ from comfytest.errors import ComfyTestError, ConfigError, ServerError, ServerUna
 from comfytest.execution import RunResult, Runner
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.settings import Settings
+from comfytest.uiformat import convert_ui_workflow
 from comfytest.workflow import (
     AppliedPatch,
     PinnedSeed,
     Workflow,
     apply_patches,
     content_name,
-    load_workflow,
+    is_ui_format,
     parse_workflow,
     pin_seeds,
+    read_json,
     rewrite_inputs,
     seed_inputs,
 )
@@ -48,12 +50,16 @@ class Prepared:
     patches: tuple[AppliedPatch, ...]
 
 
-def as_workflow(value: Workflow | Mapping[str, Any] | str | Path) -> Workflow:
+def as_workflow(
+    value: Workflow | Mapping[str, Any] | str | Path, object_info: Mapping[str, Any] | None = None
+) -> Workflow:
+    """A Workflow from a file or dict; UI-format data is converted when object_info is given."""
     if isinstance(value, Workflow):
         return value
-    if isinstance(value, (str, Path)):
-        return load_workflow(Path(value))
-    return parse_workflow(dict(value), None)
+    path, data = (Path(value), read_json(Path(value))) if isinstance(value, (str, Path)) else (None, dict(value))
+    if is_ui_format(data) and object_info is not None:
+        return convert_ui_workflow(data, object_info, path)
+    return parse_workflow(data, path)
 
 
 def _input_bytes(source: InputFile) -> tuple[bytes, str]:
@@ -134,8 +140,8 @@ class ComfySession:
         inputs: Mapping[str, InputFile] | None = None,
     ) -> Prepared:
         """The workflow as it will run: seeds pinned, patches applied, inputs uploaded."""
-        wf = as_workflow(workflow)
         info = self.object_info()
+        wf = as_workflow(workflow, info)
         seed = seed if seed is not None else self.settings.seed
         if seed is None:  # keep the written seeds, but report them as the pinned values
             pins = tuple(

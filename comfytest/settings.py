@@ -133,12 +133,12 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-def _expand_env(value: str, option: str) -> str:
+def _expand_env(value: str, option: str, env: Mapping[str, str]) -> str:
     def sub(match: re.Match[str]) -> str:
         var = match.group(1) or match.group(2)
-        if var not in os.environ:
+        if var not in env:
             raise ConfigError(f"{option}: environment variable ${var} is not set")
-        return os.environ[var]
+        return env[var]
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, value)
 
@@ -234,7 +234,7 @@ def _path(value: Any, rootdir: Path) -> Path | None:
 
 
 def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: Mapping[str, str]) -> Settings:
-    headers = {name: _expand_env(val, f"header {name}") for name, val in values["comfy_header"]}
+    headers = {name: _expand_env(val, f"header {name}", env) for name, val in values["comfy_header"]}
     token_env = values["comfy_token_env"]
     if token_env:
         if not env.get(token_env):

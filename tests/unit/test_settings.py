@@ -1,0 +1,90 @@
+"""Option resolution: precedence (CLI > env > ini > default), parsers, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfytest.errors import ConfigError
+from comfytest.settings import OPTIONS, Option, redact, resolve
+
+ROOT = Path("/project")
+
+
+def settings(cli: dict[str, Any] | None = None, ini: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Any:
+    cli, ini = cli or {}, ini or {}
+    return resolve(lambda o: cli.get(o.name), lambda o: ini.get(o.name, ""), ROOT, env or {})
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "ini", "expected", "source"),
+    [
+        ("http://cli:1", "http://env:2", "http://ini:3", "http://cli:1", "--comfy-url"),
+        (None, "http://env:2", "http://ini:3", "http://env:2", "COMFYUI_URL"),
+        (None, None, "http://ini:3", "http://ini:3", "ini comfy_url"),
+        (None, None, None, None, "default"),
+    ],
+)
+def test_url_precedence(cli: str | None, env: str | None, ini: str | None, expected: str | None, source: str) -> None:
+    s = settings({"url": cli} if cli else {}, {"url": ini} if ini else {}, {"COMFYUI_URL": env} if env else {})
+    assert s.url == expected and s.url_source == source
+
+
+@pytest.mark.parametrize(
+    ("name", "cli", "ini", "attr", "expected"),
+    [
+        ("tolerance", 5, "3", "tolerance", 5),
+        ("tolerance", None, "3", "tolerance", 3),
+        ("tolerance", None, None, "tolerance", 2),
+        ("timeout", None, "12.5", "timeout", 12.5),
+        ("update-baselines", None, "true", "update_baselines", True),
+        ("update-baselines", None, None, "update_baselines", False),
+        ("baselines", None, "golden", "baselines", ROOT / "golden"),
+        ("results", "/abs/out", "x", "results", Path("/abs/out")),
+        ("launch-args", None, "--cpu --lowvram", "launch_args", ("--cpu", "--lowvram")),
+    ],
+)
+def test_cli_beats_ini_beats_default(name: str, cli: Any, ini: Any, attr: str, expected: Any) -> None:
+    s = settings({name: cli} if cli is not None else {}, {name: ini} if ini is not None else {})
+    assert getattr(s, attr) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("url", "localhost:8188", "is not an http(s) URL; expected e.g. http://127.0.0.1:8188"),
+        ("tolerance", "-1", "must be 0 or more"),
+        ("hash", "md5", "is not one of: phash, dhash, ahash, whash, colorhash"),
+        ("missing", "ignore", "is not one of: fail, skip"),
+        ("update-baselines", "perhaps", "expected true or false"),
+    ],
+)
+def test_bad_ini_values_name_the_key_and_the_fix(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(ini={name: value})
+    assert fragment in str(err.value) and ("comfy_" + name.replace("-", "_")) in str(err.value)
+
+
+def test_headers_expand_env_and_are_secrets() -> None:
+    s = settings(cli={"header": [("X-Api-Key", "$KEY")], "token-env": "TOKEN"}, env={"KEY": "k-123", "TOKEN": "t-456"})
+    assert s.headers == {"X-Api-Key": "k-123", "Authorization": "Bearer t-456"}
+    assert redact("sent k-123 and Bearer t-456", s.secrets) == "sent *** and Bearer ***"
+    assert "k-123" not in repr(s)
+
+
+def test_missing_token_variable_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="environment variable NOPE is not set"):
+        settings(cli={"token-env": "NOPE"})
+
+
+def test_url_and_launch_together_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="choose one"):
+        settings(cli={"url": "http://a:1", "launch": "/x"})
+
+
+def test_every_option_has_a_cli_flag_ini_key_and_help() -> None:
+    names = [o.name for o in OPTIONS]
+    assert len(names) == len(set(names))
+    assert all(isinstance(o, Option) and o.cli.startswith("--comfy-") and o.ini.startswith("comfy_") and o.help for o in OPTIONS)
