@@ -179,7 +179,11 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in output or reports."""
-        return tuple(v for v in self.headers.values() if v)
+        found: set[str] = set()
+        for value in self.headers.values():
+            found.add(value)
+            found.add(value.split()[-1] if value.split() else value)  # the token of "Bearer <token>"
+        return tuple(sorted((v for v in found if len(v) >= 4), key=len, reverse=True))
 
 
 Getter = Callable[[Option], Any]
