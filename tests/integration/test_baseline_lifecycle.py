@@ -1,0 +1,148 @@
+"""The baseline lifecycle end to end, through pytester against the real ComfyUI:
+missing → created → pass → changed → updated → pass, plus hash-only baselines, corrupt
+baseline files, the ``outputs`` list and the end-of-session lists (changes, unused files)."""
+
+from __future__ import annotations
+
+from lifecycle import NOT_A_PNG, TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
+
+import pytest
+
+UPDATE = "--comfy-update-baselines"
+TINY_TOML = "tolerance = 2\n\n[cases.base]\nseed = {seed}\n"
+
+
+@pytest.fixture
+def ws(pytester: pytest.Pytester, inner_args: list[str]) -> Workspace:
+    return Workspace.create(pytester, inner_args)
+
+
+def test_tiny_txt2img_walks_the_whole_lifecycle(ws: Workspace) -> None:
+    ws.workflow("tiny_txt2img", TINY_TXT2IMG, TINY_TOML.format(seed=42))
+    png = ws.case_dir("tiny_txt2img", "base") / "7_0.png"
+
+    # 1. no baseline: fails, says so, keeps the obtained image, writes nothing under baselines/
+    missing = ws.run()
+    missing.assert_outcomes(failed=1)
+    assert f"no baseline for output 7_0 of tiny_txt2img[base]: {png} does not exist" in text(missing)
+    assert f"Run pytest with {UPDATE} to create the baseline" in text(missing)
+    assert ws.artefact("tiny_txt2img", "base", "7_0.obtained.png").is_file()
+    assert ws.snapshot() == {}
+    assert [c["status"] for c in ws.comparisons()] == ["missing"]
+
+    # 2. update: png + hashes.txt written, the test passes, the summary lists the new file
+    created = ws.run(UPDATE)
+    created.assert_outcomes(passed=1)
+    assert sorted(ws.snapshot()) == ["tiny_txt2img/base/7_0.png", "tiny_txt2img/base/hashes.txt"]
+    created.stdout.fnmatch_lines([
+        f"baselines ({UPDATE}): 1 created, 0 updated, 0 unchanged",
+        "  created  workflows/tiny_txt2img.json [[]base[]] 7_0: new  *7_0.png",
+    ])
+    first = ws.snapshot()
+
+    # 3. same seed: passes with distance 0
+    ws.run().assert_outcomes(passed=1)
+    (same,) = ws.comparisons()
+    assert (same["status"], same["distance"], same["max_abs_diff"]) == ("passed", 0, 0)
+
+    # 4. another seed: fails by more than the tolerance, with every artefact, baselines untouched
+    ws.settings("tiny_txt2img", TINY_TOML.format(seed=7))
+    changed = ws.run()
+    changed.assert_outcomes(failed=1)
+    (diff,) = ws.comparisons()
+    assert diff["status"] == "mismatch" and diff["distance"] > diff["tolerance"] == 2
+    assert f"phash distance {diff['distance']} > tolerance 2" in text(changed)
+    assert f"run pytest with {UPDATE} to accept it" in text(changed)
+    for name in ("7_0.obtained.png", "7_0.diff.png", "7_0.side_by_side.png"):
+        assert ws.artefact("tiny_txt2img", "base", name).is_file(), name
+        assert str(ws.artefact("tiny_txt2img", "base", name)) in text(changed)
+    assert ws.snapshot() == first
+
+    # 5. update: the change is listed with its distance, and written
+    updated = ws.run(UPDATE)
+    updated.assert_outcomes(passed=1)
+    updated.stdout.fnmatch_lines([
+        f"baselines ({UPDATE}): 0 created, 1 updated, 0 unchanged",
+        f"  updated  workflows/tiny_txt2img.json [[]base[]] 7_0: phash distance {diff['distance']} "
+        "(tolerance 2, max pixel diff *)  *7_0.png",
+    ])
+    second = ws.snapshot()
+    assert second["tiny_txt2img/base/7_0.png"][1] != first["tiny_txt2img/base/7_0.png"][1]
+
+    # 6. the new baseline passes; 7. an update with nothing changed rewrites nothing
+    ws.run().assert_outcomes(passed=1)
+    assert ws.comparisons()[0]["distance"] == 0
+    again = ws.run(UPDATE)
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines([f"baselines ({UPDATE}): 0 created, 0 updated, 1 unchanged"])
+    assert ws.snapshot() == second
+
+
+def test_hash_only_keeps_a_hash_line_and_no_image(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS)
+    ws.run(UPDATE, "--comfy-hash-only").assert_outcomes(passed=1)
+    assert sorted(ws.snapshot()) == ["two/default/hashes.txt"]
+    lines = ws.case_dir("two", "default").joinpath("hashes.txt").read_text().splitlines()
+    assert [ln.split()[0] for ln in lines] == ["2_0", "4_0"]
+    assert all(ln.split()[1].startswith("phash:8:") and ln.endswith("16x16 RGB") for ln in lines)
+
+    ws.run("--comfy-hash-only").assert_outcomes(passed=1)
+    for comp in ws.comparisons():
+        assert (comp["status"], comp["distance"], comp["max_abs_diff"]) == ("passed", 0, None)
+        assert comp["baseline"].endswith("hashes.txt")
+
+
+def test_an_undecodable_baseline_image_is_named_and_left_alone(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS)
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    png = ws.case_dir("two", "default") / "2_0.png"
+    png.write_bytes(NOT_A_PNG)
+    before = ws.snapshot()
+
+    result = ws.run()
+    result.assert_outcomes(failed=1)
+    assert f"baseline image {png} cannot be decoded" in text(result)
+    assert str(ws.artefact("two", "default", "2_0.obtained.png")) in text(result)
+    assert ws.snapshot() == before
+
+
+def test_a_malformed_hash_line_is_named_and_left_alone(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS)
+    ws.run(UPDATE, "--comfy-hash-only").assert_outcomes(passed=1)
+    hashes = ws.case_dir("two", "default") / "hashes.txt"
+    hashes.write_text("2_0  phash:8:nothex  16x16 RGB\n")
+    before = ws.snapshot()
+
+    result = ws.run("--comfy-hash-only")
+    result.assert_outcomes(failed=1)
+    assert f"{hashes}:1: malformed line" in text(result)
+    assert ws.snapshot() == before
+
+
+def test_outputs_list_reports_missing_and_extra_output_nodes(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS, (
+        '[cases.missing]\noutputs = ["title:Save A", "title:Save B", "title:Invert"]\n\n'
+        '[cases.extra]\noutputs = ["title:Save A"]\n'))
+    result = ws.run(UPDATE)
+    result.assert_outcomes(failed=2)
+    out = text(result)
+    assert "expected output from node 3 'Invert' (ImageInvert), but it produced none" in out
+    assert ("outputs not listed in the settings file's `outputs`: node 4 'Save B' (SaveImage) "
+            "(add them to `outputs` to compare them)") in out
+    # only the listed outputs were checked (and written)
+    assert sorted(ws.snapshot()) == [
+        "two/extra/2_0.png", "two/extra/hashes.txt",
+        "two/missing/2_0.png", "two/missing/4_0.png", "two/missing/hashes.txt"]
+
+
+def test_baselines_of_a_case_that_no_longer_exists_are_listed_as_unused(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS, "[cases.old]\n")
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    ws.settings("two", "[cases.new]\n")
+
+    result = ws.run(UPDATE)
+    result.assert_outcomes(passed=1)
+    stale = [str(ws.case_dir("two", "old") / n) for n in ("2_0.png", "4_0.png", "hashes.txt")]
+    result.stdout.fnmatch_lines([f"unused baseline: {p}" for p in stale])
+    assert ws.report()["unused_baselines"] == stale
+    assert "unused baseline" not in "\n".join(ln for ln in result.outlines if "two/new" in ln)
