@@ -57,10 +57,10 @@ def run_case(
     """Run one case; ``name`` is the workflow's name in baselines/ (``sub/x`` for sub/x.json)."""
     settings = session.settings
     info = session.object_info()
-    check_requirements(workflow, case, info)
     prepared = session.prepare(workflow, seed=case.seed, patches=case.patches, inputs=dict(case.inputs))
     record["seeds"] = [{"node_id": p.node_id, "class_type": p.class_type, "input": p.input, "value": p.new} for p in prepared.seeds]
     record["patches"] = [{"node_id": p.node_id, "input": p.input, "value": p.new} for p in prepared.patches]
+    check_requirements(prepared.workflow, case, info)  # after patches: a patch may name another model
     record["workflow_digest"] = prepared.workflow.digest()
     prompt = prepared.workflow.to_prompt()
     timeout = case.timeout

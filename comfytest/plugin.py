@@ -35,10 +35,24 @@ def _add(group: Any, parser: pytest.Parser, opt: Option) -> None:
     if opt.flag:
         group.addoption(opt.cli, dest=opt.dest, action="store_true", default=False, help=help_text)
     elif opt.repeat:
-        group.addoption(opt.cli, dest=opt.dest, action="append", type=opt.parse, default=[], help=help_text)
+        group.addoption(opt.cli, dest=opt.dest, action="append", type=opt.parse, default=[], help=help_text, metavar=metavar(opt))
     else:
-        group.addoption(opt.cli, dest=opt.dest, type=opt.parse, default=None, help=help_text)
+        group.addoption(opt.cli, dest=opt.dest, type=opt.parse, default=None, help=help_text, metavar=metavar(opt))
     parser.addini(opt.ini, opt.help, type="linelist" if opt.repeat else "string", default=[] if opt.repeat else "")
+
+
+def metavar(opt: Option) -> str:
+    """What the value looks like: URL, DIR, SECONDS, N, one|of|these."""
+    name = getattr(opt.parse, "__name__", "")
+    if name.startswith("one of "):
+        return "{" + name.removeprefix("one of ").replace("|", ",") + "}"
+    known = {"comfy_url": "URL", "positive_float": "SECONDS", "int": "N", "positive_int": "N",
+             "non_negative_int": "N", "header": "'NAME: VALUE'", "split": "'ARGS'"}
+    if name in known:
+        return known[name]
+    if opt.name == "profile":
+        return "NAME"
+    return "VAR" if opt.name.endswith("-env") else "PATH"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
+
+from comfytest.imagecompare import image_hash
+
+# In-process pytester runs restore sys.modules afterwards; a C extension imported lazily inside
+# one (scipy.fftpack via phash) then cannot load again. Hashing once here imports it for good.
+image_hash(Image.new("RGB", (8, 8)))
 
 REPO = Path(__file__).parents[2]
 TINY_TXT2IMG = REPO / "workflows" / "tiny_txt2img.json"
