@@ -48,7 +48,8 @@ def workflow(seed: int, size: int = 64) -> dict[str, Any]:
     return {
         "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1, "color": seed % 0x1000000}},
         "2": {"class_type": "ImageAddNoise", "inputs": {"image": ["1", 0], "seed": seed, "strength": 0.5}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}},
+        # a folder per run: SaveImage lists its folder on every save, a growing one slows it down
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": f"bench/{seed}/img"}},
     }
 
 

@@ -220,6 +220,8 @@ class ComfyClient:
         except (OSError, websocket.WebSocketException) as exc:
             raise ServerUnavailable(self._unreachable("WebSocket /ws", exc)) from None
         ws.settimeout(None)
+        # opt in to type-4 previews: they carry node and prompt ids (PROTOCOL §6)
+        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
         self._ws = ws
         self._reader = threading.Thread(target=self._read_loop, args=(ws, self.events), name="comfytest-ws", daemon=True)
         self._reader.start()

@@ -229,15 +229,19 @@ def _ensure_comfy_copy(src: Path, dest: Path) -> None:
     tmp.rename(dest)
 
 
-def _ensure_base(base: Path) -> None:
+def _ensure_base(base: Path, comfyui_dir: Path) -> None:
     for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    link = base / "custom_nodes" / NODEPACK_NAME
-    target = Path(__file__).resolve().parent / "nodepack"
-    if link.is_symlink() and link.resolve() != target:
+    # --base-directory moves custom_nodes/: keep ComfyUI's bundled SaveImageWebsocket node
+    _ensure_link(base / "custom_nodes" / "websocket_image_save.py", comfyui_dir / "custom_nodes" / "websocket_image_save.py")
+    _ensure_link(base / "custom_nodes" / NODEPACK_NAME, Path(__file__).resolve().parent / "nodepack")
+
+
+def _ensure_link(link: Path, target: Path) -> None:
+    if link.is_symlink() and link.resolve() != target.resolve():
         link.unlink()
-    if not link.exists():
-        link.symlink_to(target, target_is_directory=True)
+    if not link.exists() and target.exists():
+        link.symlink_to(target, target_is_directory=target.is_dir())
 
 
 def install(home: Path, python: Path | None = None) -> Embedded:
@@ -256,7 +260,7 @@ def install(home: Path, python: Path | None = None) -> Embedded:
     _ensure_torchvision(py)
     emb = Embedded(home=home, python=py, comfyui_dir=home / "comfyui", base_dir=home / "base")
     _ensure_comfy_copy(src, emb.comfyui_dir)
-    _ensure_base(emb.base_dir)
+    _ensure_base(emb.base_dir, emb.comfyui_dir)
     if ensure_tiny_checkpoint(emb.checkpoint):
         _log(f"wrote tiny checkpoint {emb.checkpoint}")
     record = {k: str(v) for k, v in asdict(emb).items()}

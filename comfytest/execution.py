@@ -9,7 +9,6 @@ from ``/history`` and ``/queue``. The deadline and the inactivity timeout interr
 from __future__ import annotations
 
 import io
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -150,7 +149,9 @@ class Runner:
         follower = _Follower(pid)
         self._follow(follower, info, timeout or self.timeout, idle_timeout or self.idle_timeout)
         finished = client.clock.now()
-        history, outputs, images, texts = self._results(follower, fetch_images)
+        history = self._history(pid, required=follower.resynced)
+        outputs = self._outputs(follower, history)
+        images, texts = self._decode(outputs) if fetch_images else ((), ())
         create_time = _create_time(history)
         timing = compute_timing(
             follower.events, prompt_id=pid, create_time_ms=create_time,
@@ -256,27 +257,6 @@ class Runner:
             raise ProtocolError(f"GET /history/{prompt_id} stayed empty after the prompt ended")
         return entry
 
-    def _results(self, f: _Follower, fetch_images: bool) -> tuple[
-        dict[str, Any], dict[str, Mapping[str, Any]], tuple[OutputImage, ...], tuple[OutputText, ...]
-    ]:
-        """History, outputs and decoded files. Without a resync the ``executed`` events already
-        name the files, so /view and /history (wanted for create_time and status) overlap."""
-        early = self._outputs(f, {})
-        if f.resynced or not fetch_images or not early:
-            history = self._history(f.prompt_id, required=f.resynced)
-            outputs = self._outputs(f, history)
-            return (history, outputs, *(self._decode(outputs) if fetch_images else ((), ())))
-        pending = _Background(lambda: self._history(f.prompt_id, required=False))
-        try:
-            images, texts = self._decode(early)
-        finally:
-            pending.join()  # a /view failure is raised, not one of /history
-        history = pending.result()
-        outputs = self._outputs(f, history)
-        if outputs.keys() != early.keys():  # /history knows an output the events did not name
-            images, texts = self._decode(outputs)
-        return history, outputs, images, texts
-
     def _outputs(self, f: _Follower, history: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         outputs: dict[str, Mapping[str, Any]] = {}
         for ev in f.events:
@@ -312,31 +292,6 @@ class Runner:
         except Exception as exc:
             raise ProtocolError(f"GET /view for {ref.filename} returned bytes that are not an image: {exc}") from None
         return img
-
-
-class _Background:
-    """One call on a daemon thread; ``result()`` waits for it and returns or re-raises."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call,), name="comfytest-history", daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable[[], Any]) -> None:
-        try:
-            self._value = call()
-        except BaseException as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 def _id_order(node_id: str) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from comfytest.errors import ExecutionFailed, ExecutionTimeout, PromptRejected
-from comfytest.events import ExecutionStart, Executing, Progress
+from comfytest.events import ExecutionStart, Executing, Preview, Progress
 from comfytest.execution import Runner
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
@@ -136,6 +137,17 @@ def test_dropped_socket_is_reopened_and_the_run_resynchronised(comfy: Any) -> No
     assert result.ok and result.images, "outputs must come from /history after the resync"
     assert client._ws is not old_socket
     assert comfy.run_prompt(noise_prompt(6)).ok
+
+
+def test_binary_previews_are_parsed_with_their_node_and_prompt(comfy: Any) -> None:
+    prompt = noise_prompt(8)
+    prompt["4"] = {"class_type": "SaveImageWebsocket", "inputs": {"images": ["3", 0]}}
+    result = comfy.run_prompt(prompt)
+    previews = [e for e in result.events if isinstance(e, Preview)]
+    assert previews, "SaveImageWebsocket sends one binary frame per image"
+    assert all(p.prompt_id == result.prompt_id and p.node_id == "4" for p in previews)
+    with Image.open(io.BytesIO(previews[0].image)) as img:
+        assert img.size == (32, 32)
 
 
 def test_events_are_filtered_by_prompt_id(comfy: Any) -> None:
