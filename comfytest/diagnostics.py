@@ -20,6 +20,11 @@ class NodeLabel:
 NodeInfo = Mapping[str, NodeLabel]
 
 
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping, else an empty one (server replies are untrusted)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def node_info(prompt: Mapping[str, Any]) -> dict[str, NodeLabel]:
     """Labels of every node of an API-format prompt."""
     info: dict[str, NodeLabel] = {}
@@ -52,8 +57,8 @@ def _error_line(err: Mapping[str, Any]) -> str:
 
 def format_rejection(body: Mapping[str, Any], info: NodeInfo, status: int) -> str:
     """A 400 from POST /prompt, or a 200 whose node_errors is not empty."""
-    error = body.get("error") if isinstance(body.get("error"), Mapping) else {}
-    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), Mapping) else {}
+    error = as_mapping(body.get("error"))
+    node_errors = as_mapping(body.get("node_errors"))
     head = "The server rejected the workflow" if status == 400 else (
         "The server accepted only part of the workflow (invalid branches were dropped)"
     )

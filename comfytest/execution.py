@@ -19,6 +19,7 @@ from PIL import Image
 from comfytest.client import ComfyClient, Disconnected
 from comfytest.diagnostics import (
     NodeInfo,
+    as_mapping,
     describe_node,
     format_execution_error,
     format_interrupted,
@@ -319,7 +320,7 @@ def _status(f: _Follower, history: Mapping[str, Any], info: NodeInfo) -> tuple[s
 
 def _status_from_history(history: Mapping[str, Any], info: NodeInfo) -> tuple[str, str | None]:
     """After a reconnect the end event may be lost: read it from /history status.messages."""
-    status = history.get("status") if isinstance(history.get("status"), Mapping) else {}
+    status = as_mapping(history.get("status"))
     for item in reversed(status.get("messages") or []):
         if isinstance(item, list) and len(item) == 2 and isinstance(item[1], Mapping):
             kind, data = item

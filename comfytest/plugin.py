@@ -17,7 +17,7 @@ from comfytest.errors import ComfyTestError, ServerError
 from comfytest.reporting import SessionState, failure_kind
 from comfytest.settings import OPTIONS, Option, resolve
 
-STATE = pytest.StashKey[SessionState]()
+STATE: pytest.StashKey[SessionState] = pytest.StashKey()
 EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: the server or the machine failed, not the code under test
 
 
@@ -38,7 +38,10 @@ def _add(group: Any, parser: pytest.Parser, opt: Option) -> None:
         group.addoption(opt.cli, dest=opt.dest, action="append", type=opt.parse, default=[], help=help_text, metavar=metavar(opt))
     else:
         group.addoption(opt.cli, dest=opt.dest, type=opt.parse, default=None, help=help_text, metavar=metavar(opt))
-    parser.addini(opt.ini, opt.help, type="linelist" if opt.repeat else "string", default=[] if opt.repeat else "")
+    if opt.repeat:
+        parser.addini(opt.ini, opt.help, type="linelist", default=[])
+    else:
+        parser.addini(opt.ini, opt.help, default="")
 
 
 def metavar(opt: Option) -> str:

@@ -13,7 +13,7 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, TypeVar, Union
 
 from PIL import Image
 
@@ -39,6 +39,8 @@ from comfytest.workflow import (
 )
 
 InputFile = Union[str, Path, bytes, Image.Image]
+T = TypeVar("T")
+E = TypeVar("E", bound=ComfyTestError)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ class ComfySession:
         """Run an API-format prompt as it is (no seed pinning, no patches)."""
         return self.guard(lambda: self.runner.run(prompt, **kw))
 
-    def guard(self, call: Any) -> Any:
+    def guard(self, call: Callable[[], T]) -> T:
         """Call ``call``; a dead server marks the session broken so later tests fail fast."""
         __tracebackhide__ = True
         if self.broken is not None:
@@ -197,7 +199,7 @@ class ComfySession:
         err = ServerUnavailable(f"The ComfyUI server at {self.url} {what} during the session: {exc}")
         return self.with_log(err)
 
-    def with_log(self, exc: ComfyTestError) -> Any:
+    def with_log(self, exc: E) -> E:
         """Attach the tail of the server log when this session started the server."""
         if self.server is not None and exc.server_log_tail is None:
             exc.server_log_tail = self.server.log_tail()

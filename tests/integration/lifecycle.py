@@ -109,4 +109,5 @@ class Workspace:
 
 
 def text(result: pytest.RunResult) -> str:
-    return "\n".join(result.outlines)
+    """Everything the inner session printed, stdout then stderr."""
+    return "\n".join(result.outlines + result.errlines)

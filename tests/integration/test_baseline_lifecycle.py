@@ -4,9 +4,8 @@ baseline files, the ``outputs`` list and the end-of-session lists (changes, unus
 
 from __future__ import annotations
 
-from lifecycle import NOT_A_PNG, TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
-
 import pytest
+from lifecycle import NOT_A_PNG, TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
 
 UPDATE = "--comfy-update-baselines"
 TINY_TOML = "tolerance = 2\n\n[cases.base]\nseed = {seed}\n"
@@ -63,8 +62,8 @@ def test_tiny_txt2img_walks_the_whole_lifecycle(ws: Workspace) -> None:
     updated.assert_outcomes(passed=1)
     updated.stdout.fnmatch_lines([
         f"baselines ({UPDATE}): 0 created, 1 updated, 0 unchanged",
-        f"  updated  workflows/tiny_txt2img.json [[]base[]] 7_0: phash distance {diff['distance']} "
-        "(tolerance 2, max pixel diff *)  *7_0.png",
+        (f"  updated  workflows/tiny_txt2img.json [[]base[]] 7_0: phash distance {diff['distance']} "
+        "(tolerance 2, max pixel diff *)  *7_0.png"),
     ])
     second = ws.snapshot()
     assert second["tiny_txt2img/base/7_0.png"][1] != first["tiny_txt2img/base/7_0.png"][1]

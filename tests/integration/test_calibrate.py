@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from lifecycle import REPO, TINY_TXT2IMG, Workspace, text
 from PIL import Image
 
-import pytest
-
 from comfytest.calibrate import measure_runs, measure_spread, suggest_tolerance
 from comfytest.errors import ComparisonError
+from comfytest.imagecompare import hash_distance, image_hash
 
 
 @pytest.mark.parametrize(("largest", "suggested"), [(0, 1), (1, 2), (2, 3), (3, 5), (4, 6), (10, 15)])
@@ -23,9 +23,10 @@ def test_spread_compares_every_pair_of_runs() -> None:
     grey, light = Image.new("RGB", (32, 32), (128, 128, 128)), Image.new("RGB", (32, 32), (131, 128, 128))
     half = Image.new("RGB", (32, 32), (128, 128, 128))
     half.paste((255, 255, 255), (0, 0, 16, 32))
+    apart = hash_distance(image_hash(grey), image_hash(half))
     spread = measure_spread("7_0", [grey, light, half])
-    assert spread.runs == 3 and len(spread.distances) == 3  # (0,1) (0,2) (1,2)
-    assert spread.distances[0] == 0 and spread.min == 0 and spread.max > 2
+    assert apart > 0 and spread.distances == (0, apart, apart)  # pairs (0,1) (0,2) (1,2)
+    assert (spread.runs, spread.min, spread.median, spread.max) == (3, 0, apart, apart)
     assert spread.max_abs_diff == 127
     assert spread.suggested_tolerance == suggest_tolerance(spread.max)
 
@@ -49,12 +50,13 @@ def test_calibrate_runs_each_case_n_times_and_prints_the_spread(ws: Workspace) -
     result.assert_outcomes(passed=2)  # no baselines exist, and none are needed
     assert not ws.baselines.exists()
     result.stdout.fnmatch_lines([
-        "calibration: hash distances between every pair of runs, cache cleared before each; "
-        "suggested tolerance = max + max(1, ceil(max / 2))",
+        ("calibration: hash distances between every pair of runs, cache cleared before each; "
+        "suggested tolerance = max + max(1, ceil(max / 2))"),
         "test * output * hash * runs * min * median * max * max px diff * tolerance * suggested",
     ])
+    table = result.outlines[next(i for i, ln in enumerate(result.outlines) if ln.startswith("calibration:")):]
     rows = {m.group(1): m.group(2).split() for m in
-            (re.match(r"(workflows/\S+ \[\w+\])\s+(.*)", ln) for ln in result.outlines) if m}
+            (re.match(r"(workflows/\S+ \[\w+\])\s+(.*)", ln) for ln in table) if m}
     # on CPU with a pinned thread count every run gives the same pixels
     assert rows["workflows/noise_blur_chain.json [default]"] == ["5_0", "phash:8", "3", "0", "0", "0", "0", "2", "1"]
     assert rows["workflows/tiny_txt2img.json [base]"] == ["7_0", "phash:8", "3", "0", "0", "0", "0", "2", "1"]
@@ -69,13 +71,13 @@ def test_calibrate_runs_each_case_n_times_and_prints_the_spread(ws: Workspace) -
             "every calibration run executes every node"
 
 
-def test_calibrate_cannot_be_combined_with_updating_baselines(ws: Workspace) -> None:
-    result = ws.run("--comfy-calibrate", "2", "--comfy-update-baselines")
+def test_calibrate_cannot_be_combined_with_updating_baselines(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--comfy-calibrate", "2", "--comfy-update-baselines")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "cannot be combined with --comfy-update-baselines" in text(result)
 
 
-def test_calibrate_needs_a_positive_count(ws: Workspace) -> None:
-    result = ws.run("--comfy-calibrate", "0")
+def test_calibrate_needs_a_positive_count(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--comfy-calibrate", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "'0' must be 1 or more" in text(result)
