@@ -52,7 +52,8 @@ def _error_line(err: Mapping[str, Any]) -> str:
     extra = err.get("extra_info") if isinstance(err.get("extra_info"), Mapping) else {}
     input_name = extra.get("input_name") if extra else None
     where = f"input '{input_name}': " if input_name else ""
-    return f"{where}{message}" + (f" — {details}" if details and details not in message else "")
+    redundant = not details or details in message or details == input_name  # "— steps"
+    return f"{where}{message}" + ("" if redundant else f" — {details}")
 
 
 def format_rejection(body: Mapping[str, Any], info: NodeInfo, status: int) -> str:
@@ -81,17 +82,26 @@ def _id_order(node_id: str) -> tuple[int, str]:
     return (int(node_id), "") if str(node_id).isdigit() else (1 << 30, str(node_id))
 
 
-def format_execution_error(data: Mapping[str, Any], info: NodeInfo, traceback_lines: int = 8) -> str:
-    """An ``execution_error`` event: node, exception, the traceback's end, what had finished."""
+def format_execution_error(
+    data: Mapping[str, Any], info: NodeInfo, traceback_lines: int = 8, cached: Sequence[str] = ()
+) -> str:
+    """An ``execution_error`` event: node, exception, the traceback's end, what had finished.
+
+    ``cached``: nodes the server took from its cache (``execution_cached``); the event's
+    ``executed`` list leaves them out, so without them "finished: none" would mislead.
+    """
     node = describe_node(str(data.get("node_id")), info, data.get("node_type"))
     exc = f"{data.get('exception_type') or 'Exception'}: {str(data.get('exception_message') or '').strip()}"
     lines = [f"{node} failed while running: {exc}"]
     tb = [ln.rstrip("\n") for ln in data.get("traceback") or [] if isinstance(ln, str)]
     if tb:
-        tail = "".join(ln + "\n" for ln in tb).splitlines()[-traceback_lines:]
+        text = "".join(ln + "\n" for ln in tb).splitlines()
+        tail = [ln for ln in text if ln.strip(" ^~")][-traceback_lines:]  # no caret-only lines
         lines.append("  traceback (last lines):")
         lines.extend("    " + ln for ln in tail)
     lines.append(f"  finished before the failure: {_node_list(data.get('executed'), info)}")
+    if cached:
+        lines.append(f"  taken from the server's cache: {_node_list(cached, info)}")
     return "\n".join(lines)
 
 

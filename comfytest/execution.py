@@ -38,6 +38,7 @@ from comfytest.events import (
     Event,
     Executed,
     Executing,
+    ExecutionCached,
     ExecutionError,
     ExecutionInterrupted as InterruptedEvent,
     ExecutionStart,
@@ -310,7 +311,8 @@ def _create_time(history: Mapping[str, Any]) -> int | None:
 def _status(f: _Follower, history: Mapping[str, Any], info: NodeInfo) -> tuple[str, str | None]:
     end = f.end
     if isinstance(end, ExecutionError):
-        return "error", format_execution_error(end.data, info)
+        cached = [n for ev in f.events if isinstance(ev, ExecutionCached) for n in ev.nodes]
+        return "error", format_execution_error(end.data, info, cached=cached)
     if isinstance(end, InterruptedEvent):
         return "interrupted", format_interrupted(end.data, info)
     if isinstance(end, ExecutionSuccess):

@@ -74,7 +74,7 @@ def run(pytester: pytest.Pytester, args: list[str], files: dict[str, Any], *extr
 
 def report(tmp_path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((tmp_path / "results" / "report.json").read_text())
-    return {t["nodeid"].split("::", 1)[1]: t for t in data["tests"]}
+    return {t["nodeid"].removeprefix("wf/"): t for t in data["tests"]}  # "x.json::case"
 
 
 def failure_text(result: Any) -> str:
@@ -135,7 +135,7 @@ def test_node_id_runs_one_case(
     write(pytester.path / "wf", {"n.json": NOISE, "n.toml": CASES_TOML})
     result = pytester.runpytest(*inner_args, "--comfy-update-baselines", "wf/n.json::alpha")
     result.assert_outcomes(passed=1)
-    assert list(report(tmp_path)) == ["alpha"]
+    assert list(report(tmp_path)) == ["n.json::alpha"]
 
 
 def test_last_failed_reruns_only_the_failure(
@@ -206,7 +206,7 @@ def test_ui_format_file_runs(
     text = failure_text(result)
     assert "node 1 (workflow>Upscale group) is a group node or subgraph" in text
     assert "Workflow menu → Export (API)" in text
-    (seed,) = report(tmp_path)["default"]["seeds"]
+    (seed,) = report(tmp_path)["ui.json::default"]["seeds"]
     assert (seed["node_id"], seed["input"], seed["value"]) == ("5", "seed", 3)
 
 
@@ -236,7 +236,7 @@ def test_seed_precedence(
     result = run(pytester, inner_args, {"n.json": NOISE, "n.toml": toml},
                  "--comfy-update-baselines", *extra)
     result.assert_outcomes(passed=1)
-    assert report(tmp_path)["c"]["seeds"] == [
+    assert report(tmp_path)["n.json::c"]["seeds"] == [
         {"node_id": "1", "class_type": "ComfyTestNoiseImage", "input": "seed", "value": expected}
     ]
 
@@ -290,7 +290,7 @@ def test_selector_errors_list_candidates(
 def test_unknown_input_in_a_settings_file_fails_readably(
     pytester: pytest.Pytester, inner_args: list[str]
 ) -> None:
-    result = run(pytester, inner_args, {"n.json": NOISE, "n.toml": "patches = { Pattern = { sede = 1 } }"})
+    result = run(pytester, inner_args, {"n.json": NOISE, "n.toml": 'patches = { "title:Pattern" = { sede = 1 } }'})
     result.assert_outcomes(failed=1)
     assert "has no input 'sede'. Did you mean 'seed'?" in failure_text(result)
 
@@ -337,12 +337,13 @@ def test_preflight_names_missing_node_packs_and_models(
     assert "node class VHS_LoadVideo is not installed: node 1 'Load clip' (VHS_LoadVideo) of" in text
     assert "install ComfyUI-VideoHelperSuite" in text
     records = report(tmp_path)
-    for case in ("default", "img2img"):
+    for case in ("sdxl_txt2img.json::default", "sdxl_img2img.json::img2img"):
         assert "sdXL_v10VAEFix.safetensors is not installed" in records[case]["message"]
         assert records[case]["failure_kind"] == "preflight"
     # the settings were applied before the check: seed pinned, prompts patched
-    assert records["img2img"]["seeds"][0]["value"] == 1
-    assert {p["node_id"] for p in records["img2img"]["patches"]} == {"6", "7"}
+    img2img = records["sdxl_img2img.json::img2img"]
+    assert img2img["seeds"][0]["value"] == 1
+    assert {p["node_id"] for p in img2img["patches"]} == {"6", "7"}
 
 
 def test_missing_skip_turns_preflight_into_skips(
@@ -353,7 +354,8 @@ def test_missing_skip_turns_preflight_into_skips(
     result = run(pytester, inner_args, _sdxl_files(), "--comfy-missing=skip", "-rs")
     result.assert_outcomes(skipped=3)
     records = report(tmp_path)
-    assert "sdXL_v10VAEFix.safetensors is not installed" in records["img2img"]["message"]
+    message = records["sdxl_img2img.json::img2img"]["message"]
+    assert "sdXL_v10VAEFix.safetensors is not installed" in message
     assert "install ComfyUI-VideoHelperSuite" in result.stdout.str()
 
 
@@ -385,7 +387,7 @@ def test_validation_errors_name_node_input_and_message(
     text = failure_text(result)
     assert "The server rejected the workflow" in text
     assert "node 2 'Steps' (ComfyTestProgress):" in text
-    assert "input 'steps': Value smaller than min" in text
+    assert "input 'steps': Value 0 smaller than min of 1\n" in text
     assert "node 2 'Resize' (ImageScale):" in text
     assert "input 'upscale_method': Value not in list" in text
     assert "The server accepted only part of the workflow" in text
@@ -394,13 +396,17 @@ def test_validation_errors_name_node_input_and_message(
 def test_execution_error_shows_node_exception_traceback_and_progress(
     pytester: pytest.Pytester, inner_args: list[str]
 ) -> None:
-    result = run(pytester, inner_args, {"raise.json": RAISE})
-    result.assert_outcomes(failed=1)
+    fresh = {**RAISE, "1": noise(seed=4242)}  # a seed no other test uses: node 1 runs here,
+    # and the same workflow again takes node 1 from the server's cache
+    result = run(pytester, inner_args, {"a_raise.json": fresh, "b_again.json": fresh})
+    result.assert_outcomes(failed=2)
     text = failure_text(result)
     assert "node 2 'Explode' (ComfyTestRaise) failed while running: RuntimeError: boom on purpose" in text
     assert "traceback (last lines):" in text
     assert "raise RuntimeError(message)" in text
     assert "finished before the failure: node 1 'Pattern' (ComfyTestNoiseImage)" in text
+    assert "taken from the server's cache: node 1 'Pattern' (ComfyTestNoiseImage)" in text
+    assert "^^^" not in text
 
 
 def test_timeout_names_the_running_node(pytester: pytest.Pytester, inner_args: list[str]) -> None:

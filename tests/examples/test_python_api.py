@@ -1,0 +1,64 @@
+"""How to run a workflow from Python with the ``comfy`` fixture (the README includes this file).
+
+``comfy`` is the session's ComfyUI: the server at ``--comfy-url``, or the one comfytest starts.
+``comfy.run`` pins every seed input, applies patches (``{selector: {input: value}}``), uploads
+input images under content-addressed names, queues the prompt and waits for its outputs; it
+raises a readable error when the server rejects the prompt or a node fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from comfytest.baselines import BaselineKey, BaselineStore, check_image
+
+WORKFLOWS = Path(__file__).parents[2] / "workflows"
+
+
+def test_run_a_workflow_with_seed_patches_and_an_input_image(comfy: Any) -> None:
+    result = comfy.run(
+        WORKFLOWS / "tiny_img2img.json",
+        seed=7,  # every seed input of the workflow
+        patches={
+            "positive": {"text": "a lighthouse in fog"},  # the node wired into `positive`
+            "KSampler": {"steps": 2},  # the one node of class KSampler
+        },
+        inputs={"title:Load input image": WORKFLOWS / "inputs" / "gradient_64.png"},
+    )
+
+    # the images, decoded (PIL), one per output node and batch index
+    (image,) = result.images
+    assert (image.node_id, image.image.size) == ("7", (64, 64))
+
+    # the prompt exactly as it was sent: seed pinned, patches applied, upload renamed
+    sent = result.prompt
+    assert sent["5"]["inputs"]["seed"] == 7
+    assert sent["2"]["inputs"]["text"] == "a lighthouse in fog"
+    assert sent["8"]["inputs"]["image"].startswith("comfytest_")  # same bytes, same name
+
+    # what was pinned and patched, for your own reports
+    assert [(s.node_id, s.input, s.new) for s in result.seeds] == [("5", "seed", 7)]
+    assert {(p.node_id, p.input) for p in result.patches} == {("2", "text"), ("5", "steps")}
+
+    # timings: the server's total and each node's share (cached nodes take 0 ms)
+    assert result.timing.server_total_ms is not None and result.timing.server_total_ms > 0
+    sampler = next(n for n in result.timing.nodes if n.class_type == "KSampler")
+    assert sampler.duration_ms is not None
+
+
+def test_compare_an_output_with_a_baseline(comfy: Any, tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path / "baselines")
+    key = BaselineKey(workflow="noise_blur_chain", case="from_python", output_key="5_0")
+
+    def check() -> Any:
+        result = comfy.run(WORKFLOWS / "noise_blur_chain.json", seed=3)
+        image = result.images_of("5")[0].image
+        return check_image(store, key, image, tolerance=2, results_dir=tmp_path / "results")
+
+    first = check()  # no baseline yet: it is written, and reported as missing
+    assert first.status == "missing" and first.baseline_path.exists()
+    second = check()  # the same seed gives the same image: within the tolerance
+    assert second.ok, second.message
+    error = second.error()  # a ComparisonError to raise when the check failed
+    assert error is None
