@@ -110,6 +110,8 @@ def session_or_exit(config: pytest.Config) -> Any:
     try:
         return state.session()
     except ServerError as exc:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            raise  # pytest.exit in a worker is an xdist INTERNALERROR; the controller exits 75
         message = state.redact(str(exc))
     state.summary_notes.append("stopped: the ComfyUI server could not be used (see above)")
     pytest.exit(message, returncode=EXIT_INFRASTRUCTURE)

@@ -51,14 +51,16 @@ def test_compare_an_output_with_a_baseline(comfy: Any, tmp_path: Path) -> None:
     store = BaselineStore(tmp_path / "baselines")
     key = BaselineKey(workflow="noise_blur_chain", case="from_python", output_key="5_0")
 
-    def check() -> Any:
+    def check(mode: Any = "compare") -> Any:
         result = comfy.run(WORKFLOWS / "noise_blur_chain.json", seed=3)
         image = result.images_of("5")[0].image
-        return check_image(store, key, image, tolerance=2, results_dir=tmp_path / "results")
+        return check_image(store, key, image, mode=mode, tolerance=2,
+                           results_dir=tmp_path / "results")
 
-    first = check()  # no baseline yet: it is written, and reported as missing
-    assert first.status == "missing" and first.baseline_path.exists()
-    second = check()  # the same seed gives the same image: within the tolerance
-    assert second.ok, second.message
-    error = second.error()  # a ComparisonError to raise when the check failed
-    assert error is None
+    missing = check()  # no baseline yet: fails, and leaves the obtained image in results/
+    assert missing.status == "missing" and missing.obtained_path.exists()
+    assert "--comfy-update-baselines" in missing.message  # says how to fix it
+    assert check("update").status == "created"  # what --comfy-update-baselines does
+    same = check()  # the same seed gives the same image: within the tolerance
+    assert same.ok, same.message
+    assert same.error() is None  # else a ComparisonError, ready to raise
