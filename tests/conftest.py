@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy.fft  # noqa: F401  imported before any in-process pytester run: pytester's
+import scipy.fftpack  # noqa: F401  module snapshot would drop them, and numpy cannot reload them
 import pytest
 
 pytest_plugins = ["pytester"]

@@ -224,7 +224,7 @@ def test_terminal_table_at_the_end_of_the_session(session: Session) -> None:
 
 def test_junit_xml_carries_timings_and_distances(session: Session) -> None:
     cases = ET.parse(session.root / "junit.xml").getroot().iter("testcase")
-    every = [{p.get("name"): p.get("value") for p in c.iter("property")} for c in cases]
+    every = [{p.get("name", ""): p.get("value", "") for p in c.iter("property")} for c in cases]
     assert len(every) == 3
     assert all(float(p["comfy_server_total_ms"]) > 0 for p in every)
     assert all(p["comfy_runs"] == "3" and "comfy_server_total_ms_median" in p for p in every)
@@ -299,7 +299,7 @@ def test_repeats_of_an_identical_prompt_are_cached_and_never_timed(
     pytester: pytest.Pytester, suite: Path, inner_args: list[str], tmp_path: Path
 ) -> None:
     result = run(pytester, *inner_args, "--comfy-update-baselines", "--comfy-runs=3",
-                                f"--comfy-seed={fresh_seed()}", str(suite / "timed.json"))
+                 f"--comfy-seed={fresh_seed()}", str(suite / "timed.json"))
     assert result.ret == 0, result.stdout.str()
     record = read_report(tmp_path / "results")["tests"][0]
     first, *repeats = record["runs"]
@@ -321,7 +321,7 @@ def test_warmup_runs_before_the_measured_run(
 ) -> None:
     args = ["--comfy-update-baselines", "--comfy-warmup=1", f"--comfy-seed={fresh_seed()}"]
     result = run(pytester, *inner_args, *args, *(["--comfy-free-cache"] if free_cache else []),
-                                str(suite / "timed.json"))
+                 str(suite / "timed.json"))
     assert result.ret == 0, result.stdout.str()
     record = read_report(tmp_path / "results")["tests"][0]
     assert record["runs"] == [] and record["stats"] is None  # the warm-up is not measured
@@ -358,7 +358,7 @@ def test_compare_shows_changes_and_flags_a_timing_regression(
     previous.write_text(json.dumps(previous_report(session.report, 0.1)))
     args = [f"--comfy-compare={previous}", "--comfy-update-baselines", "--comfy-free-cache"]
     result = run(pytester, *inner_args, *args, *(["--comfy-timing-fail"] if fail else []),
-                                str(suite / "timed.json"))
+                 str(suite / "timed.json"))
     out = result.stdout.str()
     change = table(out)["workflows/timed.json [default]"]["change"]
     assert change.startswith("+") and "%" in change and " ms)" in change  # +900% (24 → 243 ms)
@@ -384,7 +384,7 @@ def test_xdist_workers_results_merge_into_one_report(
     pytest.importorskip("xdist")
     junit = tmp_path / "junit.xml"
     result = run(pytester, *inner_args, "-n", "2", "--comfy-update-baselines",
-                                f"--junitxml={junit}", str(suite))
+                 f"--junitxml={junit}", str(suite))
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=3)
     doc = read_report(tmp_path / "results")
