@@ -16,7 +16,7 @@ Example (``tiny_txt2img.toml``)::
 
     [cases.red_cube]
     patches = { positive = { text = "a red cube" }, "KSampler" = { cfg = 1.5 } }
-    outputs = ["title:Save"]  # only these output nodes are compared
+    outputs = ["title:Save"]  # the output nodes this case must produce (any other fails)
 
     [cases.img2img]
     inputs = { "title:Load input image" = "inputs/cliff.png" }   # relative to this file
@@ -36,7 +36,8 @@ Keys (top level or per case):
 ``seed``      integer                    value for every seed input; unset: seeds as written
 ``patches``   table selector → table     ``{selector: {input: value}}`` (see comfytest.workflow)
 ``inputs``    table selector → string    image file uploaded into that LoadImage node
-``outputs``   list of selectors          output nodes whose images are compared
+``outputs``   list of selectors          the output nodes the case must produce; a missing
+                                         or an extra output node fails the test
 ``tolerance`` integer >= 0               bits of hash distance allowed
 ``hash``      string                     hash method (phash, dhash, ahash, whash, colorhash)
 ``hash_size`` integer > 0                hash size

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import pytest
 
+from comfytest.baselines import BaselineKey
 from comfytest.casefile import CaseDefaults, CaseSpec, load_cases, settings_path
 from comfytest.casetest import run_case
 from comfytest.errors import ComfyTestError, PreflightError
@@ -87,7 +88,7 @@ class WorkflowItem(pytest.Item):
         )
         if case.skip:
             pytest.skip(case.skip)
-        self.comfy_record = state.new_record(self.nodeid, self.workflow, case, self.path)
+        self.comfy_record = state.new_record(self.nodeid, case, self.path, BaselineKey(self.key, case.id, "").relative_dir)
         session = session_or_exit(self.config)
         if self.ui_data is not None:
             self.workflow = convert_ui_workflow(self.ui_data, session.object_info(), self.path)

@@ -49,6 +49,8 @@ RECORD_DEFAULTS: Mapping[str, Any] = {
     "runs": [],
     "stats": None,
     "comparisons": [],
+    "baseline_dir": None,
+    "calibration": None,
 }
 
 Document = dict[str, Any]

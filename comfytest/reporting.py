@@ -113,31 +113,52 @@ class SessionState:
         """The baseline store; its profile is --comfy-profile, else the device's when that
         profile folder exists (so a suite opts in per device by creating it)."""
         if self._store is None:
-            root = self.settings.baselines
-            profile = self.settings.profile
-            if profile is None:
-                derived = device_profile(session.system_stats())
-                if derived and (root / PROFILES_DIR / safe_name(derived)).is_dir():
-                    profile = derived
-            self._store = BaselineStore(root, profile)
+            self._store = self._make_store(session.system_stats())
         return self._store
 
+    def _make_store(self, system_stats: Mapping[str, Any] | None) -> BaselineStore:
+        root = self.settings.baselines
+        profile = self.settings.profile
+        if profile is None and system_stats:
+            derived = device_profile(system_stats)
+            if derived and (root / PROFILES_DIR / safe_name(derived)).is_dir():
+                profile = derived
+        return BaselineStore(root, profile)
+
     def unused_baselines(self) -> list[str]:
-        """Baseline files under the root that no test of this session read or wrote."""
-        if self._store is None or self.deselected or self.settings.calibrate or not self.settings.baselines.is_dir():
+        """Baseline files that no test of this session read or wrote (full runs only).
+
+        Works on the xdist controller too (records carry the paths). Baselines of cases that
+        stopped before their comparison (a failure, a skip) are not listed: they were not
+        checked, which is not the same as unused."""
+        if self.deselected or self.settings.calibrate or not self.settings.baselines.is_dir() or not self.records:
             return []
+        store = self._store or self._make_store(self._fingerprint_stats())
         used = {Path(c["baseline"]).resolve() for r in self.records for c in r.get("comparisons") or [] if c.get("baseline")}
         used |= {p.parent / HASHES_FILE for p in used}
-        return [str(p) for p in unused_baselines(self._store, used)]
+        unchecked = [
+            d for r in self.records if not r.get("comparisons") and r.get("baseline_dir")
+            for d in (store.root / r["baseline_dir"], *([store.profile_root() / r["baseline_dir"]] if store.profile_root() else []))
+        ]
+        return [
+            str(p) for p in unused_baselines(store, used)
+            if not any(p.resolve().is_relative_to(d.resolve()) for d in unchecked)
+        ]
+
+    def _fingerprint_stats(self) -> Mapping[str, Any] | None:
+        if self._session is not None:
+            return self._session.system_stats()
+        stats = (self.worker_fingerprint or {}).get("system_stats")
+        return stats if isinstance(stats, Mapping) else None
 
     # ------------------------------------------------------------ records
 
-    def new_record(self, nodeid: str, workflow: Workflow, case: CaseSpec, path: Path) -> dict[str, Any]:
+    def new_record(self, nodeid: str, case: CaseSpec, path: Path, baseline_dir: Path) -> dict[str, Any]:
         try:
             rel = str(path.relative_to(self.rootdir))
         except ValueError:
             rel = str(path)
-        return new_record(nodeid, workflow=rel, case=case.id)
+        return new_record(nodeid, workflow=rel, case=case.id, baseline_dir=baseline_dir.as_posix())
 
     def finish_record(self, record: dict[str, Any], outcome: str, message: str | None, kind: str | None, duration: float) -> dict[str, Any]:
         record = dict(record)

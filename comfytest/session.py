@@ -225,7 +225,7 @@ def open_session(settings: Settings, session_dir: Path, worker: str = "main") ->
         client = ComfyClient(settings.url, settings.headers, hint=_hint(settings))
         client.system_stats(timeout=4)
         return ComfySession(client, settings)
-    server = LocalServer(_launch_spec(settings, session_dir), _fresh_dir(session_dir / f"server-{worker}"))
+    server = LocalServer(_launch_spec(settings, session_dir), _server_dir(session_dir, worker))
     server.start(settings.startup_timeout)
     client = ComfyClient(server.url, settings.headers, hint=f"ComfyUI was started by comfytest; log: {server.log_path}")
     return ComfySession(client, settings, server)
@@ -249,9 +249,27 @@ def _launch_spec(settings: Settings, session_dir: Path) -> LaunchSpec:
     )
 
 
-def _fresh_dir(path: Path) -> Path:
-    """The server's own output/temp folder for this session (comfytest's, so safe to empty)."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+def _server_dir(results: Path, worker: str) -> Path:
+    """``<results>/server-<worker>-<pid>``: the server's own output/temp folders and its log.
+
+    One per process, so two sessions in one checkout never empty each other's output folder;
+    folders left by processes that no longer run are removed (they are comfytest's own)."""
+    results.mkdir(parents=True, exist_ok=True)
+    for old in results.glob("server-*-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = results / f"server-{worker}-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
