@@ -1,0 +1,219 @@
+"""The baselines folder on disk: layout, safe names, the hashes file, atomic and locked writes.
+
+Layout under the root (see ``baselines`` for the lifecycle that uses it)::
+
+    <workflow>/<case>/<node>_<index>.png      baseline image (an APNG for animations)
+    <workflow>/<case>/<node>_<index>.txt      baseline text output
+    <workflow>/<case>/hashes.txt              "<key>  <hash>[,<hash>...]  <W>x<H> <MODE>", sorted
+    _profiles/<profile>/<workflow>/<case>/... the same files, overriding the common ones
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from comfytest import imagecompare as ic
+from comfytest.errors import BaselineCorrupt
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; xdist workers there must not update one case at once
+    fcntl = None  # type: ignore[assignment]
+
+UPDATE_OPTION = "--comfy-update-baselines"
+HASHES_FILE = "hashes.txt"
+PROFILES_DIR = "_profiles"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
+             *(f"LPT{i}" for i in range(10))}
+
+
+def safe_name(name: str) -> str:
+    """``name`` when it is a safe path component, else a cleaned name plus a short hash.
+
+    The hash of the original keeps distinct names distinct (``a/b`` vs ``a_b``, ``x[1]`` vs
+    ``x(1)``) and stable across runs. Leading ``.``/``_`` are unsafe: dotfiles are temporary
+    files here and ``_profiles`` is reserved; Windows device names are unsafe too.
+    """
+    cleaned = _UNSAFE.sub("_", name).strip("._")[:60]
+    if name and cleaned == name and name.split(".")[0].upper() not in _RESERVED:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{cleaned}-{digest}" if cleaned else digest
+
+
+@dataclass(frozen=True)
+class BaselineKey:
+    workflow: str  # "/" separates directories
+    case: str
+    output_key: str  # "<node>_<index>"
+
+    @property
+    def relative_dir(self) -> Path:
+        return Path(*(safe_name(p) for p in self.workflow.split("/") if p), safe_name(self.case))
+
+    @property
+    def stem(self) -> str:
+        return safe_name(self.output_key)
+
+    def label(self) -> str:
+        return f"output {self.output_key} of {self.workflow}[{self.case}]"
+
+
+@dataclass(frozen=True)
+class HashRecord:
+    """One line of ``hashes.txt``: a hash per frame, the size and mode of the image."""
+
+    hashes: tuple[str, ...]
+    size: tuple[int, int]
+    mode: str
+
+    def line(self, stem: str) -> str:
+        return f"{stem}  {','.join(self.hashes)}  {self.size[0]}x{self.size[1]} {self.mode}"
+
+    @classmethod
+    def parse(cls, line: str) -> tuple[str, HashRecord]:
+        stem, hashes, wxh, mode = line.split()
+        w, h = wxh.split("x")
+        record = cls(tuple(hashes.split(",")), (int(w), int(h)), mode)
+        for value in record.hashes:
+            ic.HashValue.parse(value)
+        return stem, record
+
+    @classmethod
+    def of(cls, obtained: Image.Image, method: str, hash_size: int) -> HashRecord:
+        frames = ic.frames(obtained)
+        hashes = tuple(ic.image_hash(f, method, hash_size) for f in frames)
+        return cls(hashes, frames[0].size, obtained.mode)
+
+
+def read_hashes(path: Path) -> dict[str, HashRecord]:
+    """All records of a hashes file; BaselineCorrupt names the file and line it cannot read."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineCorrupt(f"cannot read baseline hash file {path}: {exc}") from exc
+    records = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            stem, record = HashRecord.parse(line)
+        except ValueError as exc:
+            raise BaselineCorrupt(
+                f"{path}:{number}: malformed line {line!r} ({exc}); fix or delete it, or run "
+                f"pytest with {UPDATE_OPTION} to rewrite it") from exc
+        records[stem] = record
+    return records
+
+
+@contextmanager
+def _dir_lock(directory: Path) -> Iterator[None]:
+    # flock on the directory itself: the same exclusion as a lock file, without leaving a
+    # stray file in the baselines tree for git to report
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory and ``os.replace``: readers (and a
+    crash) see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would surprise a CI cache or another user
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def upsert_hash(path: Path, stem: str, record: HashRecord) -> bool:
+    """Set one line of a hashes file under its lock; True when the file changed.
+
+    Lines this call cannot parse are kept verbatim: they belong to other outputs."""
+    with _dir_lock(path.parent):
+        old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        kept = [ln for ln in old if ln.strip() and ln.split()[0] != stem]
+        new = sorted([*kept, record.line(stem)])
+        if new == old:
+            return False
+        atomic_write(path, ("\n".join(new) + "\n").encode())
+        return True
+
+
+class BaselineStore:
+    """The baselines root, the active profile, and which baseline files this process used."""
+
+    def __init__(self, root: Path, profile: str | None = None) -> None:
+        self.root = Path(root)
+        self.profile = profile
+        self._used: set[Path] = set()
+
+    @property
+    def used(self) -> frozenset[Path]:
+        return frozenset(self._used)
+
+    def mark_used(self, path: Path) -> None:
+        self._used.add(Path(os.path.abspath(path)))
+
+    def profile_root(self) -> Path | None:
+        return self.root / PROFILES_DIR / safe_name(self.profile) if self.profile else None
+
+    def read_dirs(self, key: BaselineKey) -> list[Path]:
+        """Directories to look in, most specific first."""
+        proot = self.profile_root()
+        common = self.root / key.relative_dir
+        return [proot / key.relative_dir, common] if proot else [common]
+
+    def write_dir(self, key: BaselineKey) -> Path:
+        return self.read_dirs(key)[0]
+
+    def find_file(self, key: BaselineKey, name: str) -> Path | None:
+        return next((d / name for d in self.read_dirs(key) if (d / name).is_file()), None)
+
+    def find_hash(self, key: BaselineKey) -> tuple[Path, HashRecord] | None:
+        for directory in self.read_dirs(key):
+            record = read_hashes(directory / HASHES_FILE).get(key.stem)
+            if record is not None:
+                return directory / HASHES_FILE, record
+        return None
+
+
+def unused_baselines(store: BaselineStore, used: Iterable[Path]) -> list[Path]:
+    """Baseline files of the common tree and the active profile that no check touched.
+
+    ``used`` is the union of ``store.used`` over all processes (xdist workers)."""
+    seen = {Path(os.path.abspath(p)) for p in used}
+    proot = store.profile_root()
+    out = []
+    for path in sorted(store.root.rglob("*")):
+        rel = path.relative_to(store.root)
+        other_profile = rel.parts[0] == PROFILES_DIR and (
+            proot is None or not path.is_relative_to(proot))
+        if (path.is_file() and path.suffix in (".png", ".txt") and not other_profile
+                and not any(p.startswith(".") for p in rel.parts)
+                and Path(os.path.abspath(path)) not in seen):
+            out.append(path)
+    return out
