@@ -124,6 +124,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     state = state_of(item.config)
     excinfo = call.excinfo
     if excinfo is not None and isinstance(excinfo.value, ComfyTestError):
+        state.attach_log(excinfo.value)
         rep.longrepr = state.redact(str(excinfo.value))
         rep.comfy_failure_kind = failure_kind(excinfo.value)
     record = getattr(item, "comfy_record", None)
@@ -141,6 +142,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if rep.when == "call":
         for name, value in state.junit_properties(rep.comfy_record):
             item.user_properties.append((name, value))
+        pinned = state.pinned_summary(rep.comfy_record)
+        if pinned:
+            rep.sections.append(("comfytest: inputs as run", pinned))
 
 
 def _fail_on_timing(rep: pytest.TestReport, state: SessionState, record: dict[str, Any]) -> None:

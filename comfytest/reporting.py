@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from comfytest import __version__
 from comfytest.errors import (
     ComfyTestError,
+    ComparisonError,
     ConfigError,
     PreflightError,
     ServerError,
@@ -105,6 +106,22 @@ class SessionState:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+    def attach_log(self, exc: ComfyTestError) -> None:
+        """Give a failure the server log's tail when this session started the server (not for
+        differing outputs or bad input files, where the log has nothing to add)."""
+        session = self._session
+        if session is not None and session.server is not None and exc.server_log_tail is None:
+            if not isinstance(exc, (ComparisonError, ConfigError, WorkflowError)):
+                exc.server_log_tail = session.server.log_tail()
+
+    @staticmethod
+    def pinned_summary(record: Mapping[str, Any]) -> str:
+        """``seeds: 5.seed=42`` / ``patches: 2.text='a red cube'``: what the test pinned."""
+        seeds = ", ".join(f"{s['node_id']}.{s['input']}={s['value']}" for s in record.get("seeds") or [])
+        patches = ", ".join(f"{p['node_id']}.{p['input']}={p['value']!r}" for p in record.get("patches") or [])
+        lines = [f"seeds pinned: {seeds}" if seeds else "", f"patches: {patches}" if patches else ""]
+        return "\n".join(line for line in lines if line)
 
     def redact(self, text: str) -> str:
         return redact(text, self.settings.secrets)
