@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy.fft  # noqa: F401  imported before any in-process pytester run: pytester's
-import scipy.fftpack  # noqa: F401  module snapshot would drop them, and numpy cannot reload them
 import pytest
+import scipy.fftpack  # noqa: F401  module snapshot would drop them, and numpy cannot reload them
 
 pytest_plugins = ["pytester"]
 collect_ignore = ["data"]  # fixtures for unit tests, e.g. workflows that must not be collected

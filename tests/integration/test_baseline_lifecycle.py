@@ -5,7 +5,8 @@ baseline files, the ``outputs`` list and the end-of-session lists (changes, unus
 from __future__ import annotations
 
 import pytest
-from lifecycle import NOT_A_PNG, TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
+
+from tests.integration.lifecycle import NOT_A_PNG, TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
 
 UPDATE = "--comfy-update-baselines"
 TINY_TOML = "tolerance = 2\n\n[cases.base]\nseed = {seed}\n"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from lifecycle import REPO, TINY_TXT2IMG, Workspace, text
 from PIL import Image
 
 from comfytest.calibrate import measure_runs, measure_spread, suggest_tolerance
 from comfytest.errors import ComparisonError
 from comfytest.imagecompare import hash_distance, image_hash
+from tests.integration.lifecycle import REPO, TINY_TXT2IMG, Workspace, text
 
 
 @pytest.mark.parametrize(("largest", "suggested"), [(0, 1), (1, 2), (2, 3), (3, 5), (4, 6), (10, 15)])

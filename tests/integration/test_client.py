@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from comfytest.errors import ExecutionFailed, ExecutionTimeout, PromptRejected
-from comfytest.events import ExecutionStart, Executing, Preview, Progress
+from comfytest.events import Executing, ExecutionStart, Preview, Progress
 from comfytest.execution import Runner
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"

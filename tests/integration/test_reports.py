@@ -26,6 +26,7 @@ import comfytest
 from comfytest.report import RECORD_DEFAULTS, SCHEMA, fully_cached, server_total_ms
 from comfytest.report_text import HEADERS
 from comfytest.server import free_port
+from tests.browser import DomIndex, find_chromium, run_chromium
 
 REPO = Path(__file__).parents[2]
 SECRET = "SECRET123"
@@ -262,11 +263,6 @@ def test_the_secret_header_is_in_no_output_and_no_file(session: Session) -> None
 
 
 def test_html_report_renders_in_headless_chromium(session: Session, tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "tests" / "unit"))
-    try:
-        from test_report_html import DomIndex, find_chromium, run_chromium
-    finally:
-        sys.path.remove(str(REPO / "tests" / "unit"))
     binary = find_chromium()
     if binary is None:
         pytest.skip("no Chromium found (apt-get install -y chromium, or set COMFYTEST_CHROMIUM)")

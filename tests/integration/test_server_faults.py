@@ -4,11 +4,10 @@ that dies mid-session, malformed replies. Real servers wherever a real server ca
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from comfytest.client import ComfyClient
 from comfytest.embedded import load_embedded
 from comfytest.errors import ProtocolError
 from comfytest.server import LaunchSpec, LocalServer, free_port
+from tests.fakehttp import canned_server
 
 REPO = Path(__file__).parents[2]
 EMBEDDED_HOME = REPO / ".comfytest"
@@ -133,33 +133,18 @@ def test_server_dying_mid_session_fails_the_running_test_with_the_log_and_the_re
     assert elapsed < 60, f"no hang expected, took {elapsed:.0f} s"
 
 
-class _Malformed(BaseHTTPRequestHandler):
-    replies = {
-        "/system_stats": (200, "text/html", b"<html>proxy login</html>"),
-        "/object_info": (200, "application/json", b"[1, 2, 3]"),
-        "/queue": (502, "text/plain", b"bad gateway"),
-    }
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        status, ctype, body = self.replies.get(self.path, (404, "text/plain", b"nope"))
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+MALFORMED = {
+    "/system_stats": (200, "text/html", b"<html>proxy login</html>"),
+    "/object_info": (200, "application/json", b"[1, 2, 3]"),
+    "/queue": (502, "text/plain", b"bad gateway"),
+}
 
 
 @pytest.fixture
 def malformed_server() -> Iterator[str]:
     """A fake: a real ComfyUI cannot be made to send broken replies on demand."""
-    httpd = HTTPServer(("127.0.0.1", 0), _Malformed)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with canned_server(MALFORMED) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -1,42 +1,26 @@
 """ComfyClient details that need no ComfyUI: URL schemes, headers on the wire, error wording.
 
-A tiny local HTTP server stands in only to observe what the client sends."""
+A canned-reply HTTP server only observes what the client sends."""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from comfytest.client import ComfyClient
 from comfytest.errors import ServerUnavailable
 from comfytest.server import free_port
+from tests.fakehttp import canned_server
 
 SEEN: list[dict[str, str]] = []
-
-
-class _Echo(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        SEEN.append(dict(self.headers.items()))
-        body = b'{"system": {}, "devices": []}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+STATS = {"/system_stats": (200, "application/json", b'{"system": {}, "devices": []}')}
 
 
 @pytest.fixture
 def echo_url() -> Iterator[str]:
-    httpd = HTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with canned_server(STATS, SEEN) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ import struct
 import time
 
 import pytest
-from traces import binary_frame, load, parse_frame, received, replay
 
 from comfytest.errors import ProtocolError
 from comfytest.events import (
@@ -35,6 +34,7 @@ from comfytest.events import (
     parse_binary,
     parse_text,
 )
+from tests.unit.traces import binary_frame, load, parse_frame, received, replay
 
 AT = Received(mono_ms=10.0, epoch_ms=1_700_000_000_010.0)
 TRACES = ["success", "cached", "cached_partial", "execution_error", "interrupted",

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from traces import Trace, load, replay
 
 from comfytest.events import Event, Received, parse_text
 from comfytest.timing import RunTiming, Spread, compute_timing, summarize_runs
+from tests.unit.traces import Trace, load, replay
 
 SUCCESS = "c0dd9e19-b4c9-4c1a-b69d-a22ae793f5dc"
 P3 = "68cd6911-2021-4f67-a678-44cc10341819"  # multi_client.json, socket B, gc burst at the end

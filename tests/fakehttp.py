@@ -1,0 +1,39 @@
+"""A canned-reply HTTP server for the few faults a real ComfyUI cannot produce on demand
+(malformed replies) and for observing what the client sends. Never a stand-in for ComfyUI."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+Reply = tuple[int, str, bytes]  # status, content type, body
+
+
+@contextmanager
+def canned_server(replies: Mapping[str, Reply], seen: list[dict[str, str]] | None = None) -> Iterator[str]:
+    """Serve ``replies`` by path (404 otherwise); record request headers in ``seen``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if seen is not None:
+                seen.append(dict(self.headers.items()))
+            status, ctype, body = replies.get(self.path, (404, "text/plain", b"nope"))
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
