@@ -68,10 +68,10 @@ def run_case(
         calibrate_case(session, prompt, case, record, settings.calibrate)
         return
     for _ in range(settings.warmup):
-        _run(session, prompt, timeout, fetch_images=False).raise_for_status()
+        _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache).raise_for_status()
     runs: list[RunResult] = []
     for index in range(settings.runs):
-        result = _run(session, prompt, timeout, fetch_images=index == 0)
+        result = _run(session, prompt, timeout, fetch_images=index == 0, free=settings.free_cache)
         runs.append(result)
         record["prompt_id"] = runs[0].prompt_id
         record["timing"] = timing_json(runs[0].timing)
@@ -82,11 +82,13 @@ def run_case(
     check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
 
 
-def _run(session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, *, fetch_images: bool) -> RunResult:
-    """One run. With --comfy-free-cache from an emptied cache, else an identical prompt is served
-    from it (every node cached), which measures and warms nothing; a run still served from cache
-    because /free came too late (see ``fresh_run``) is run again, and reported cached if it stays so."""
-    free = session.settings.free_cache
+def _run(
+    session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, *, fetch_images: bool, free: bool,
+) -> RunResult:
+    """One run. With ``free`` (--comfy-free-cache) from an emptied cache; else an identical
+    prompt is served from it (every node cached), which measures and warms nothing. The server
+    applies ``POST /free`` when its worker next wakes, which can be after it took the prompt:
+    a run still served from cache is run again (twice at most) and reported cached if it stays so."""
     for _ in range(3 if free else 1):
         if free:
             session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
@@ -116,16 +118,13 @@ def calibrate_case(
 
 
 def fresh_run(session: ComfySession, prompt: Mapping[str, Any], timeout: float | None) -> RunResult:
-    """A run in which every node executes. The server applies ``POST /free`` when its worker
-    next wakes, which can be after it took the prompt: a run served from cache is run again."""
-    for _ in range(3):
-        session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
-        result = session.run_prompt(prompt, timeout=timeout, fetch_images=True)
-        result.raise_for_status()
-        if not result.timing.cached_nodes:
-            return result
-    raise RunError(f"{session.url} kept serving nodes {', '.join(result.timing.cached_nodes)} from its cache "
-                   "after POST /free; calibration needs runs in which every node executes")
+    """A run in which every node executes (calibration needs real runs)."""
+    result = _run(session, prompt, timeout, fetch_images=True, free=True)
+    result.raise_for_status()
+    if result.timing.cached_nodes:
+        raise RunError(f"{session.url} kept serving nodes {', '.join(result.timing.cached_nodes)} from its cache "
+                       "after POST /free; calibration needs runs in which every node executes")
+    return result
 
 
 def timing_json(timing: RunTiming) -> dict[str, Any]:

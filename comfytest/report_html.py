@@ -140,10 +140,12 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
 
 
 def _comparison(comparison: Mapping[str, Any], base_dir: Path) -> str:
+    # a passing output keeps no obtained copy (it matches the baseline): show the baseline only
+    passed = comparison.get("status") in ("passed", "unchanged")
     figures = [
         _figure(role, comparison.get(role), base_dir)
         for role in IMAGE_ROLES
-        if role in ("baseline", "obtained") or comparison.get(role)
+        if comparison.get(role) or role == "baseline" or (role == "obtained" and not passed)
     ]
     metrics = "".join(
         f"<tr><th>{_e(key)}</th><td>{_e(comparison.get(key))}</td></tr>"
