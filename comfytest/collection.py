@@ -86,9 +86,9 @@ class WorkflowItem(pytest.Item):
                 hash_size=settings.hash_size, timeout=settings.timeout, seed=settings.seed,
             )
         )
+        self.comfy_record = state.new_record(self.nodeid, case, self.path, BaselineKey(self.key, case.id, "").relative_dir)
         if case.skip:
             pytest.skip(case.skip)
-        self.comfy_record = state.new_record(self.nodeid, case, self.path, BaselineKey(self.key, case.id, "").relative_dir)
         session = session_or_exit(self.config)
         if self.ui_data is not None:
             self.workflow = convert_ui_workflow(self.ui_data, session.object_info(), self.path)

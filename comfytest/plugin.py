@@ -72,8 +72,18 @@ def pytest_configure(config: pytest.Config) -> None:
         state = SessionState(settings, worker, str(config.rootpath))
     except ComfyTestError as exc:
         raise pytest.UsageError(str(exc)) from None
+    state.full_run = covers_all_workflows(config)
     config.stash[STATE] = state
     config.pluginmanager.register(Reporter(state), "comfytest-reporter")
+
+
+def covers_all_workflows(config: pytest.Config) -> bool:
+    """True when no paths were given, or one of them holds a whole ``comfy_workflows`` folder."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return True
+    roots = [Path(p).resolve() for p in config.getini("comfy_workflows")]
+    args = [Path(config.invocation_params.dir, a.split("::")[0]).resolve() for a in config.args]
+    return any(arg == root or arg in root.parents for arg in args for root in roots)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

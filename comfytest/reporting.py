@@ -77,6 +77,9 @@ class SessionState:
         self.written: list[Path] = []
         self.summary_notes: list[str] = []
         self.deselected = False
+        #: the run covered every workflow folder, so a baseline folder of a workflow that no
+        #: test ran is unused; otherwise only the folders of the workflows that ran are looked at
+        self.full_run = True
         self.worker_fingerprint: dict[str, Any] | None = None  # xdist: a worker's, for the controller
         self._store: BaselineStore | None = None
         if settings.compare is not None:
@@ -153,14 +156,22 @@ class SessionState:
         store = self._store or self._make_store(self._fingerprint_stats())
         used = {Path(c["baseline"]).resolve() for r in self.records for c in r.get("comparisons") or [] if c.get("baseline")}
         used |= {p.parent / HASHES_FILE for p in used}
-        unchecked = [
-            d for r in self.records if not r.get("comparisons") and r.get("baseline_dir")
-            for d in (store.root / r["baseline_dir"], *([store.profile_root() / r["baseline_dir"]] if store.profile_root() else []))
-        ]
-        return [
-            str(p) for p in unused_baselines(store, used)
-            if not any(p.resolve().is_relative_to(d.resolve()) for d in unchecked)
-        ]
+        dirs = [Path(r["baseline_dir"]) for r in self.records if r.get("baseline_dir")]
+        unchecked = [d for r, d in zip(self.records, dirs) if not r.get("comparisons")]
+        scope = None if self.full_run else {d.parent for d in dirs}
+        return [str(p) for p in unused_baselines(store, used) if self._counts_as_unused(store, p, unchecked, scope)]
+
+    @staticmethod
+    def _counts_as_unused(store: BaselineStore, path: Path, unchecked: list[Path], scope: set[Path] | None) -> bool:
+        """Not under a case that stopped before comparing; within the workflows that ran unless
+        the run covered every workflow."""
+        roots = [store.root, *([store.profile_root()] if store.profile_root() else [])]
+        rel = next((path.relative_to(r) for r in reversed(roots) if r and path.is_relative_to(r)), None)
+        if rel is None:
+            return True
+        if any(rel.is_relative_to(d) for d in unchecked):
+            return False
+        return scope is None or any(rel.is_relative_to(d) for d in scope)
 
     def _fingerprint_stats(self) -> Mapping[str, Any] | None:
         if self._session is not None:

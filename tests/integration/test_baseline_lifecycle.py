@@ -145,3 +145,20 @@ def test_baselines_of_a_case_that_no_longer_exists_are_listed_as_unused(ws: Work
     stale = [str(ws.case_dir("two", "old") / n) for n in ("2_0.png", "4_0.png", "hashes.txt")]
     result.stdout.fnmatch_lines([f"unused baseline: {p}" for p in stale])
     assert ws.report()["unused_baselines"] == stale
+
+
+def test_a_run_of_some_files_lists_unused_baselines_only_of_those_workflows(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS, "[cases.kept]\n")
+    ws.workflow("other", TWO_OUTPUTS, "[cases.fine]\n")
+    ws.run(UPDATE).assert_outcomes(passed=2)
+    ws.settings("two", "[cases.renamed]\n")
+    stale = ws.case_dir("two", "kept")
+
+    only_two = ws.run(UPDATE, "workflows/two.json")
+    only_two.assert_outcomes(passed=1)
+    assert ws.report()["unused_baselines"] == [str(stale / n) for n in ("2_0.png", "4_0.png", "hashes.txt")]
+    assert "unused baseline: " + str(ws.case_dir("other", "fine")) not in text(only_two), "other.json did not run"
+
+    by_case = ws.run("workflows/two.json::renamed")
+    by_case.assert_outcomes(passed=1)
+    assert ws.report()["unused_baselines"] == [], "a run narrowed to node ids lists nothing"
