@@ -39,6 +39,7 @@ Keys (top level or per case):
 ``outputs``   list of selectors          the output nodes the case must produce; a missing
                                          or an extra output node fails the test
 ``tolerance`` integer >= 0               bits of hash distance allowed
+``output_tolerance``  table selector → int  bits allowed for particular output nodes
 ``hash``      string                     hash method (phash, dhash, ahash, whash, colorhash)
 ``hash_size`` integer > 0                hash size
 ``timeout``   number > 0                 seconds
@@ -116,6 +117,8 @@ class CaseSpec:
     patches: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     inputs: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
     tolerance: int | None = None
+    #: per output node id, overriding ``tolerance`` for that node's images
+    output_tolerance: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     hash_method: str | None = None
     hash_size: int | None = None
     timeout: float | None = None
@@ -299,6 +302,14 @@ def _outputs(ctx: _Context, key: str, value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+def _output_tolerance(ctx: _Context, key: str, value: object) -> dict[str, int]:
+    """``{selector = bits}`` → ``{node_id: bits}``: a tolerance for particular output nodes."""
+    if not isinstance(value, dict):
+        raise _type_error(ctx, key, "a table of selector = bits", value)
+    bits = _int(0)
+    return {node: bits(ctx, f"{key}.{sel}", n) for sel, n in value.items() for node in _select(ctx, sel, many=True)}
+
+
 def _requires(ctx: _Context, key: str, value: object) -> Requirements:
     if not isinstance(value, dict):
         raise _type_error(ctx, key, "a table { nodes = [...], models = [...] }", value)
@@ -328,7 +339,7 @@ def _matrix(ctx: _Context, key: str, value: object) -> dict[str, list[Any]]:
 
 _KEYS: Mapping[str, Callable[[_Context, str, Any], Any]] = MappingProxyType({
     "seed": _int(0), "patches": _patches, "inputs": _inputs, "outputs": _outputs,
-    "tolerance": _int(0), "hash": _hash, "hash_size": _int(1), "timeout": _timeout,
+    "tolerance": _int(0), "output_tolerance": _output_tolerance, "hash": _hash, "hash_size": _int(1), "timeout": _timeout,
     "marks": _marks, "requires": _requires, "skip": _string, "matrix": _matrix,
 })
 
@@ -340,6 +351,7 @@ def _merge(defaults: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, An
     merged = {**defaults, **case}
     merged["patches"] = _merge_patches(defaults.get("patches", {}), case.get("patches", {}))
     merged["inputs"] = {**defaults.get("inputs", {}), **case.get("inputs", {})}
+    merged["output_tolerance"] = {**defaults.get("output_tolerance", {}), **case.get("output_tolerance", {})}
     merged["marks"] = tuple(dict.fromkeys(defaults.get("marks", ()) + case.get("marks", ())))
     mine, theirs = case.get("requires", Requirements()), defaults.get("requires", Requirements())
     merged["requires"] = Requirements(
@@ -365,6 +377,7 @@ def _spec(name: str, values: Mapping[str, Any]) -> CaseSpec:
         patches=_frozen_patches(values["patches"]),
         inputs=MappingProxyType(dict(values["inputs"])),
         tolerance=values.get("tolerance"),
+        output_tolerance=MappingProxyType(dict(values.get("output_tolerance", {}))),
         hash_method=values.get("hash"),
         hash_size=values.get("hash_size"),
         timeout=values.get("timeout"),

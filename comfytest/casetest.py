@@ -164,7 +164,7 @@ def check_outputs(
         key = BaselineKey(name, case.id, img.key)
         checks.append(check_image(
             store, key, img.image, mode=mode, method=case.hash_method or "phash",
-            hash_size=case.hash_size or 8, tolerance=case.tolerance if case.tolerance is not None else 2,
+            hash_size=case.hash_size or 8, tolerance=_tolerance(case, img.node_id),
             results_dir=results_dir, hash_only=hash_only,
         ))
     for text in result.texts:
@@ -176,6 +176,13 @@ def check_outputs(
         missing_only = all(c.status == "missing" for c in checks if not c.ok) and len(problems) == sum(not c.ok for c in checks)
         cls = BaselineMissing if missing_only else ImageMismatch if any(c.status == "mismatch" for c in checks) else ComparisonError
         raise cls(f"{name}::{case.id}: {len(problems)} output check(s) failed\n\n" + "\n\n".join(problems))
+
+
+def _tolerance(case: CaseSpec, node_id: str) -> int:
+    """The output's own tolerance, else the case's (which already holds CLI/ini defaults)."""
+    if node_id in case.output_tolerance:
+        return case.output_tolerance[node_id]
+    return case.tolerance if case.tolerance is not None else 2
 
 
 def _expected_outputs(result: RunResult, case: CaseSpec, labels: Mapping[str, Any]) -> list[str]:

@@ -264,3 +264,22 @@ def test_with_defaults_seed(tmp_path: Path, txt2img: Workflow) -> None:
     assert case.with_defaults(CaseDefaults(2, "phash", 8, 1.0, seed=9)).seed == 9
     (case,) = cases(tmp_path, txt2img, "[cases.a]\nseed = 0\n")
     assert case.with_defaults(CaseDefaults(2, "phash", 8, 1.0, seed=9)).seed == 0
+
+
+def test_output_tolerance_by_selector_and_its_precedence(tmp_path: Path, txt2img: Workflow) -> None:
+    toml = 'output_tolerance = { "title:Save" = 6 }\n[cases.a]\n[cases.b]\noutput_tolerance = { "7" = 1 }\n'
+    a, b = cases(tmp_path, txt2img, toml)
+    assert dict(a.output_tolerance) == {"7": 6}
+    assert dict(b.output_tolerance) == {"7": 1}, "the case's value beats the file default"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('output_tolerance = 3\n', "a table of selector = bits"),
+        ('output_tolerance = { "title:Nope" = 3 }\n', "title:Nope"),
+        ('output_tolerance = { "7" = -1 }\n', "output_tolerance.7"),
+    ],
+)
+def test_output_tolerance_errors(tmp_path: Path, txt2img: Workflow, toml: str, message: str) -> None:
+    assert message in error(tmp_path, txt2img, toml)
