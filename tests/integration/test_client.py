@@ -114,6 +114,16 @@ def test_timeout_interrupts_our_prompt_and_names_the_running_node(comfy: Any) ->
     assert comfy.run_prompt(noise_prompt(4)).ok
 
 
+def test_inactivity_timeout_interrupts_a_silent_node(comfy: Any) -> None:
+    with pytest.raises(ExecutionTimeout) as err:
+        comfy.run_prompt(noise_prompt(9, sleep=30), timeout=120, idle_timeout=1.5)
+    text = str(err.value)
+    assert "sent no message for 1.5 s (--comfy-idle-timeout)" in text
+    assert "node 2 'Nap' (ComfyTestSleep) was running" in text
+    history = comfy.client.history(text.split()[1])
+    assert history["status"]["status_str"] == "error", "our prompt was interrupted, not left running"
+
+
 def test_dropped_socket_is_reopened_and_the_run_resynchronised(comfy: Any) -> None:
     client = comfy.client
     client.ensure_connected()
