@@ -30,8 +30,9 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import websocket
 from PIL import Image
@@ -152,7 +153,7 @@ def measure(url: str, runs: int, warmup: int) -> tuple[Side, Side, ComfytestSide
     server = url.split("://", 1)[1].rstrip("/")
     ct = ComfytestSide(url)
     seed = int(time.time())  # never a seed an earlier invocation used on this server
-    for i in range(warmup):  # first prompts load nodes and warm caches on both sides
+    for _ in range(warmup):  # first prompts load nodes and warm caches on both sides
         run_minimal(server, seed, Side("-"))
         ct.run(seed + 1, Side("-"))
         seed += 2

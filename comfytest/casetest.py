@@ -7,12 +7,13 @@ blocking error or one ``ComparisonError`` listing every output that failed.
 
 from __future__ import annotations
 
-import dataclasses
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from comfytest.baselines import BaselineKey, BaselineStore, CheckResult, Mode, check_image, check_text
 from comfytest.calibrate import measure_runs, repeat
-from comfytest.baselines import Mode, BaselineKey, BaselineStore, CheckResult, check_image, check_text
 from comfytest.casefile import CaseSpec
 from comfytest.diagnostics import describe_node, node_info
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
@@ -156,6 +157,8 @@ def check_outputs(
     """Compare every image and text output; fail naming missing/extra outputs and mismatches."""
     labels = node_info(result.prompt)
     problems = _expected_outputs(result, case, labels)
+    # artefacts of an earlier run of this case would read as this run's: the folder is ours
+    shutil.rmtree(results_dir / BaselineKey(name, case.id, "").relative_dir, ignore_errors=True)
     checks: list[CheckResult] = []
     mode: Mode = "update" if update else "compare"
     for img in result.images:
@@ -217,4 +220,4 @@ def _path(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-__all__ = ["run_case", "check_outputs", "check_requirements", "timing_json", "dataclasses"]
+__all__ = ["check_outputs", "check_requirements", "run_case", "timing_json"]

@@ -13,8 +13,9 @@ import json
 import queue
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import requests
 import websocket

@@ -8,8 +8,9 @@ converted to API format when they run (``uiformat``; the conversion needs the se
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pytest
 
@@ -114,4 +115,4 @@ def unused_baselines(config: pytest.Config) -> list[str]:
     return state_of(config).unused_baselines()
 
 
-__all__ = ["WorkflowFile", "WorkflowItem", "is_collectable", "baseline_name"]
+__all__ = ["WorkflowFile", "WorkflowItem", "baseline_name", "is_collectable"]

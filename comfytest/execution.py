@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from PIL import Image
 
@@ -40,10 +41,12 @@ from comfytest.events import (
     Executing,
     ExecutionCached,
     ExecutionError,
-    ExecutionInterrupted as InterruptedEvent,
     ExecutionStart,
     ExecutionSuccess,
     Preview,
+)
+from comfytest.events import (
+    ExecutionInterrupted as InterruptedEvent,
 )
 from comfytest.outputs import FileRef, OutputImage, OutputText
 from comfytest.timing import RunTiming, compute_timing

@@ -7,8 +7,9 @@ Only glue: settings come from ``settings``, the server from ``session``, workflo
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import pytest
 

@@ -13,10 +13,14 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from comfytest import __version__
+from comfytest.baselines import HASHES_FILE, PROFILES_DIR, UPDATE_OPTION, BaselineStore, safe_name, unused_baselines
+from comfytest.calibrate import render_table as render_calibration
+from comfytest.casefile import CaseSpec
 from comfytest.errors import (
     ComfyTestError,
     ComparisonError,
@@ -26,16 +30,20 @@ from comfytest.errors import (
     ServerUnavailable,
     WorkflowError,
 )
-from comfytest.baselines import HASHES_FILE, PROFILES_DIR, UPDATE_OPTION, BaselineStore, safe_name, unused_baselines
-from comfytest.calibrate import render_table as render_calibration
-from comfytest.casefile import CaseSpec
-from comfytest.report import fully_cached, junit_properties, test_label, load_report, new_document, new_record, write_json
+from comfytest.report import (
+    fully_cached,
+    junit_properties,
+    load_report,
+    new_document,
+    new_record,
+    test_label,
+    write_json,
+)
 from comfytest.report_compare import append_history, compare_timings, regressions
 from comfytest.report_html import render_html
 from comfytest.report_text import render_markdown, render_terminal
 from comfytest.session import ComfySession, open_session
 from comfytest.settings import Settings, redact
-from comfytest.workflow import Workflow
 
 
 def device_profile(system_stats: Mapping[str, Any]) -> str | None:
@@ -157,7 +165,7 @@ class SessionState:
         used = {Path(c["baseline"]).resolve() for r in self.records for c in r.get("comparisons") or [] if c.get("baseline")}
         used |= {p.parent / HASHES_FILE for p in used}
         dirs = [Path(r["baseline_dir"]) for r in self.records if r.get("baseline_dir")]
-        unchecked = [d for r, d in zip(self.records, dirs) if not r.get("comparisons")]
+        unchecked = [Path(r["baseline_dir"]) for r in self.records if r.get("baseline_dir") and not r.get("comparisons")]
         scope = None if self.full_run else {d.parent for d in dirs}
         return [str(p) for p in unused_baselines(store, used) if self._counts_as_unused(store, p, unchecked, scope)]
 
@@ -348,4 +356,4 @@ def _git_state(root: Path) -> tuple[str | None, bool | None]:
         return None, None
 
 
-__all__ = ["SessionState", "failure_kind", "ConfigError", "WorkflowError", "ServerUnavailable"]
+__all__ = ["ConfigError", "ServerUnavailable", "SessionState", "WorkflowError", "failure_kind"]

@@ -15,9 +15,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import requests
 
@@ -86,7 +86,7 @@ class LocalServer:
 
     def start(self, timeout: float) -> None:
         """Start on a free port and wait for readiness; retries once if the port was taken."""
-        for attempt in range(3):
+        for _attempt in range(3):
             self.port = free_port(self.spec.host)
             self._spawn()
             if self._wait_ready(timeout):

@@ -11,16 +11,17 @@ import io
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar, Union
+from typing import Any, TypeVar
 
 from PIL import Image
 
 from comfytest.client import ComfyClient
 from comfytest.embedded import default_home, load_embedded
 from comfytest.errors import ComfyTestError, ConfigError, ServerError, ServerUnavailable
-from comfytest.execution import RunResult, Runner
+from comfytest.execution import Runner, RunResult
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.settings import Settings
 from comfytest.uiformat import convert_ui_workflow
@@ -38,7 +39,7 @@ from comfytest.workflow import (
     seed_inputs,
 )
 
-InputFile = Union[str, Path, bytes, Image.Image]
+InputFile = str | Path | bytes | Image.Image
 T = TypeVar("T")
 E = TypeVar("E", bound=ComfyTestError)
 

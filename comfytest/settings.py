@@ -11,9 +11,10 @@ import argparse
 import os
 import re
 import shlex
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from comfytest.errors import ConfigError
 

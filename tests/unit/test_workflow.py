@@ -86,7 +86,7 @@ def test_invalid_json_names_file_line_and_column(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["", "  \n"])
 def test_empty_file(tmp_path: Path, text: str) -> None:
-    with pytest.raises(WorkflowError, match="wf.json: the file is empty"):
+    with pytest.raises(WorkflowError, match=r"wf\.json: the file is empty"):
         load_workflow(write(tmp_path, text))
 
 
