@@ -111,7 +111,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("header", "extra HTTP header 'Name: value' ($ENV_VAR expanded; never printed)", header, repeat=True, default=()),
     Option("token-env", "environment variable holding a bearer token for the server"),
     Option("timeout", "wall-clock limit per prompt in seconds", positive_float, default=300.0),
-    Option("idle-timeout", "fail when the server sends nothing about a prompt for this many seconds", positive_float, default=120.0),
+    Option("idle-timeout", "fail when the server stays silent this many seconds while a prompt runs", positive_float, default=120.0),
     Option("startup-timeout", "seconds to wait for a launched server to answer", positive_float, default=120.0),
     Option("seed", "pin every seed-like input to this value", int),
     Option("missing", "what a missing node class or model does: fail or skip", choice(*MISSING_POLICIES), default="fail"),
