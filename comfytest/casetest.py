@@ -213,6 +213,9 @@ def comparison_json(check: CheckResult) -> dict[str, Any]:
         for name in ("method", "distance", "tolerance", "max_abs_diff", "mean_abs_diff", "psnr"):
             value = getattr(comp, name, None)
             data[name] = None if value == float("inf") else value
+        frames = getattr(comp, "frames", None)
+        if frames:  # an animation: per-frame comparisons carry the method
+            data["method"] = frames[0].method
     return data
 
 
