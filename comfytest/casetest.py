@@ -134,6 +134,8 @@ def timing_json(timing: RunTiming) -> dict[str, Any]:
         "server_total_ms": _round(timing.server_total_ms),
         "client_wall_ms": _round(timing.client_wall_ms),
         "clock_offset_ms": _round(timing.clock_offset_ms),
+        # server time in no node: prompt set-up (cache keys, execution list) and clean-up
+        "server_overhead_ms": None if all(n.cached for n in timing.nodes) else _round(timing.overhead_ms),
         "status": timing.status,
         "nodes": [
             {

@@ -202,7 +202,9 @@ def _timing(record: Record) -> str:
         f"<p>server total {_e(format_ms(server_total_ms(record)))} ms"
         f" · queue wait {_e(format_ms(timing.get('queue_wait_ms')))} ms"
         f" · client wall {_e(format_ms(timing.get('client_wall_ms')))} ms"
-        f" · status {_e(timing.get('status'))}{_e(_stats_text(record))}</p>"
+        + (f" · outside nodes {_e(format_ms(timing['server_overhead_ms']))} ms"
+           if timing.get("server_overhead_ms") is not None else "")
+        + f" · status {_e(timing.get('status'))}{_e(_stats_text(record))}</p>"
         f'<div class="nodes">{rows}</div></div>'
     )
 

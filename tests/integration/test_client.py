@@ -50,6 +50,10 @@ def test_txt2img_runs_the_tiny_checkpoint_and_decodes_the_image(comfy: Any) -> N
     assert result.history["status"]["status_str"] == "success"
     sampler = result.timing.node("5")
     assert sampler is not None and sampler.steps == 4 and not sampler.cached
+    total = result.timing.server_total_ms
+    assert total is not None and total > 0
+    # the nodes account for the server's time but for its per-prompt set-up and clean-up
+    assert 0 <= result.timing.overhead_ms <= max(25.0, 0.1 * total), (total, result.timing.nodes)
     assert any(isinstance(e, Progress) and e.node == "5" for e in result.events)
 
 
