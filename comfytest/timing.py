@@ -28,8 +28,7 @@ off, or zero, the last nodes, so receive times are then used as they are.
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Final, Literal, TypeAlias
@@ -279,79 +278,3 @@ def _rate(samples: list[tuple[float, int]]) -> float | None:
         if v1 > v0:
             steps, elapsed = steps + (v1 - v0), elapsed + (t1 - t0)
     return steps / elapsed * 1000.0 if elapsed > 0 else None
-
-
-# -- repeated runs -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Spread:
-    """min / median / max of one measurement over repeated runs."""
-
-    count: int
-    min: float
-    median: float
-    max: float
-
-    @property
-    def spread(self) -> float:
-        return self.max - self.min
-
-    @property
-    def relative_spread(self) -> float | None:
-        """``spread / median``: how noisy the measurement is (None for a zero median)."""
-        return self.spread / self.median if self.median else None
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread | None:
-        if not values:
-            return None
-        return cls(len(values), min(values), statistics.median(values), max(values))
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStats:
-    """One node over repeated runs; runs where it came from cache are only counted."""
-
-    node_id: str
-    class_type: str | None
-    title: str | None
-    duration_ms: Spread | None
-    steps_per_s: Spread | None
-    cached_runs: int
-
-
-@dataclass(frozen=True, slots=True)
-class RepeatStats:
-    """Repeated runs of one workflow.
-
-    ``server_total_ms`` covers only the successful runs in which nothing came from cache
-    (``full_runs`` of them): a partly cached run measures a different amount of work.
-    """
-
-    runs: int
-    full_runs: int
-    server_total_ms: Spread | None
-    nodes: tuple[NodeStats, ...]
-
-
-def summarize_runs(runs: Sequence[RunTiming]) -> RepeatStats:
-    full = [r.server_total_ms for r in runs
-            if r.status == "success" and not r.cached_nodes and r.server_total_ms is not None]
-    return RepeatStats(runs=len(runs), full_runs=len(full), server_total_ms=Spread.of(full),
-                       nodes=tuple(_node_stats(node_id, runs) for node_id in _node_ids(runs)))
-
-
-def _node_ids(runs: Sequence[RunTiming]) -> list[str]:
-    return list(dict.fromkeys(t.node_id for run in runs for t in run.nodes))
-
-
-def _node_stats(node_id: str, runs: Sequence[RunTiming]) -> NodeStats:
-    timings = [t for run in runs if (t := run.node(node_id)) is not None]
-    ran = [t for t in timings if not t.cached]
-    return NodeStats(
-        node_id=node_id, class_type=timings[0].class_type, title=timings[0].title,
-        duration_ms=Spread.of([t.duration_ms for t in ran if t.duration_ms is not None]),
-        steps_per_s=Spread.of([t.steps_per_s for t in ran if t.steps_per_s is not None]),
-        cached_runs=len(timings) - len(ran),
-    )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from comfytest.events import Event, Received, parse_text
-from comfytest.timing import RunTiming, Spread, compute_timing, summarize_runs
+from comfytest.timing import RunTiming, compute_timing
 from tests.unit.traces import Trace, load, replay
 
 SUCCESS = "c0dd9e19-b4c9-4c1a-b69d-a22ae793f5dc"
@@ -299,25 +299,3 @@ def test_incomplete_run_leaves_the_running_node_open() -> None:
 
 
 # -- repeated runs ------------------------------------------------------------------------
-
-
-def test_summarize_replayed_runs_of_one_workflow() -> None:
-    runs = [timing_of("success", SUCCESS),
-            timing_of("cached", "e9e642d2-eccc-47c7-830b-3857949e1916"),
-            timing_of("cached_partial", "0a4c5fb2-c30c-4812-b865-a65aeb8222e0")]
-    stats = summarize_runs(runs)
-    assert (stats.runs, stats.full_runs) == (3, 1)
-    assert stats.server_total_ms == Spread(1, 76.0, 76.0, 76.0)
-    by_id = {n.node_id: n for n in stats.nodes}
-    assert (by_id["1"].cached_runs, by_id["4"].cached_runs) == (2, 1)
-    four = by_id["4"].duration_ms
-    assert four is not None and four.count == 2
-    assert (four.min, four.max) == pytest.approx((27.168, 30.575), abs=1e-6)
-    assert by_id["1"].steps_per_s is None
-
-
-def test_spread_statistics() -> None:
-    spread = Spread.of([30.0, 10.0, 20.0, 40.0])
-    assert spread == Spread(4, 10.0, 25.0, 40.0)
-    assert spread.spread == 30.0 and spread.relative_spread == pytest.approx(1.2)
-    assert Spread.of([]) is None and Spread(1, 0.0, 0.0, 0.0).relative_spread is None
