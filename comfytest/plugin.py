@@ -74,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ComfyTestError as exc:
         raise pytest.UsageError(str(exc)) from None
     state.full_run = covers_all_workflows(config)
+    state.deselected = narrowed(config)
     config.stash[STATE] = state
     config.pluginmanager.register(Reporter(state), "comfytest-reporter")
 
@@ -85,6 +86,15 @@ def covers_all_workflows(config: pytest.Config) -> bool:
     roots = [Path(p).resolve() for p in config.getini("comfy_workflows")]
     args = [Path(config.invocation_params.dir, a.split("::")[0]).resolve() for a in config.args]
     return any(arg == root or arg in root.parents for arg in args for root in roots)
+
+
+def narrowed(config: pytest.Config) -> bool:
+    """-k, -m, --lf or node ids: a partial run (decided here so the xdist controller knows)."""
+    opt = config.option
+    return bool(
+        getattr(opt, "keyword", "") or getattr(opt, "markexpr", "") or getattr(opt, "lf", False)
+        or any("::" in arg for arg in config.args)
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -204,12 +214,6 @@ class Reporter:
                 terminalreporter.write_line(line)
 
 
-
 def pytest_deselected(items: list[pytest.Item]) -> None:
     if items:  # a partial run: "unused baselines" would list the deselected tests' baselines
         state_of(items[0].config).deselected = True
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    if any("::" in arg for arg in session.config.args) or session.config.getoption("lf", False):
-        state_of(session.config).deselected = True

@@ -162,3 +162,17 @@ def test_a_run_of_some_files_lists_unused_baselines_only_of_those_workflows(ws: 
     by_case = ws.run("workflows/two.json::renamed")
     by_case.assert_outcomes(passed=1)
     assert ws.report()["unused_baselines"] == [], "a run narrowed to node ids lists nothing"
+
+
+def test_unused_baselines_under_xdist_and_with_a_keyword_filter(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS, "[cases.old]\n[cases.kept]\n")
+    ws.run(UPDATE).assert_outcomes(passed=2)
+    ws.settings("two", "[cases.kept]\n[cases.added]\n")
+    ws.run(UPDATE, "-k", "added").assert_outcomes(passed=1)
+    stale = [str(ws.case_dir("two", "old") / n) for n in ("2_0.png", "4_0.png", "hashes.txt")]
+
+    ws.run("-n", "2").assert_outcomes(passed=2)
+    assert ws.report()["unused_baselines"] == stale, "the controller lists what no worker used"
+
+    ws.run("-n", "2", "-k", "kept").assert_outcomes(passed=1)
+    assert ws.report()["unused_baselines"] == [], "-k narrows the run: nothing is called unused"
