@@ -85,6 +85,7 @@ class SessionState:
         self.written: list[Path] = []
         self.summary_notes: list[str] = []
         self.deselected = False
+        self.doc: dict[str, Any] | None = None
         #: the run covered every workflow folder, so a baseline folder of a workflow that no
         #: test ran is unused; otherwise only the folders of the workflows that ran are looked at
         self.full_run = True
@@ -254,6 +255,9 @@ class SessionState:
             self.timing_changes = compare_timings(self.previous, doc)
         results = self.settings.results
         results.mkdir(parents=True, exist_ok=True)
+        previous = results / "report.json"
+        if previous.is_file():  # one level of history: ready for --comfy-compare, never lost silently
+            os.replace(previous, results / "report.previous.json")
         self.written.append(write_json(doc, results / "report.json"))
         md = render_markdown(doc, self.previous) + "".join(f"\n{line}\n" for line in self._warnings())
         (results / "report.md").write_text(md)
@@ -295,7 +299,7 @@ class SessionState:
         return lines
 
     def summary_lines(self) -> list[str]:
-        doc = getattr(self, "doc", None)
+        doc = self.doc
         if not doc:
             return list(self.summary_notes)
         lines = render_terminal(doc, self.previous) + render_calibration(doc["tests"]) + self._warnings()
