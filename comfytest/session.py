@@ -174,7 +174,10 @@ class ComfySession:
         """Call ``call``; a dead server marks the session broken so later tests fail fast."""
         __tracebackhide__ = True
         if self.broken is not None:
-            raise type(self.broken)(f"(failing fast) {self.broken}")
+            # the first failure carried the log; later ones say only why they did not run
+            fast = type(self.broken)(f"(failing fast) {str(self.broken).splitlines()[0]}")
+            fast.server_log_tail = ""
+            raise fast
         try:
             return call()
         except ServerError as exc:

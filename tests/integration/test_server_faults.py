@@ -130,6 +130,7 @@ def test_server_dying_mid_session_fails_the_running_test_with_the_log_and_the_re
     assert "exited (code -9) during the session" in out
     assert "last lines of the ComfyUI server log" in out
     assert out.count("failing fast") == 2
+    assert out.count("last lines of the ComfyUI server log") == 1, "the log tail once, with the first failure"
     assert elapsed < 60, f"no hang expected, took {elapsed:.0f} s"
 
 
