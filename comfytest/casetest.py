@@ -18,11 +18,11 @@ from comfytest.casefile import CaseSpec
 from comfytest.diagnostics import describe_node, node_info
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
 from comfytest.execution import RunResult
-from comfytest.preflight import combo_options, preflight
+from comfytest.preflight import preflight, server_models
 from comfytest.report import summarize_runs
 from comfytest.session import ComfySession
 from comfytest.timing import RunTiming
-from comfytest.workflow import ObjectInfo, Workflow, input_spec
+from comfytest.workflow import ObjectInfo, Workflow
 
 
 def check_requirements(workflow: Workflow, case: CaseSpec, info: ObjectInfo) -> None:
@@ -33,7 +33,7 @@ def check_requirements(workflow: Workflow, case: CaseSpec, info: ObjectInfo) -> 
             problems.append(f"node class {cls} (required by the settings file) is not installed")
     for model in case.requires.models:
         folder, _, name = model.partition("/")
-        if name and name not in _server_models(info, folder):
+        if name and name not in server_models(info, folder):
             problems.append(f"{name} is not installed in models/{folder}/ (required by the settings file)")
     if problems:
         raise PreflightError(
@@ -41,14 +41,6 @@ def check_requirements(workflow: Workflow, case: CaseSpec, info: ObjectInfo) -> 
             + "\n".join(f"  - {p}" for p in problems)
             + "\n(--comfy-missing=skip turns this into a skip, for suites shared between machines)"
         )
-
-
-def _server_models(info: ObjectInfo, folder: str) -> set[str]:
-    """Model names a server offers in a folder, read off the loaders' combo lists."""
-    loaders = {"checkpoints": ("CheckpointLoaderSimple", "ckpt_name"), "loras": ("LoraLoader", "lora_name"),
-               "vae": ("VAELoader", "vae_name"), "upscale_models": ("UpscaleModelLoader", "model_name")}
-    cls, name = loaders.get(folder, ("", ""))
-    return set(combo_options(input_spec(info, cls, name)) or [])
 
 
 def run_case(

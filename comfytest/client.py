@@ -278,8 +278,3 @@ class ComfyClient:
     def close(self) -> None:
         self.close_socket()
         self.http.close()
-
-    def send_json(self, message: Mapping[str, Any]) -> None:
-        if self._ws is None:
-            raise ServerUnavailable(f"WebSocket to {self.url} is not open")
-        self._ws.send(json.dumps(message))

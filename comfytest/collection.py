@@ -23,9 +23,10 @@ from comfytest.workflow import Workflow, is_ui_format, is_workflow_file, parse_w
 
 
 def baseline_name(path: Path, roots: Iterable[Path], rootdir: Path) -> str:
-    """``workflows/sub/x.json`` → ``sub/x``: the path under its workflow folder, no suffix."""
+    """``workflows/sub/x.json`` → ``sub/x``: the path under its workflow folder (``roots``,
+    resolved), no suffix."""
     resolved = path.resolve()
-    for root in sorted((r.resolve() for r in roots), key=lambda r: len(r.parts), reverse=True):
+    for root in sorted(roots, key=lambda r: len(r.parts), reverse=True):
         if root in resolved.parents:
             return resolved.relative_to(root).with_suffix("").as_posix()
     try:
@@ -35,10 +36,11 @@ def baseline_name(path: Path, roots: Iterable[Path], rootdir: Path) -> str:
 
 
 def is_collectable(path: Path, roots: Iterable[Path]) -> bool:
+    """A ``.json`` file at or under one of ``roots`` (resolved paths)."""
     if path.suffix != ".json" or path.name.startswith("."):
         return False
     resolved = path.resolve()
-    return any(resolved == root or root in resolved.parents for root in (r.resolve() for r in roots))
+    return any(resolved == root or root in resolved.parents for root in roots)
 
 
 class WorkflowFile(pytest.File):
@@ -56,8 +58,10 @@ class WorkflowFile(pytest.File):
             cases = load_cases(settings_path(self.path), workflow)
         except ComfyTestError as exc:
             raise self.CollectError(str(exc)) from None
+        from comfytest.plugin import state_of  # the plugin owns the session state
+
+        name = baseline_name(self.path, state_of(self.config).workflow_roots, self.config.rootpath)
         for case in cases:
-            name = baseline_name(self.path, self.config.getini("comfy_workflows"), self.config.rootpath)
             item = WorkflowItem.from_parent(self, name=case.id, workflow=workflow, case=case, key=name, ui_data=ui_data)
             for mark in case.marks:
                 item.add_marker(mark)

@@ -67,7 +67,7 @@ def format_rejection(body: Mapping[str, Any], info: NodeInfo, status: int) -> st
     lines = [f"{head}: {error.get('message') or 'validation failed'}" if error else head + ":"]
     if error and error.get("details") and not node_errors:
         lines.append(f"  {str(error['details']).strip()}")
-    for node_id in sorted(node_errors, key=_id_order):
+    for node_id in sorted(node_errors, key=id_order):
         entry = node_errors[node_id]
         if not isinstance(entry, Mapping):
             continue
@@ -79,7 +79,8 @@ def format_rejection(body: Mapping[str, Any], info: NodeInfo, status: int) -> st
     return "\n".join(lines)
 
 
-def _id_order(node_id: str) -> tuple[int, str]:
+def id_order(node_id: str) -> tuple[int, str]:
+    """Sort key for node ids: numeric ids in number order, then the others."""
     return (int(node_id), "") if str(node_id).isdigit() else (1 << 30, str(node_id))
 
 
@@ -118,9 +119,4 @@ def format_interrupted(data: Mapping[str, Any], info: NodeInfo) -> str:
 def _node_list(ids: Any, info: NodeInfo) -> str:
     if not ids:
         return "none"
-    return ", ".join(describe_node(str(i), info) for i in sorted(map(str, ids), key=_id_order))
-
-
-def format_pinned(pins: Sequence[tuple[str, str, Any]]) -> str:
-    """``5.seed=42, 9.noise_seed=42`` for reports."""
-    return ", ".join(f"{node}.{name}={value}" for node, name, value in pins) or "none"
+    return ", ".join(describe_node(str(i), info) for i in sorted(map(str, ids), key=id_order))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from comfytest.diagnostics import (
     format_execution_error,
     format_interrupted,
     format_rejection,
+    id_order,
     node_info,
 )
 from comfytest.errors import (
@@ -277,7 +278,7 @@ class Runner:
     def _decode(self, outputs: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[OutputImage, ...], tuple[OutputText, ...]]:
         images: list[OutputImage] = []
         texts: list[OutputText] = []
-        for node in sorted(outputs, key=_id_order):
+        for node in sorted(outputs, key=id_order):
             for kind, values in outputs[node].items():
                 if not isinstance(values, list):
                     continue
@@ -297,10 +298,6 @@ class Runner:
         except Exception as exc:
             raise ProtocolError(f"GET /view for {ref.filename} returned bytes that are not an image: {exc}") from None
         return img
-
-
-def _id_order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 30, node_id)
 
 
 def _create_time(history: Mapping[str, Any]) -> int | None:
@@ -339,5 +336,3 @@ def _status_from_history(history: Mapping[str, Any], info: NodeInfo) -> tuple[st
         return "success", None
     return "error", f"the prompt ended with status {status.get('status_str')!r} and no end event"
 
-
-OnEvent = Callable[[Event], None]

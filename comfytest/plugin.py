@@ -74,6 +74,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except ComfyTestError as exc:
         raise pytest.UsageError(str(exc)) from None
     state.full_run = covers_all_workflows(config)
+    state.workflow_roots = tuple(Path(p).resolve() for p in config.getini("comfy_workflows"))
+    explicit = config.args if config.args_source == pytest.Config.ArgsSource.ARGS else []
+    state.collect_roots = state.workflow_roots + tuple(
+        Path(config.invocation_params.dir, a.split("::")[0]).resolve() for a in explicit
+    )
     state.deselected = narrowed(config)
     config.stash[STATE] = state
     config.pluginmanager.register(Reporter(state), "comfytest-reporter")
@@ -110,10 +115,7 @@ def state_of(config: pytest.Config) -> SessionState:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> WorkflowFile | None:
-    config = parent.config
-    roots = [Path(p) for p in config.getini("comfy_workflows")]
-    explicit = [Path(a.split("::")[0]).resolve() for a in config.args] if config.args_source == pytest.Config.ArgsSource.ARGS else []
-    if is_collectable(file_path, roots + explicit):
+    if is_collectable(file_path, state_of(parent.config).collect_roots):
         return WorkflowFile.from_parent(parent, path=file_path)
     return None
 

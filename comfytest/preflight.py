@@ -102,6 +102,19 @@ def model_references(workflow: Workflow, object_info: ObjectInfo) -> list[ModelR
     return refs
 
 
+def server_models(object_info: ObjectInfo, folder: str) -> set[str]:
+    """Model files the server offers in ``models/<folder>/``: the choices of every loader input
+    that names a file of that folder (``MODEL_FOLDERS``)."""
+    found: set[str] = set()
+    for class_type, spec in object_info.items():
+        sections = (spec or {}).get("input") or {}
+        for section in ("required", "optional"):
+            for name, input_def in (sections.get(section) or {}).items():
+                if model_folder(class_type, name) == folder:
+                    found.update(combo_options(input_def) or [])
+    return found
+
+
 def missing_pack(class_type: str) -> str:
     for pattern, pack in NODE_PACKS:
         if re.search(pattern, class_type):

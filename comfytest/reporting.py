@@ -8,16 +8,11 @@ records to the controller inside the test reports; only the controller writes th
 from __future__ import annotations
 
 import os
-import platform
-import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from comfytest import __version__
 from comfytest.baselines import HASHES_FILE, PROFILES_DIR, UPDATE_OPTION, BaselineStore, safe_name, unused_baselines
 from comfytest.calibrate import render_table as render_calibration
 from comfytest.casefile import CaseSpec
@@ -31,6 +26,7 @@ from comfytest.errors import (
     WorkflowError,
 )
 from comfytest.report import (
+    collect_fingerprint,
     fully_cached,
     junit_properties,
     load_report,
@@ -89,6 +85,10 @@ class SessionState:
         #: the run covered every workflow folder, so a baseline folder of a workflow that no
         #: test ran is unused; otherwise only the folders of the workflows that ran are looked at
         self.full_run = True
+        #: resolved once per session: the ini ``comfy_workflows`` folders, and those plus the
+        #: paths given on the command line (where JSON files are collected as workflows)
+        self.workflow_roots: tuple[Path, ...] = ()
+        self.collect_roots: tuple[Path, ...] = ()
         self.worker_fingerprint: dict[str, Any] | None = None  # xdist: a worker's, for the controller
         self._store: BaselineStore | None = None
         if settings.compare is not None:
@@ -228,18 +228,9 @@ class SessionState:
                 stats = self._session.system_stats()
             except ComfyTestError:
                 stats = None
-        commit, dirty = _git_state(self.rootdir)
-        return {
-            "comfytest_version": __version__,
-            "python_version": sys.version.split()[0],
-            "platform": platform.platform(),
-            "hostname": socket.gethostname(),
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "server_url": url,
-            "server_source": "url" if self.settings.url else "launch" if self.settings.launch else "embedded",
-            "system_stats": stats,
-        }
+        fingerprint = collect_fingerprint(url, stats, repo_dir=self.rootdir)
+        fingerprint["server_source"] = "url" if self.settings.url else "launch" if self.settings.launch else "embedded"
+        return fingerprint
 
     def document(self, unused: list[str]) -> dict[str, Any]:
         records = sorted(self.records, key=lambda r: str(r.get("nodeid")))
@@ -347,17 +338,6 @@ def _rel(path: Path) -> str:
         return os.path.relpath(path)
     except ValueError:
         return str(path)
-
-
-def _git_state(root: Path) -> tuple[str | None, bool | None]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
-            return None, None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5)
-        return commit.stdout.strip(), bool(dirty.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
 
 
 __all__ = ["ConfigError", "ServerUnavailable", "SessionState", "WorkflowError", "failure_kind"]
