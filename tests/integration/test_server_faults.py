@@ -129,8 +129,11 @@ def test_server_dying_mid_session_fails_the_running_test_with_the_log_and_the_re
     out = result.stdout.str()
     assert "exited (code -9) during the session" in out
     assert "last lines of the ComfyUI server log" in out
-    assert out.count("failing fast") == 2
-    assert out.count("last lines of the ComfyUI server log") == 1, "the log tail once, with the first failure"
+    # Count in the failure sections only: the short summary repeats each message, cut to the
+    # terminal's width, so how often it shows there depends on the machine.
+    failures = out.split("short test summary info")[0]
+    assert failures.count("failing fast") == 2
+    assert failures.count("last lines of the ComfyUI server log") == 1, "the log tail once, with the first failure"
     assert elapsed < 60, f"no hang expected, took {elapsed:.0f} s"
 
 
