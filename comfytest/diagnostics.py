@@ -57,6 +57,43 @@ def _error_line(err: Mapping[str, Any]) -> str:
     return f"{where}{message}" + ("" if redundant else f" — {details}")
 
 
+#: the ``error.type`` values of a 400 from POST /prompt that are about the workflow itself
+#: (ComfyUI 0.3.75 … 0.26 ``execution.validate_prompt``); any other 400 is about the request
+WORKFLOW_ERROR_TYPES = frozenset({
+    "prompt_outputs_failed_validation", "prompt_no_outputs", "missing_node_type",
+    "invalid_prompt", "dependency_cycle", "exception_during_validation",
+    "exception_during_inner_validation",
+})
+
+
+def is_workflow_rejection(body: Mapping[str, Any]) -> bool:
+    """True when a 400 from POST /prompt blames the workflow (its nodes or inputs)."""
+    if as_mapping(body.get("node_errors")):
+        return True
+    error = body.get("error")
+    if isinstance(error, str):  # some servers answer a bare message: read it as the workflow's
+        return True
+    return str(as_mapping(error).get("type") or "") in WORKFLOW_ERROR_TYPES
+
+
+def format_unsupported(body: Mapping[str, Any], url: str, version: str | None) -> str:
+    """A 400 from POST /prompt that is about comfytest's request, not the workflow."""
+    error = as_mapping(body.get("error"))
+    server = f"ComfyUI {version}" if version else "a ComfyUI of unknown version"
+    lines = [
+        f"{server} at {url} refused comfytest's request (POST /prompt, HTTP 400, "
+        f"{error.get('type') or 'no error type'}): {error.get('message') or body!r}",
+    ]
+    if error.get("details"):
+        lines.append(f"  {str(error['details']).strip()}")
+    lines.append(
+        "This is not about the workflow: this comfytest does not support that server's protocol "
+        "yet. Retrying will not help; update comfytest, or run against a ComfyUI listed in "
+        "docs/compatibility.md."
+    )
+    return "\n".join(lines)
+
+
 def format_rejection(body: Mapping[str, Any], info: NodeInfo, status: int) -> str:
     """A 400 from POST /prompt, or a 200 whose node_errors is not empty."""
     error = as_mapping(body.get("error"))

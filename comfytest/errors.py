@@ -12,6 +12,8 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
     │   ├── LaunchError        a local ComfyUI could not be started
     │   └── ProtocolError      the server replied with something we cannot read
     ├── PreflightError         the server lacks a node class or model the workflow needs
+    ├── UnsupportedServer      the server refused a request for comfytest's own reasons (a
+    │                          protocol change): not a regression, and retrying will not help
     ├── RunError               the prompt ran (or was queued) and did not succeed
     │   ├── PromptRejected     validation failed (HTTP 400, or node_errors in a 200)
     │   ├── ExecutionFailed    execution_error from a node
@@ -69,6 +71,15 @@ class ProtocolError(ServerError):
 
 class PreflightError(ComfyTestError):
     """The server lacks a node class or a model file that a workflow needs."""
+
+
+class UnsupportedServer(ComfyTestError):
+    """The server refused a request for comfytest's own reasons, not the workflow's.
+
+    A newer (or older) ComfyUI changed its protocol: an id format, a field, a route. The code
+    under test is fine and the server is up, so this is neither a regression nor
+    infrastructure; the message names the server's version.
+    """
 
 
 class RunError(ComfyTestError):

@@ -25,7 +25,9 @@ from comfytest.diagnostics import (
     format_execution_error,
     format_interrupted,
     format_rejection,
+    format_unsupported,
     id_order,
+    is_workflow_rejection,
     node_info,
 )
 from comfytest.errors import (
@@ -35,6 +37,7 @@ from comfytest.errors import (
     PromptRejected,
     ProtocolError,
     ServerUnavailable,
+    UnsupportedServer,
 )
 from comfytest.events import (
     Event,
@@ -145,9 +148,11 @@ class Runner:
         info = node_info(prompt)
         client.ensure_connected()
         client.drain()
-        pid = prompt_id or f"comfytest-{uuid.uuid4().hex}"
+        pid = prompt_id or new_prompt_id()
         sent = client.clock.now()
         status, body = client.queue_prompt(prompt, pid)
+        if status == 400 and not is_workflow_rejection(body):
+            raise UnsupportedServer(format_unsupported(body, client.url, self._server_version()))
         if status == 400 or body.get("node_errors"):
             if status == 200:  # the valid part was accepted and will run: do not leave it behind
                 self._cancel(pid)
@@ -170,6 +175,15 @@ class Runner:
             outputs=outputs, images=images, texts=texts, history=history, timing=timing,
             message=message, resynced=follower.resynced,
         )
+
+    def _server_version(self) -> str | None:
+        """``comfyui_version`` from /system_stats, for messages; None when it cannot be read."""
+        try:
+            system = as_mapping(self.client.system_stats(timeout=5).get("system"))
+        except (ServerUnavailable, ProtocolError):
+            return None
+        version = system.get("comfyui_version")
+        return str(version) if version else None
 
     # ------------------------------------------------------------ following
 
@@ -298,6 +312,15 @@ class Runner:
         except Exception as exc:
             raise ProtocolError(f"GET /view for {ref.filename} returned bytes that are not an image: {exc}") from None
         return img
+
+
+def new_prompt_id() -> str:
+    """A prompt id every ComfyUI accepts: a canonical lowercase hyphenated UUID.
+
+    ComfyUI ≥ 0.25 (PR #13998, ``comfy_execution/jobs.py: validate_job_id``) rejects any
+    other spelling with HTTP 400; 0.3.75 takes any string.
+    """
+    return str(uuid.uuid4())
 
 
 def _create_time(history: Mapping[str, Any]) -> int | None:

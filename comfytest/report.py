@@ -30,7 +30,7 @@ from comfytest.errors import ConfigError
 
 SCHEMA = "comfytest.report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
-FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing")
+FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing", "unsupported")
 
 #: every key of a test record with its default; ``new_record`` fills the missing ones
 RECORD_DEFAULTS: Mapping[str, Any] = {

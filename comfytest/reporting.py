@@ -23,6 +23,7 @@ from comfytest.errors import (
     PreflightError,
     ServerError,
     ServerUnavailable,
+    UnsupportedServer,
     WorkflowError,
 )
 from comfytest.report import (
@@ -56,9 +57,12 @@ def device_profile(system_stats: Mapping[str, Any]) -> str | None:
 
 
 def failure_kind(exc: BaseException) -> str:
-    """regression (the code under test) vs infrastructure / preflight (CI may retry these)."""
+    """regression (the code under test) vs infrastructure / preflight (CI may retry these),
+    and unsupported (this comfytest does not speak that server's protocol yet)."""
     if isinstance(exc, ServerError):
         return "infrastructure"
+    if isinstance(exc, UnsupportedServer):
+        return "unsupported"
     if isinstance(exc, PreflightError):
         return "preflight"
     return "regression"

@@ -13,14 +13,30 @@ Reply = tuple[int, str, bytes]  # status, content type, body
 
 
 @contextmanager
-def canned_server(replies: Mapping[str, Reply], seen: list[dict[str, str]] | None = None) -> Iterator[str]:
-    """Serve ``replies`` by path (404 otherwise); record request headers in ``seen``."""
+def canned_server(
+    replies: Mapping[str, Reply],
+    seen: list[dict[str, str]] | None = None,
+    posted: list[tuple[str, bytes]] | None = None,
+) -> Iterator[str]:
+    """Serve ``replies`` by path (404 otherwise); record request headers in ``seen``.
+
+    POST requests are answered from the key ``"POST <path>"``; their bodies go to ``posted``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            self._answer(self.path)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            if posted is not None:
+                posted.append((self.path, body))
+            self._answer(f"POST {self.path}")
+
+        def _answer(self, key: str) -> None:
             if seen is not None:
                 seen.append(dict(self.headers.items()))
-            status, ctype, body = replies.get(self.path, (404, "text/plain", b"nope"))
+            status, ctype, body = replies.get(key, (404, "text/plain", b"nope"))
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,8 @@ def test_binary_previews_are_parsed_with_their_node_and_prompt(comfy: Any) -> No
 def test_events_are_filtered_by_prompt_id(comfy: Any) -> None:
     other = Runner(comfy.client)
     result = other.run(noise_prompt(7))
+    assert str(uuid.UUID(result.prompt_id)) == result.prompt_id  # ComfyUI >= 0.25 needs this form
+    assert result.history["prompt"][1] == result.prompt_id  # the server kept our id verbatim
     own = [e for e in result.events if not (isinstance(e, Executing) and e.prompt_id is None)]
     assert all(e.prompt_id in (result.prompt_id, None) for e in own)
     assert sum(isinstance(e, ExecutionStart) for e in result.events) == 1
