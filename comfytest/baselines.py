@@ -41,6 +41,7 @@ from comfytest.baselinestore import (
     HashRecord,
     atomic_write,
     read_hashes,
+    remove_hash,
     safe_name,
     unused_baselines,
     upsert_hash,
@@ -59,6 +60,7 @@ __all__ = [  # the file layer is re-exported: callers need only this module
     "Status",
     "atomic_write",
     "check_image",
+    "check_not_produced",
     "check_text",
     "read_hashes",
     "safe_name",
@@ -67,7 +69,9 @@ __all__ = [  # the file layer is re-exported: callers need only this module
 ]
 
 Mode = Literal["compare", "update"]
-Status = Literal["passed", "missing", "mismatch", "updated", "created", "unchanged"]
+Status = Literal["passed", "missing", "mismatch", "updated", "created", "unchanged",
+                 "not_produced", "removed"]
+FAILED: frozenset[str] = frozenset({"missing", "mismatch", "not_produced"})
 Comparison = ic.ImageComparison | ic.AnimationComparison
 
 
@@ -85,12 +89,14 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        return self.status not in ("missing", "mismatch")
+        return self.status not in FAILED
 
     def error(self) -> ComparisonError | None:
         """The exception the test should fail with, or None."""
         if self.status == "missing":
             return BaselineMissing(self.message)
+        if self.status == "not_produced":
+            return ComparisonError(self.message)
         if self.status == "mismatch":
             return ImageMismatch(self.message) if self.text_diff is None \
                 else ComparisonError(self.message)
@@ -387,3 +393,40 @@ def check_text(store: BaselineStore, key: BaselineKey, obtained: str, *,
                mode: Mode = "compare", results_dir: Path) -> CheckResult:
     """Compare (or in update mode, record) one text output against its baseline file."""
     return _run(_TextKind(store, key, obtained), mode, results_dir)
+
+
+def check_not_produced(store: BaselineStore, case: BaselineKey, produced: set[str], *,
+                       mode: Mode = "compare",
+                       nodes: tuple[str, ...] | None = None) -> list[CheckResult]:
+    """Baselines of this case for outputs the run did not produce (a dropped frame, a node
+    that stopped returning text): each one fails; update mode deletes them (only from the
+    directory it writes to, so a profile run never deletes the common baselines).
+
+    ``case`` is the case's key with an empty output; ``produced`` holds the output stems the
+    run produced; ``nodes`` (the settings file's ``outputs``) limits the check to those nodes.
+    """
+    results = []
+    wanted = None if nodes is None else {safe_name(n) for n in nodes}
+    for stem, paths in sorted(store.case_baselines(case).items()):
+        node = stem.rsplit("_", 1)[0]
+        if stem in produced or (wanted is not None and node not in wanted):
+            continue
+        key = BaselineKey(case.workflow, case.case, stem)
+        for path in paths:
+            store.mark_used(path)
+        writable = [p for p in paths if p.parent == store.write_dir(key)]
+        if mode == "update" and writable:
+            for path in writable:
+                remove_hash(path, stem) if path.name == HASHES_FILE else path.unlink()
+            results.append(CheckResult(key, "removed", (
+                f"removed the baseline of {key.label()}, which the run no longer produces: "
+                + ", ".join(str(p) for p in writable)), writable[0]))
+            continue
+        fix = (f"If the output was dropped on purpose, run pytest with {UPDATE_OPTION} to "
+               "delete its baseline" if mode != "update" else
+               "Delete it by hand: it is outside the profile this run updates")
+        results.append(CheckResult(key, "not_produced", (
+            f"{key.label()} has a baseline but the run did not produce it: "
+            + ", ".join(f"{p}" + (f" (line {stem})" if p.name == HASHES_FILE else "")
+                        for p in paths) + f". {fix}."), paths[0]))
+    return results

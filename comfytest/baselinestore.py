@@ -163,6 +163,20 @@ def upsert_hash(path: Path, stem: str, record: HashRecord) -> bool:
         return True
 
 
+def remove_hash(path: Path, stem: str) -> bool:
+    """Drop one line of a hashes file under its lock (the file goes when it empties)."""
+    with _dir_lock(path.parent):
+        old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        kept = [ln for ln in old if ln.strip() and ln.split()[0] != stem]
+        if kept == [ln for ln in old if ln.strip()]:
+            return False
+        if kept:
+            atomic_write(path, ("\n".join(kept) + "\n").encode())
+        else:
+            path.unlink()
+        return True
+
+
 class BaselineStore:
     """The baselines root, the active profile, and which baseline files this process used."""
 
@@ -192,6 +206,26 @@ class BaselineStore:
 
     def find_file(self, key: BaselineKey, name: str) -> Path | None:
         return next((d / name for d in self.read_dirs(key) if (d / name).is_file()), None)
+
+    def case_baselines(self, key: BaselineKey) -> dict[str, list[Path]]:
+        """Every baseline of one case, by output stem: files (``<stem>.<ext>``) and
+        ``hashes.txt`` lines, in the profile and the common directory (a profile's file
+        shadows the common one of the same name)."""
+        found: dict[str, list[Path]] = {}
+        seen_names: set[str] = set()
+        for directory in self.read_dirs(key):
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.iterdir()):
+                if not path.is_file() or path.name.startswith(".") or path.name in seen_names:
+                    continue
+                seen_names.add(path.name)
+                if path.name == HASHES_FILE:
+                    for stem in read_hashes(path):
+                        found.setdefault(stem, []).append(path)
+                else:
+                    found.setdefault(path.name.split(".", 1)[0], []).append(path)
+        return found
 
     def find_hash(self, key: BaselineKey) -> tuple[Path, HashRecord] | None:
         for directory in self.read_dirs(key):

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from comfytest.baselines import BaselineKey, BaselineStore, CheckResult, Mode, check_image, check_text
+from comfytest.baselines import (
+    BaselineKey,
+    BaselineStore,
+    CheckResult,
+    Mode,
+    check_image,
+    check_not_produced,
+    check_text,
+)
 from comfytest.calibrate import measure_runs, repeat
 from comfytest.casefile import CaseSpec
 from comfytest.diagnostics import describe_node, node_info
@@ -167,12 +175,42 @@ def check_outputs(
     for text in result.texts:
         if case.outputs is None or text.node_id in case.outputs:
             checks.append(check_text(store, BaselineKey(name, case.id, text.key), text.text, mode=mode, results_dir=results_dir))
+    case_key = BaselineKey(name, case.id, "")
+    gone = check_not_produced(store, case_key, {c.key.stem for c in checks}, mode=mode, nodes=case.outputs)
+    problems += _not_produced_summary(gone, checks, labels)
+    checks += gone
+    if not checks and case.outputs is None:
+        problems.append(_compared_nothing(result, labels))
     record["comparisons"] = [comparison_json(c) for c in checks]
-    problems += [c.message for c in checks if not c.ok]
+    problems += [c.message for c in checks if not c.ok and c.status != "not_produced"]  # those: once per node, above
     if problems:
         missing_only = all(c.status == "missing" for c in checks if not c.ok) and len(problems) == sum(not c.ok for c in checks)
         cls = BaselineMissing if missing_only else ImageMismatch if any(c.status == "mismatch" for c in checks) else ComparisonError
         raise cls(f"{name}::{case.id}: {len(problems)} output check(s) failed\n\n" + "\n\n".join(problems))
+
+
+def _not_produced_summary(gone: list[CheckResult], checks: list[CheckResult], labels: Mapping[str, Any]) -> list[str]:
+    """One line per node whose baselines list more outputs than it produced."""
+    missing: dict[str, list[CheckResult]] = {}
+    for check in gone:
+        if check.status == "not_produced":
+            missing.setdefault(check.key.output_key.rsplit("_", 1)[0], []).append(check)
+    lines = []
+    for node, lost in missing.items():
+        produced = sum(c.key.output_key.rsplit("_", 1)[0] == node for c in checks)
+        fix = lost[0].message.rsplit(". ", 1)[-1]
+        lines.append(
+            f"missing outputs: {describe_node(node, labels) if node in labels else 'node ' + node} produced {produced} output(s) but has baselines for "
+            f"{produced + len(lost)}; not produced: {', '.join(c.key.output_key for c in lost)}\n"
+            + "".join(f"  baseline: {c.baseline_path}\n" for c in lost) + fix)
+    return lines
+
+
+def _compared_nothing(result: RunResult, labels: Mapping[str, Any]) -> str:
+    nodes = ", ".join(describe_node(n, labels) for n in sorted(result.outputs)) or "none"
+    return ("compared nothing: the run produced no image or text output to compare with a baseline "
+            f"(nodes that reported outputs: {nodes}). Add an output node (SaveImage, PreviewImage, "
+            "PreviewAny), or set `outputs = []` in the settings file if the case only has to run.")
 
 
 def _tolerance(case: CaseSpec, node_id: str) -> int:

@@ -161,12 +161,36 @@ class ComfyTestText:
         return {"ui": {"text": [value]}, "result": (value,)}
 
 
+# --- issue 14: nodes for the regressions custom-node authors make -------------------------
+
+
+class ComfyTestSink:
+    """An output node that shows nothing (it "saves" elsewhere): a run with nothing to compare."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any) -> dict[str, Any]:
+        return {"ui": {}}
+
+
+_ISSUE14_NODES: dict[str, type] = {"ComfyTestSink": ComfyTestSink}
+_ISSUE14_NAMES: dict[str, str] = {"ComfyTestSink": "Sink (comfytest)"}
+
+
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "ComfyTestNoiseImage": ComfyTestNoiseImage,
     "ComfyTestProgress": ComfyTestProgress,
     "ComfyTestSleep": ComfyTestSleep,
     "ComfyTestRaise": ComfyTestRaise,
     "ComfyTestText": ComfyTestText,
+    **_ISSUE14_NODES,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
@@ -175,4 +199,5 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "ComfyTestSleep": "Sleep (comfytest)",
     "ComfyTestRaise": "Raise error (comfytest)",
     "ComfyTestText": "Show text (comfytest)",
+    **_ISSUE14_NAMES,
 }

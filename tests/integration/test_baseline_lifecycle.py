@@ -176,3 +176,38 @@ def test_unused_baselines_under_xdist_and_with_a_keyword_filter(ws: Workspace) -
 
     ws.run("-n", "2", "-k", "kept").assert_outcomes(passed=1)
     assert ws.report()["unused_baselines"] == [], "-k narrows the run: nothing is called unused"
+
+
+def test_a_baseline_for_an_output_the_run_did_not_produce_fails(ws: Workspace) -> None:
+    ws.workflow("two", TWO_OUTPUTS, "[cases.both]\n")
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    one_output = {k: v for k, v in TWO_OUTPUTS.items() if k != "4"}  # "Save B" dropped
+    ws.workflow("two", one_output)
+
+    result = ws.run()
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    stale = ws.case_dir("two", "both") / "4_0.png"
+    assert "missing outputs: node 4 produced 0 output(s) but has baselines for 1; not produced: 4_0" in out
+    assert f"baseline: {stale}" in out
+    assert f"run pytest with {UPDATE} to delete its baseline" in out
+    assert [c["status"] for c in ws.comparisons()] == ["passed", "not_produced"]
+
+    # update mode deletes the stale baseline (file and hash line) and the case passes again
+    removed = ws.run(UPDATE)
+    removed.assert_outcomes(passed=1)
+    assert not stale.exists()
+    assert "4_0" not in (ws.case_dir("two", "both") / "hashes.txt").read_text()
+    ws.run().assert_outcomes(passed=1)
+
+
+def test_a_case_that_compared_nothing_fails_unless_its_outputs_are_empty(ws: Workspace) -> None:
+    no_output = {"1": TWO_OUTPUTS["1"], "3": {"class_type": "ComfyTestSink", "inputs": {"image": ["1", 0]}}}
+    ws.workflow("silent", no_output)
+    result = ws.run()
+    result.assert_outcomes(failed=1)
+    assert "compared nothing: the run produced no image or text output" in text(result)
+    assert "set `outputs = []` in the settings file if the case only has to run" in text(result)
+
+    ws.settings("silent", "outputs = []\n")
+    ws.run().assert_outcomes(passed=1)
