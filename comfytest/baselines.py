@@ -46,6 +46,7 @@ from comfytest.baselinestore import (
     unused_baselines,
     upsert_hash,
 )
+from comfytest.criteria import NO_LIMITS, Criteria, PixelLimits, for_baseline
 from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch
 
 __all__ = [  # the file layer is re-exported: callers need only this module
@@ -206,6 +207,7 @@ class _HashParams:
     method: str
     hash_size: int
     tolerance: int
+    limits: PixelLimits = NO_LIMITS
 
 
 class _ImageKind(_Kind[list[Image.Image]]):
@@ -217,8 +219,14 @@ class _ImageKind(_Kind[list[Image.Image]]):
         self.obtained, self.frames, self.params = obtained, ic.frames(obtained), params
         self.name = f"{key.stem}.png"
         self.pixels_same = False
-        self.stored: HashRecord | None = None  # hash-only mode's baseline
+        self.stored: HashRecord | None = None  # the baseline's hashes.txt line
         self.cmp: Comparison | None = None
+
+    def criteria(self) -> Criteria:
+        """The limits for this output: pixel defaults only where the baseline's device is ours."""
+        device = self.stored.device if self.stored else None
+        same = device is not None and device == self.store.device
+        return for_baseline(self.params.tolerance, self.params.limits, same)
 
     @property
     def target(self) -> Path:
@@ -232,18 +240,23 @@ class _ImageKind(_Kind[list[Image.Image]]):
         if self.source is None:
             return None
         self.store.mark_used(self.source)
-        if (self.source.parent / HASHES_FILE).exists():
-            self.store.mark_used(self.source.parent / HASHES_FILE)
+        hashes = self.source.parent / HASHES_FILE
+        if hashes.exists():
+            self.store.mark_used(hashes)
+            try:  # the PNG is the baseline; its line only says which device made it
+                self.stored = read_hashes(hashes).get(self.key.stem)
+            except BaselineCorrupt:
+                self.stored = None
         return _read_png(self.source)
 
     def compare(self, baseline: list[Image.Image]) -> _Outcome:
-        p = self.params
+        p, criteria = self.params, self.criteria()
         cmp: Comparison = (
             ic.compare_images(self.frames[0], baseline[0], method=p.method,
-                              hash_size=p.hash_size, tolerance=p.tolerance)
+                              hash_size=p.hash_size, criteria=criteria)
             if len(self.frames) == len(baseline) == 1 else
             ic.compare_animations(self.frames, baseline, method=p.method,
-                                  hash_size=p.hash_size, tolerance=p.tolerance))
+                                  hash_size=p.hash_size, criteria=criteria))
         self.cmp = cmp
         frames = cmp.frames if isinstance(cmp, ic.AnimationComparison) else (cmp,)
         self.pixels_same = len(self.frames) == len(baseline) and all(
@@ -251,7 +264,11 @@ class _ImageKind(_Kind[list[Image.Image]]):
         return _Outcome(cmp.passed, cmp.describe(), cmp)
 
     def _record(self) -> HashRecord:
-        return HashRecord.of(self.obtained, self.params.method, self.params.hash_size)
+        # identical pixels keep the device that made them: an update on another device
+        # that changes nothing must not move every line
+        keep = self.pixels_same and self.stored is not None and self.stored.device
+        device = self.stored.device if keep and self.stored else self.store.device
+        return HashRecord.of(self.obtained, self.params.method, self.params.hash_size, device)
 
     def unchanged(self, outcome: _Outcome) -> bool:
         assert self.source is not None
@@ -317,7 +334,7 @@ class _HashOnlyKind(_ImageKind):
         try:
             frames = tuple(ic.compare_to_hash(
                 f, h, baseline_size=stored.size, baseline_mode=stored.mode, method=p.method,
-                hash_size=p.hash_size, tolerance=p.tolerance)
+                hash_size=p.hash_size, criteria=self.criteria())
                 for f, h in zip(self.frames, stored.hashes))
         except ComparisonError as exc:
             raise ComparisonError(f"{self.key.label()}, baseline {self.source}: {exc}; run pytest "
@@ -339,10 +356,12 @@ class _HashOnlyKind(_ImageKind):
 
 def check_image(store: BaselineStore, key: BaselineKey, obtained: Image.Image, *,
                 mode: Mode = "compare", method: str = "phash", hash_size: int = 8,
-                tolerance: int = 2, results_dir: Path, hash_only: bool = False) -> CheckResult:
-    """Compare (or in update mode, record) one output image against its baseline."""
+                tolerance: int = 2, results_dir: Path, hash_only: bool = False,
+                limits: PixelLimits = NO_LIMITS) -> CheckResult:
+    """Compare (or in update mode, record) one output image against its baseline: by the
+    hash ``tolerance`` and the pixel ``limits`` (plus the same-device default; see criteria)."""
     ic.check_method(method, hash_size)
-    params = _HashParams(method, hash_size, tolerance)
+    params = _HashParams(method, hash_size, tolerance, limits)
     kind = (_HashOnlyKind if hash_only else _ImageKind)(store, key, obtained, params)
     return _run(kind, mode, results_dir)
 

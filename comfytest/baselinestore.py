@@ -14,10 +14,11 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -71,29 +72,51 @@ class BaselineKey:
 
 @dataclass(frozen=True)
 class HashRecord:
-    """One line of ``hashes.txt``: a hash per frame, the size and mode of the image."""
+    """One line of ``hashes.txt``: a hash per frame, the size and mode of the image, and the
+    device profile that made it (``device=cpu``; absent in lines written before it was kept)."""
 
     hashes: tuple[str, ...]
     size: tuple[int, int]
     mode: str
+    device: str | None = None
 
     def line(self, stem: str) -> str:
-        return f"{stem}  {','.join(self.hashes)}  {self.size[0]}x{self.size[1]} {self.mode}"
+        device = f"  device={self.device}" if self.device else ""
+        return f"{stem}  {','.join(self.hashes)}  {self.size[0]}x{self.size[1]} {self.mode}{device}"
 
     @classmethod
     def parse(cls, line: str) -> tuple[str, HashRecord]:
-        stem, hashes, wxh, mode = line.split()
+        stem, hashes, wxh, mode, *extra = line.split()
         w, h = wxh.split("x")
-        record = cls(tuple(hashes.split(",")), (int(w), int(h)), mode)
+        fields = dict(item.split("=", 1) for item in extra)
+        unknown = set(fields) - {"device"}
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+        record = cls(tuple(hashes.split(",")), (int(w), int(h)), mode, fields.get("device"))
         for value in record.hashes:
             ic.HashValue.parse(value)
         return stem, record
 
     @classmethod
-    def of(cls, obtained: Image.Image, method: str, hash_size: int) -> HashRecord:
+    def of(cls, obtained: Image.Image, method: str, hash_size: int,
+           device: str | None = None) -> HashRecord:
         frames = ic.frames(obtained)
         hashes = tuple(ic.image_hash(f, method, hash_size) for f in frames)
-        return cls(hashes, frames[0].size, obtained.mode)
+        return cls(hashes, frames[0].size, obtained.mode, device)
+
+
+def device_profile(system_stats: Mapping[str, Any]) -> str | None:
+    """``cpu``, or the GPU's name (``NVIDIA H100 80GB HBM3``) from /system_stats, made safe
+    for a file name and a ``hashes.txt`` field."""
+    devices = system_stats.get("devices") or []
+    if not devices or not isinstance(devices[0], Mapping):
+        return None
+    dev = devices[0]
+    if dev.get("type") == "cpu":
+        return "cpu"
+    name = str(dev.get("name") or "")
+    name = name.split(" : ")[0]
+    return name.split(" ", 1)[1] if name.startswith("cuda:") and " " in name else name or None
 
 
 def read_hashes(path: Path) -> dict[str, HashRecord]:
@@ -180,9 +203,11 @@ def remove_hash(path: Path, stem: str) -> bool:
 class BaselineStore:
     """The baselines root, the active profile, and which baseline files this process used."""
 
-    def __init__(self, root: Path, profile: str | None = None) -> None:
+    def __init__(self, root: Path, profile: str | None = None, device: str | None = None) -> None:
         self.root = Path(root)
         self.profile = profile
+        #: the server's device profile (``cpu``, a GPU name), recorded with each baseline made
+        self.device = safe_name(device) if device else None
         self._used: set[Path] = set()
 
     @property
@@ -221,7 +246,11 @@ class BaselineStore:
                     continue
                 seen_names.add(path.name)
                 if path.name == HASHES_FILE:
-                    for stem in read_hashes(path):
+                    try:
+                        stems = list(read_hashes(path))
+                    except BaselineCorrupt:
+                        stems = []  # the output's own check names the bad line
+                    for stem in stems:
                         found.setdefault(stem, []).append(path)
                 else:
                     found.setdefault(path.name.split(".", 1)[0], []).append(path)

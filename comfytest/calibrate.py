@@ -7,6 +7,9 @@ the server's execution cache cleared before each run so that every node really e
 and reports for each image output the perceptual-hash distance between every pair of runs
 and the largest per-channel pixel difference. No baseline is read or written.
 
+It also suggests a pixel limit, ``max_diff``: 0 (``exact``) when every run gave identical
+pixels, else the largest difference plus half again (at least one more).
+
 The suggested tolerance is ``max + max(1, ceil(max / 2))``: the largest distance observed,
 plus half of it again as headroom, and at least one bit more. A case that never drifts gets 1.
 It is a floor measured on one machine: baselines shared between machines (other CPUs, thread
@@ -25,12 +28,14 @@ from typing import Any
 from PIL import Image
 
 from comfytest import imagecompare as ic
+from comfytest.criteria import suggest_max_diff
 from comfytest.errors import ComparisonError
 
 #: one run's images by output key (``<node>_<index>``)
 RunImages = Mapping[str, Image.Image]
 RULE = "suggested tolerance = max + max(1, ceil(max / 2))"
-HEADERS = ("test", "output", "hash", "runs", "min", "median", "max", "max px diff", "tolerance", "suggested")
+HEADERS = ("test", "output", "hash", "runs", "min", "median", "max", "max px diff", "tolerance", "suggested",
+           "suggested max_diff")
 
 
 def suggest_tolerance(max_distance: int) -> int:
@@ -65,6 +70,11 @@ class OutputSpread:
     def suggested_tolerance(self) -> int:
         return suggest_tolerance(self.max)
 
+    @property
+    def suggested_max_diff(self) -> int | None:
+        """0 (exact) when every run gave the same pixels; None without pixel metrics."""
+        return None if self.max_abs_diff is None else suggest_max_diff(self.max_abs_diff)
+
     def to_json(self, tolerance: int | None = None) -> dict[str, Any]:
         """The report record's ``calibration`` entry; ``tolerance`` is the case's current one."""
         return {
@@ -72,6 +82,7 @@ class OutputSpread:
             "runs": self.runs, "distances": list(self.distances), "min": self.min,
             "median": self.median, "max": self.max, "max_abs_diff": self.max_abs_diff,
             "tolerance": tolerance, "suggested_tolerance": self.suggested_tolerance,
+            "suggested_max_diff": self.suggested_max_diff,
         }
 
 
@@ -126,7 +137,12 @@ def _row(label: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
         label, str(entry["output"]), f"{entry['method']}:{entry['hash_size']}", str(entry["runs"]), str(entry["min"]),
         f"{entry['median']:g}", str(entry["max"]), "-" if diff is None else str(diff),
         "-" if tolerance is None else f"{tolerance}{verdict}", str(entry["suggested_tolerance"]),
+        _max_diff_label(entry.get("suggested_max_diff")),
     )
+
+
+def _max_diff_label(value: int | None) -> str:
+    return "-" if value is None else "0 (exact)" if value == 0 else str(value)
 
 
 def render_table(records: Sequence[Mapping[str, Any]]) -> list[str]:

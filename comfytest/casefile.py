@@ -73,6 +73,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from comfytest.criteria import NO_LIMITS, PixelLimits
 from comfytest.errors import ConfigError, PatchError
 from comfytest.imagecompare import METHODS as HASH_METHODS
 from comfytest.workflow import Workflow, select
@@ -106,6 +107,15 @@ class CaseDefaults:
     hash_size: int
     timeout: float
     seed: int | None = None
+    limits: PixelLimits = NO_LIMITS
+
+
+@dataclass(frozen=True)
+class OutputCriteria:
+    """``output_criteria`` for one output node: each value overrides the case's."""
+
+    tolerance: int | None = None
+    limits: PixelLimits = NO_LIMITS
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,10 @@ class CaseSpec:
     outputs: tuple[str, ...] | None = None  # node ids
     #: the matrix values that made this case ("KSampler.steps" → 4), for reports
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: pixel limits (max_diff / mean_diff / min_psnr; ``exact`` is max_diff 0)
+    limits: PixelLimits = NO_LIMITS
+    #: per output node id: its own tolerance and pixel limits
+    output_criteria: Mapping[str, OutputCriteria] = field(default_factory=lambda: MappingProxyType({}))
 
     def with_defaults(self, defaults: CaseDefaults) -> CaseSpec:
         """Fill what the settings file left unset from the CLI/ini/built-in values."""
@@ -138,7 +152,17 @@ class CaseSpec:
             hash_method=resolve(self.hash_method, None, None, defaults.hash_method),
             hash_size=resolve(self.hash_size, None, None, defaults.hash_size),
             timeout=resolve(self.timeout, None, None, defaults.timeout),
+            limits=self.limits.over(defaults.limits),
         )
+
+    def criteria_for(self, node_id: str) -> tuple[int, PixelLimits]:
+        """The hash tolerance and pixel limits of one output node: its own ``output_criteria``
+        (or ``output_tolerance``), else the case's (which already hold the CLI/ini values)."""
+        own = self.output_criteria.get(node_id, OutputCriteria())
+        tolerance = own.tolerance if own.tolerance is not None else self.output_tolerance.get(node_id)
+        if tolerance is None:
+            tolerance = self.tolerance if self.tolerance is not None else 2
+        return tolerance, own.limits.over(self.limits)
 
 
 def settings_path(workflow_path: Path) -> Path:
@@ -310,6 +334,50 @@ def _output_tolerance(ctx: _Context, key: str, value: object) -> dict[str, int]:
     return {node: bits(ctx, f"{key}.{sel}", n) for sel, n in value.items() for node in _select(ctx, sel, many=True)}
 
 
+def _number(ctx: _Context, key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise _type_error(ctx, key, "a number >= 0", value)
+    return float(value)
+
+
+def _flag(ctx: _Context, key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error(ctx, key, "true or false", value)
+    return value
+
+
+_LIMIT_KEYS = ("tolerance", "max_diff", "mean_diff", "min_psnr", "exact")
+
+
+def _limits_of(ctx: _Context, prefix: str, table: Mapping[str, Any]) -> PixelLimits:
+    exact = _flag(ctx, f"{prefix}exact", table["exact"]) if "exact" in table else False
+    max_diff = _int(0)(ctx, f"{prefix}max_diff", table["max_diff"]) if "max_diff" in table else None
+    return PixelLimits(
+        0 if exact else max_diff,
+        _number(ctx, f"{prefix}mean_diff", table["mean_diff"]) if "mean_diff" in table else None,
+        _number(ctx, f"{prefix}min_psnr", table["min_psnr"]) if "min_psnr" in table else None,
+    )
+
+
+def _output_criteria(ctx: _Context, key: str, value: object) -> dict[str, OutputCriteria]:
+    """``{selector = {tolerance, max_diff, mean_diff, min_psnr, exact}}`` → per node id."""
+    if not isinstance(value, dict):
+        raise _type_error(ctx, key, "a table of selector = { max_diff = ..., ... }", value)
+    out = {}
+    for sel, table in value.items():
+        if not isinstance(table, dict):
+            raise _type_error(ctx, f"{key}.{sel}", "a table of criteria", table)
+        for name in table:
+            if name not in _LIMIT_KEYS:
+                close = difflib.get_close_matches(name, _LIMIT_KEYS, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ctx.error(f"unknown key '{key}.{sel}.{name}'{hint}. Known: {', '.join(_LIMIT_KEYS)}")
+        tolerance = _int(0)(ctx, f"{key}.{sel}.tolerance", table["tolerance"]) if "tolerance" in table else None
+        spec = OutputCriteria(tolerance, _limits_of(ctx, f"{key}.{sel}.", table))
+        out.update({node: spec for node in _select(ctx, sel, many=True)})
+    return out
+
+
 def _requires(ctx: _Context, key: str, value: object) -> Requirements:
     if not isinstance(value, dict):
         raise _type_error(ctx, key, "a table { nodes = [...], models = [...] }", value)
@@ -341,6 +409,9 @@ _KEYS: Mapping[str, Callable[[_Context, str, Any], Any]] = MappingProxyType({
     "seed": _int(0), "patches": _patches, "inputs": _inputs, "outputs": _outputs,
     "tolerance": _int(0), "output_tolerance": _output_tolerance, "hash": _hash, "hash_size": _int(1), "timeout": _timeout,
     "marks": _marks, "requires": _requires, "skip": _string, "matrix": _matrix,
+    # pixel criteria (issue 14)
+    "max_diff": _int(0), "mean_diff": _number, "min_psnr": _number, "exact": _flag,
+    "output_criteria": _output_criteria,
 })
 
 
@@ -352,6 +423,7 @@ def _merge(defaults: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, An
     merged["patches"] = _merge_patches(defaults.get("patches", {}), case.get("patches", {}))
     merged["inputs"] = {**defaults.get("inputs", {}), **case.get("inputs", {})}
     merged["output_tolerance"] = {**defaults.get("output_tolerance", {}), **case.get("output_tolerance", {})}
+    merged["output_criteria"] = {**defaults.get("output_criteria", {}), **case.get("output_criteria", {})}
     merged["marks"] = tuple(dict.fromkeys(defaults.get("marks", ()) + case.get("marks", ())))
     mine, theirs = case.get("requires", Requirements()), defaults.get("requires", Requirements())
     merged["requires"] = Requirements(
@@ -385,6 +457,9 @@ def _spec(name: str, values: Mapping[str, Any]) -> CaseSpec:
         requires=values["requires"],
         skip=values.get("skip"),
         outputs=values.get("outputs"),
+        limits=PixelLimits(
+            0 if values.get("exact") else values.get("max_diff"), values.get("mean_diff"), values.get("min_psnr")),
+        output_criteria=MappingProxyType(dict(values.get("output_criteria", {}))),
     )
 
 

@@ -167,9 +167,10 @@ def check_outputs(
         if case.outputs is not None and img.node_id not in case.outputs:
             continue
         key = BaselineKey(name, case.id, img.key)
+        tolerance, limits = case.criteria_for(img.node_id)
         checks.append(check_image(
             store, key, img.image, mode=mode, method=case.hash_method or "phash",
-            hash_size=case.hash_size or 8, tolerance=_tolerance(case, img.node_id),
+            hash_size=case.hash_size or 8, tolerance=tolerance, limits=limits,
             results_dir=results_dir, hash_only=hash_only,
         ))
     for text in result.texts:
@@ -213,13 +214,6 @@ def _compared_nothing(result: RunResult, labels: Mapping[str, Any]) -> str:
             "PreviewAny), or set `outputs = []` in the settings file if the case only has to run.")
 
 
-def _tolerance(case: CaseSpec, node_id: str) -> int:
-    """The output's own tolerance, else the case's (which already holds CLI/ini defaults)."""
-    if node_id in case.output_tolerance:
-        return case.output_tolerance[node_id]
-    return case.tolerance if case.tolerance is not None else 2
-
-
 def _expected_outputs(result: RunResult, case: CaseSpec, labels: Mapping[str, Any]) -> list[str]:
     if case.outputs is None:
         return []
@@ -248,6 +242,8 @@ def comparison_json(check: CheckResult) -> dict[str, Any]:
         frames = getattr(comp, "frames", None)
         if frames:  # an animation: per-frame comparisons carry the method
             data["method"] = frames[0].method
+        criteria = getattr(frames[0] if frames else comp, "criteria", None)
+        data["criteria"] = criteria.describe() if criteria is not None else None
     return data
 
 

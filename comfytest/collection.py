@@ -17,6 +17,7 @@ import pytest
 from comfytest.baselines import BaselineKey
 from comfytest.casefile import CaseDefaults, CaseSpec, load_cases, settings_path
 from comfytest.casetest import run_case
+from comfytest.criteria import PixelLimits
 from comfytest.errors import ComfyTestError, PreflightError
 from comfytest.uiformat import convert_ui_workflow
 from comfytest.workflow import Workflow, is_ui_format, is_workflow_file, parse_workflow, read_json
@@ -89,6 +90,7 @@ class WorkflowItem(pytest.Item):
             CaseDefaults(
                 tolerance=settings.tolerance, hash_method=settings.hash,
                 hash_size=settings.hash_size, timeout=settings.timeout, seed=settings.seed,
+                limits=PixelLimits(settings.max_diff, settings.mean_diff, settings.min_psnr),
             )
         )
         self.comfy_record = state.new_record(self.nodeid, case, self.path, BaselineKey(self.key, case.id, "").relative_dir)

@@ -21,6 +21,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageSequence
 
+from comfytest.criteria import NOTABLE_DIFF, Criteria, fmt
 from comfytest.errors import ComparisonError, ConfigError
 
 Hasher = Callable[[Image.Image, int], imagehash.ImageHash]
@@ -139,6 +140,16 @@ class ImageComparison:
     baseline_mode: str
     compared_as: str  # the mode pixel metrics used: "RGB" or "RGBA"
     metrics: PixelMetrics | None  # None for hash-only comparisons and size mismatches
+    #: every limit the comparison must hold; None: the hash tolerance alone
+    criteria: Criteria | None = None
+
+    @property
+    def failures(self) -> list[str]:
+        """The limits this comparison broke, in words (empty when it passed)."""
+        if self.size_mismatch:
+            return [f"size {_wxh(self.obtained_size)} differs from baseline {_wxh(self.baseline_size)}"]
+        criteria = self.criteria or Criteria(self.tolerance)
+        return criteria.failures(self.distance, self.metrics, self.method)
 
     @property
     def size_mismatch(self) -> bool:
@@ -150,7 +161,7 @@ class ImageComparison:
 
     @property
     def passed(self) -> bool:
-        return not self.size_mismatch and self.distance <= self.tolerance
+        return not self.failures
 
     @property
     def max_abs_diff(self) -> int | None:
@@ -170,9 +181,18 @@ class ImageComparison:
             text = (f"size {_wxh(self.obtained_size)} differs from baseline "
                     f"{_wxh(self.baseline_size)} ({self.method} distance {self.distance})")
         else:
-            op = "<=" if self.distance <= self.tolerance else ">"
-            text = f"{self.method} distance {self.distance} {op} tolerance {self.tolerance}"
-            text += f" ({_describe_metrics(self.metrics)})"
+            broken = self.failures
+            if broken:
+                hash_ok = self.distance <= self.tolerance
+                evidence = f"{self.method} distance {self.distance}, " if hash_ok else ""
+                text = "; ".join(broken) + f" ({evidence}{_describe_metrics(self.metrics)})"
+            else:
+                text = f"{self.method} distance {self.distance} <= tolerance {self.tolerance}"
+                text += f" ({_describe_metrics(self.metrics)})"
+                if self.metrics and self.metrics.max_abs_diff > NOTABLE_DIFF and not (
+                        self.criteria and self.criteria.checks_pixels):
+                    text += (f"; passed on the hash alone although pixels differ by up to "
+                             f"{self.metrics.max_abs_diff}")
         if self.mode_mismatch:
             text += (f"; mode {self.obtained_mode} vs baseline {self.baseline_mode} "
                      f"(pixels compared as {self.compared_as})")
@@ -188,7 +208,7 @@ def _describe_metrics(m: PixelMetrics | None) -> str:
         return "hash only"
     if m.max_abs_diff == 0:
         return "identical pixels"
-    return (f"max pixel diff {m.max_abs_diff}, mean {m.mean_abs_diff:.3g}, "
+    return (f"max pixel diff {m.max_abs_diff}, mean {fmt(m.mean_abs_diff)}, "
             f"PSNR {m.psnr:.1f} dB")
 
 
@@ -228,9 +248,12 @@ def pixel_metrics(a: Image.Image, b: Image.Image) -> PixelMetrics:
 
 
 def compare_images(obtained: Image.Image, baseline: Image.Image, *, method: str = "phash",
-                   hash_size: int = 8, tolerance: int = 2) -> ImageComparison:
-    """Hash both images, measure pixel differences, and say whether they match."""
+                   hash_size: int = 8, tolerance: int = 2,
+                   criteria: Criteria | None = None) -> ImageComparison:
+    """Hash both images, measure pixel differences, and say whether they match: by the hash
+    ``tolerance`` alone, or by every limit of ``criteria`` (whose tolerance then counts)."""
     check_method(method, hash_size)
+    tolerance = criteria.tolerance if criteria else tolerance
     a, b, compared_as = _normalise_pair(obtained, baseline)
     metrics = pixel_metrics(a, b) if a.size == b.size else None
     a_hash = _hash_prepared(_hash_source(obtained), method, hash_size)
@@ -239,20 +262,21 @@ def compare_images(obtained: Image.Image, baseline: Image.Image, *, method: str 
     b_hash = a_hash if identical else _hash_prepared(_hash_source(baseline), method, hash_size)
     return ImageComparison(
         method, hash_size, tolerance, hash_distance(a_hash, b_hash), a_hash, b_hash,
-        obtained.size, baseline.size, obtained.mode, baseline.mode, compared_as, metrics,
+        obtained.size, baseline.size, obtained.mode, baseline.mode, compared_as, metrics, criteria,
     )
 
 
 def compare_to_hash(obtained: Image.Image, baseline_hash: str, *, baseline_size: tuple[int, int],
                     baseline_mode: str, method: str = "phash", hash_size: int = 8,
-                    tolerance: int = 2) -> ImageComparison:
+                    tolerance: int = 2, criteria: Criteria | None = None) -> ImageComparison:
     """Compare with a stored hash only (no baseline pixels, so no pixel metrics)."""
     a_hash = image_hash(obtained, method, hash_size)
+    tolerance = criteria.tolerance if criteria else tolerance
     compared_as = "RGBA" if has_alpha(obtained) else "RGB"
     return ImageComparison(
         method, hash_size, tolerance, hash_distance(a_hash, baseline_hash), a_hash,
         baseline_hash, obtained.size, baseline_size, obtained.mode, baseline_mode,
-        compared_as, None,
+        compared_as, None, criteria,
     )
 
 
@@ -310,12 +334,15 @@ def _frame_list(value: Frames) -> list[Image.Image]:
 
 
 def compare_animations(obtained: Frames, baseline: Frames, *, method: str = "phash",
-                       hash_size: int = 8, tolerance: int = 2) -> AnimationComparison:
+                       hash_size: int = 8, tolerance: int = 2,
+                       criteria: Criteria | None = None) -> AnimationComparison:
     """compare_images on each pair of frames; a differing frame count fails."""
     a, b = _frame_list(obtained), _frame_list(baseline)
     pairs = zip(a, b)
+    tolerance = criteria.tolerance if criteria else tolerance
     return AnimationComparison(tolerance, len(a), len(b), tuple(
-        compare_images(x, y, method=method, hash_size=hash_size, tolerance=tolerance)
+        compare_images(x, y, method=method, hash_size=hash_size, tolerance=tolerance,
+                       criteria=criteria)
         for x, y in pairs
     ))
 

@@ -51,7 +51,7 @@ def metavar(opt: Option) -> str:
     if name.startswith("one of "):
         return "{" + name.removeprefix("one of ").replace("|", ",") + "}"
     known = {"comfy_url": "URL", "positive_float": "SECONDS", "int": "N", "positive_int": "N",
-             "non_negative_int": "N", "header": "'NAME: VALUE'", "split": "'ARGS'"}
+             "non_negative_int": "N", "non_negative_float": "X", "header": "'NAME: VALUE'", "split": "'ARGS'"}
     if name in known:
         return known[name]
     if opt.name == "profile":

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytest.baselines import HASHES_FILE, PROFILES_DIR, UPDATE_OPTION, BaselineStore, safe_name, unused_baselines
+from comfytest.baselinestore import device_profile
 from comfytest.calibrate import render_table as render_calibration
 from comfytest.casefile import CaseSpec
 from comfytest.errors import (
@@ -41,19 +42,6 @@ from comfytest.report_html import render_html
 from comfytest.report_text import render_markdown, render_terminal
 from comfytest.session import ComfySession, open_session
 from comfytest.settings import Settings, redact
-
-
-def device_profile(system_stats: Mapping[str, Any]) -> str | None:
-    """``cpu``, or the GPU's name (``NVIDIA H100 80GB HBM3``) from /system_stats."""
-    devices = system_stats.get("devices") or []
-    if not devices or not isinstance(devices[0], Mapping):
-        return None
-    dev = devices[0]
-    if dev.get("type") == "cpu":
-        return "cpu"
-    name = str(dev.get("name") or "")
-    name = name.split(" : ")[0]
-    return name.split(" ", 1)[1] if name.startswith("cuda:") and " " in name else name or None
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -152,11 +140,10 @@ class SessionState:
     def _make_store(self, system_stats: Mapping[str, Any] | None) -> BaselineStore:
         root = self.settings.baselines
         profile = self.settings.profile
-        if profile is None and system_stats:
-            derived = device_profile(system_stats)
-            if derived and (root / PROFILES_DIR / safe_name(derived)).is_dir():
-                profile = derived
-        return BaselineStore(root, profile)
+        derived = device_profile(system_stats) if system_stats else None
+        if profile is None and derived and (root / PROFILES_DIR / safe_name(derived)).is_dir():
+            profile = derived
+        return BaselineStore(root, profile, derived)
 
     def unused_baselines(self) -> list[str]:
         """Baseline files that no test of this session read or wrote (full runs only).

@@ -49,6 +49,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
@@ -122,6 +132,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("hash-size", "hash size (bits per side)", positive_int, default=8),
     Option("tolerance", "allowed hash distance in bits", non_negative_int, default=2),
     Option("hash-only", "keep only hashes as baselines, no images", flag=True, default=False),
+    # --- pixel criteria (issue 14): every configured limit must hold, on every device
+    Option("max-diff", "largest per-channel pixel difference (0-255) that still passes; default: 4 when the baseline was made on this device profile, unchecked on others", non_negative_int),
+    Option("mean-diff", "largest mean per-channel pixel difference that still passes", non_negative_float),
+    Option("min-psnr", "lowest PSNR in dB that still passes", non_negative_float),
+    Option("exact", "require identical pixels (the same as --comfy-max-diff 0)", flag=True, default=False),
     Option("profile", "baseline profile (default: derived from the server's device)"),
     Option("runs", "measured runs per test (timing statistics)", positive_int, default=1),
     Option("warmup", "unmeasured warm-up runs per test", non_negative_int, default=0),
@@ -166,6 +181,9 @@ class Settings:
     hash_size: int = 8
     tolerance: int = 2
     hash_only: bool = False
+    max_diff: int | None = None
+    mean_diff: float | None = None
+    min_psnr: float | None = None
     profile: str | None = None
     runs: int = 1
     warmup: int = 0
@@ -272,6 +290,9 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         hash_size=values["comfy_hash_size"],
         tolerance=values["comfy_tolerance"],
         hash_only=bool(values["comfy_hash_only"]),
+        max_diff=0 if values["comfy_exact"] else values["comfy_max_diff"],
+        mean_diff=values["comfy_mean_diff"],
+        min_psnr=values["comfy_min_psnr"],
         profile=values["comfy_profile"],
         runs=values["comfy_runs"],
         warmup=values["comfy_warmup"],

@@ -84,7 +84,7 @@ def test_hash_only_keeps_a_hash_line_and_no_image(ws: Workspace) -> None:
     assert sorted(ws.snapshot()) == ["two/default/hashes.txt"]
     lines = ws.case_dir("two", "default").joinpath("hashes.txt").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["2_0", "4_0"]
-    assert all(ln.split()[1].startswith("phash:8:") and ln.endswith("16x16 RGB") for ln in lines)
+    assert all(ln.split()[1].startswith("phash:8:") and ln.endswith("16x16 RGB  device=cpu") for ln in lines)
 
     ws.run("--comfy-hash-only").assert_outcomes(passed=1)
     for comp in ws.comparisons():

@@ -52,19 +52,20 @@ def test_calibrate_runs_each_case_n_times_and_prints_the_spread(ws: Workspace) -
     result.stdout.fnmatch_lines([
         ("calibration: hash distances between every pair of runs, cache cleared before each; "
         "suggested tolerance = max + max(1, ceil(max / 2))"),
-        "test * output * hash * runs * min * median * max * max px diff * tolerance * suggested",
+        "test * output * hash * runs * min * median * max * max px diff * tolerance * suggested * suggested max_diff",
     ])
     table = result.outlines[next(i for i, ln in enumerate(result.outlines) if ln.startswith("calibration:")):]
     rows = {m.group(1): m.group(2).split() for m in
             (re.match(r"(workflows/\S+ \[\w+\])\s+(.*)", ln) for ln in table) if m}
     # on CPU with a pinned thread count every run gives the same pixels
-    assert rows["workflows/noise_blur_chain.json [default]"] == ["5_0", "phash:8", "3", "0", "0", "0", "0", "2", "1"]
-    assert rows["workflows/tiny_txt2img.json [base]"] == ["7_0", "phash:8", "3", "0", "0", "0", "0", "2", "1"]
+    assert rows["workflows/noise_blur_chain.json [default]"] == ["5_0", "phash:8", "3", "0", "0", "0", "0", "2", "1", "0", "(exact)"]
+    assert rows["workflows/tiny_txt2img.json [base]"] == ["7_0", "phash:8", "3", "0", "0", "0", "0", "2", "1", "0", "(exact)"]
 
     for record in ws.report()["tests"]:
         (entry,) = record["calibration"]
         assert (entry["runs"], entry["distances"], entry["max_abs_diff"]) == (3, [0, 0, 0], 0)
         assert entry["suggested_tolerance"] == 1 and entry["tolerance"] == 2
+        assert entry["suggested_max_diff"] == 0, "identical pixels in every run: exact"
         assert record["comparisons"] == []
         assert len(record["runs"]) == 3
         assert all(run["nodes"] and not any(n["cached"] for n in run["nodes"]) for run in record["runs"]), \

@@ -1,0 +1,135 @@
+"""What an image comparison must satisfy: a hash tolerance plus pixel-level limits (pure).
+
+``Criteria`` is one frozen value; ``Criteria.failures(distance, metrics)`` says which limits a
+comparison broke, in words. A comparison passes only when every configured limit holds.
+Per-frame comparisons (animations, video) apply the same value to each frame.
+
+* ``tolerance``: perceptual-hash distance in bits (tolerant of GPU drift between devices);
+* ``max_diff``: the largest per-channel difference (0..255); 0 means "exact";
+* ``mean_diff``: the mean per-channel difference;
+* ``min_psnr``: the lowest PSNR in dB (identical images have infinite PSNR).
+
+The defaults (``for_baseline``) depend on where the baseline was made. On the device profile
+that made it, a node pack's output is normally bit-exact (or within ±1 of rounding across
+thread counts), so the built-in ``SAME_DEVICE_MAX_DIFF`` applies: it catches a swapped channel
+order, a blur kernel off by two, a one-pixel shift. On any other device only the hash
+tolerance applies, unless the user configured pixel limits (those apply everywhere).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+#: the largest channel difference allowed by default when the baseline's device is this one
+SAME_DEVICE_MAX_DIFF = 4
+#: a passing comparison whose pixels differ by more than this says so in its message
+NOTABLE_DIFF = 16
+
+
+class Metrics(Protocol):
+    @property
+    def max_abs_diff(self) -> int: ...
+
+    @property
+    def mean_abs_diff(self) -> float: ...
+
+    @property
+    def psnr(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """Limits a comparison must stay within; ``None`` means "not checked"."""
+
+    tolerance: int = 2
+    max_diff: int | None = None
+    mean_diff: float | None = None
+    min_psnr: float | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.max_diff == 0
+
+    @property
+    def checks_pixels(self) -> bool:
+        return self.max_diff is not None or self.mean_diff is not None or self.min_psnr is not None
+
+    def failures(self, distance: int, metrics: Metrics | None, method: str = "hash") -> list[str]:
+        """The limits broken, e.g. ``["max pixel diff 35 > 4"]``; empty when all hold.
+
+        Without pixel metrics (hash-only baselines) only the hash tolerance is checked."""
+        broken = []
+        if distance > self.tolerance:
+            broken.append(f"{method} distance {distance} > tolerance {self.tolerance}")
+        if metrics is None:
+            return broken
+        if self.max_diff is not None and metrics.max_abs_diff > self.max_diff:
+            broken.append("pixels differ (exact match required)" if self.exact else
+                          f"max pixel diff {metrics.max_abs_diff} > {self.max_diff}")
+        if self.mean_diff is not None and metrics.mean_abs_diff > self.mean_diff:
+            broken.append(f"mean pixel diff {fmt(metrics.mean_abs_diff)} > {fmt(self.mean_diff)}")
+        if self.min_psnr is not None and metrics.psnr < self.min_psnr:
+            broken.append(f"PSNR {fmt(metrics.psnr)} dB < {fmt(self.min_psnr)} dB")
+        return broken
+
+    def describe(self) -> str:
+        """``tolerance 2, max diff 4``: the limits in force, for messages and reports."""
+        parts = [f"tolerance {self.tolerance}"]
+        if self.exact:
+            parts.append("exact pixels")
+        elif self.max_diff is not None:
+            parts.append(f"max diff {self.max_diff}")
+        if self.mean_diff is not None:
+            parts.append(f"mean diff {fmt(self.mean_diff)}")
+        if self.min_psnr is not None:
+            parts.append(f"min PSNR {fmt(self.min_psnr)} dB")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class PixelLimits:
+    """What the user configured (CLI, ini, settings file); ``None``: not configured."""
+
+    max_diff: int | None = None
+    mean_diff: float | None = None
+    min_psnr: float | None = None
+
+    def over(self, low: PixelLimits) -> PixelLimits:
+        """These limits, with what they leave unset taken from ``low``."""
+        return PixelLimits(
+            self.max_diff if self.max_diff is not None else low.max_diff,
+            self.mean_diff if self.mean_diff is not None else low.mean_diff,
+            self.min_psnr if self.min_psnr is not None else low.min_psnr,
+        )
+
+
+NO_LIMITS = PixelLimits()
+
+
+def for_baseline(tolerance: int, configured: PixelLimits, same_device: bool) -> Criteria:
+    """The criteria for one comparison: configured limits always apply; the built-in pixel
+    default only when the baseline was made on this device profile."""
+    limits = configured
+    if same_device and limits.max_diff is None:
+        limits = replace(limits, max_diff=SAME_DEVICE_MAX_DIFF)
+    return Criteria(tolerance, limits.max_diff, limits.mean_diff, limits.min_psnr)
+
+
+def suggest_max_diff(observed: int) -> int:
+    """Calibration: 0 (exact) when runs never differ, else the spread plus half again, at least +1."""
+    return 0 if observed == 0 else observed + max(1, math.ceil(observed / 2))
+
+
+def fmt(value: float) -> str:
+    """Numbers people read: 3 significant digits, no float noise (``0.0012``, ``34.2``, ``inf``)."""
+    if math.isinf(value):
+        return "inf"
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+__all__ = ["NOTABLE_DIFF", "NO_LIMITS", "SAME_DEVICE_MAX_DIFF", "Criteria", "PixelLimits", "fmt", "for_baseline",
+           "suggest_max_diff"]
