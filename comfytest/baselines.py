@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import io
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
@@ -87,6 +87,8 @@ class CheckResult:
     diff_path: Path | None = None
     side_by_side_path: Path | None = None
     text_diff: str | None = field(default=None, repr=False)
+    #: text outputs: (baseline text or None, obtained text), for reports
+    texts: tuple[str | None, str] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -372,6 +374,7 @@ class _TextKind(_Kind[str]):
     def __init__(self, store: BaselineStore, key: BaselineKey, obtained: str) -> None:
         super().__init__(store, key)
         self.obtained, self.name = obtained, f"{key.stem}.txt"
+        self.baseline: str | None = None
 
     @property
     def target(self) -> Path:
@@ -388,11 +391,10 @@ class _TextKind(_Kind[str]):
             raise BaselineCorrupt(f"baseline text {self.source} cannot be read ({exc})") from exc
 
     def compare(self, baseline: str) -> _Outcome:
+        self.baseline = baseline
         if baseline == self.obtained:
             return _Outcome(True, "identical text")
-        diff = "".join(difflib.unified_diff(
-            baseline.splitlines(keepends=True), self.obtained.splitlines(keepends=True),
-            "baseline", "obtained"))
+        diff = text_diff(baseline, self.obtained)
         return _Outcome(False, f"text differs:\n{diff}", text_diff=diff)
 
     def unchanged(self, outcome: _Outcome) -> bool:
@@ -411,7 +413,17 @@ class _TextKind(_Kind[str]):
 def check_text(store: BaselineStore, key: BaselineKey, obtained: str, *,
                mode: Mode = "compare", results_dir: Path) -> CheckResult:
     """Compare (or in update mode, record) one text output against its baseline file."""
-    return _run(_TextKind(store, key, obtained), mode, results_dir)
+    kind = _TextKind(store, key, obtained)
+    return replace(_run(kind, mode, results_dir), texts=(kind.baseline, obtained))
+
+
+def text_diff(baseline: str, obtained: str) -> str:
+    """One line per side for one-line texts (``2730.666…`` vs ``2730``), else a unified diff."""
+    if "\n" not in baseline.strip("\n") and "\n" not in obtained.strip("\n"):
+        return f"  baseline: {baseline!r}\n  obtained: {obtained!r}\n"
+    return "".join(difflib.unified_diff(
+        baseline.splitlines(keepends=True), obtained.splitlines(keepends=True),
+        "baseline", "obtained"))
 
 
 def check_not_produced(store: BaselineStore, case: BaselineKey, produced: set[str], *,

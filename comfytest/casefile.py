@@ -140,6 +140,8 @@ class CaseSpec:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: pixel limits (max_diff / mean_diff / min_psnr; ``exact`` is max_diff 0)
     limits: PixelLimits = NO_LIMITS
+    #: timing thresholds of this case: abs_ms, rel_pct, floor_ms (each overrides the CLI/ini)
+    timing: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     #: per output node id: its own tolerance and pixel limits
     output_criteria: Mapping[str, OutputCriteria] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -378,6 +380,21 @@ def _output_criteria(ctx: _Context, key: str, value: object) -> dict[str, Output
     return out
 
 
+_TIMING_KEYS = ("abs_ms", "rel_pct", "floor_ms")
+
+
+def _timing(ctx: _Context, key: str, value: object) -> dict[str, float]:
+    """``timing = { abs_ms = 10, rel_pct = 50, floor_ms = 0 }``: this workflow's thresholds."""
+    if not isinstance(value, dict):
+        raise _type_error(ctx, key, "a table { abs_ms = ..., rel_pct = ..., floor_ms = ... }", value)
+    for name in value:
+        if name not in _TIMING_KEYS:
+            close = difflib.get_close_matches(name, _TIMING_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ctx.error(f"unknown key '{key}.{name}'{hint}. Known: {', '.join(_TIMING_KEYS)}")
+    return {name: _number(ctx, f"{key}.{name}", v) for name, v in value.items()}
+
+
 def _requires(ctx: _Context, key: str, value: object) -> Requirements:
     if not isinstance(value, dict):
         raise _type_error(ctx, key, "a table { nodes = [...], models = [...] }", value)
@@ -412,6 +429,7 @@ _KEYS: Mapping[str, Callable[[_Context, str, Any], Any]] = MappingProxyType({
     # pixel criteria (issue 14)
     "max_diff": _int(0), "mean_diff": _number, "min_psnr": _number, "exact": _flag,
     "output_criteria": _output_criteria,
+    "timing": _timing,
 })
 
 
@@ -423,6 +441,7 @@ def _merge(defaults: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, An
     merged["patches"] = _merge_patches(defaults.get("patches", {}), case.get("patches", {}))
     merged["inputs"] = {**defaults.get("inputs", {}), **case.get("inputs", {})}
     merged["output_tolerance"] = {**defaults.get("output_tolerance", {}), **case.get("output_tolerance", {})}
+    merged["timing"] = {**defaults.get("timing", {}), **case.get("timing", {})}
     merged["output_criteria"] = {**defaults.get("output_criteria", {}), **case.get("output_criteria", {})}
     merged["marks"] = tuple(dict.fromkeys(defaults.get("marks", ()) + case.get("marks", ())))
     mine, theirs = case.get("requires", Requirements()), defaults.get("requires", Requirements())
@@ -460,6 +479,7 @@ def _spec(name: str, values: Mapping[str, Any]) -> CaseSpec:
         limits=PixelLimits(
             0 if values.get("exact") else values.get("max_diff"), values.get("mean_diff"), values.get("min_psnr")),
         output_criteria=MappingProxyType(dict(values.get("output_criteria", {}))),
+        timing=MappingProxyType(dict(values.get("timing", {}))),
     )
 
 

@@ -63,6 +63,8 @@ def run_case(
     record["patches"] = [{"node_id": p.node_id, "input": p.input, "value": p.new} for p in prepared.patches]
     check_requirements(prepared.workflow, case, info)  # after patches: a patch may name another model
     record["workflow_digest"] = prepared.workflow.digest()
+    if case.timing:
+        record["timing_thresholds"] = dict(case.timing)
     prompt = prepared.workflow.to_prompt()
     timeout = case.timeout
     if settings.calibrate:  # spread between runs, no baseline read or written
@@ -235,6 +237,8 @@ def comparison_json(check: CheckResult) -> dict[str, Any]:
         "baseline": _path(check.baseline_path), "obtained": _path(check.obtained_path),
         "diff": _path(check.diff_path), "side_by_side": _path(check.side_by_side_path),
     }
+    if check.texts is not None:
+        data["baseline_text"], data["text"] = check.texts
     if comp is not None:
         for name in ("method", "distance", "tolerance", "max_abs_diff", "mean_abs_diff", "psnr"):
             value = getattr(comp, name, None)

@@ -11,6 +11,7 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
     │   ├── ServerUnavailable  nothing answers at the URL, or the server died
     │   ├── LaunchError        a local ComfyUI could not be started
     │   └── ProtocolError      the server replied with something we cannot read
+    ├── NodePackImportError    a custom node pack failed to import in a server comfytest started
     ├── PreflightError         the server lacks a node class or model the workflow needs
     ├── UnsupportedServer      the server refused a request for comfytest's own reasons (a
     │                          protocol change): not a regression, and retrying will not help
@@ -67,6 +68,10 @@ class LaunchError(ServerError):
 
 class ProtocolError(ServerError):
     """The server sent a reply comfytest cannot read (names the endpoint)."""
+
+
+class NodePackImportError(ComfyTestError):
+    """A custom node pack raised on import (the author's failure: exit 1, never skipped)."""
 
 
 class PreflightError(ComfyTestError):

@@ -296,6 +296,9 @@ class Runner:
             for kind, values in outputs[node].items():
                 if not isinstance(values, list):
                     continue
+                if kind == "text" and _flattened(values):
+                    texts.append(OutputText(node, 0, "".join(values)))
+                    continue
                 for index, value in enumerate(values):
                     if isinstance(value, Mapping) and "filename" in value:
                         ref = FileRef.from_json(value)
@@ -321,6 +324,12 @@ def new_prompt_id() -> str:
     other spelling with HTTP 400; 0.3.75 takes any string.
     """
     return str(uuid.uuid4())
+
+
+def _flattened(values: list[Any]) -> bool:
+    """A node returned ``{"ui": {"text": "a string"}}`` (not a list): ComfyUI extends its
+    output list with the string, i.e. one entry per character. Such text is one value."""
+    return len(values) > 1 and all(isinstance(v, str) and len(v) == 1 for v in values)
 
 
 def _create_time(history: Mapping[str, Any]) -> int | None:

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from comfytest.collection import WorkflowFile, is_collectable, unused_baselines
-from comfytest.errors import ComfyTestError, ServerError
+from comfytest.errors import ComfyTestError, NodePackImportError, ServerError
 from comfytest.reporting import SessionState, failure_kind
 from comfytest.settings import OPTIONS, Option, resolve
 
 STATE: pytest.StashKey[SessionState] = pytest.StashKey()
 EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: the server or the machine failed, not the code under test
+EXIT_PACK_BROKEN = 1  # a custom node pack that does not import is the code under test failing
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -132,6 +133,11 @@ def session_or_exit(config: pytest.Config) -> Any:
     state = state_of(config)
     try:
         return state.session()
+    except NodePackImportError as exc:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            raise
+        state.summary_notes.append("stopped: a custom node pack failed to import (see above)")
+        pytest.exit(state.redact(str(exc)), returncode=EXIT_PACK_BROKEN)
     except ServerError as exc:
         if os.environ.get("PYTEST_XDIST_WORKER"):
             raise  # pytest.exit in a worker is an xdist INTERNALERROR; the controller exits 75

@@ -287,7 +287,10 @@ def format_change(previous_ms: float | None, current_ms: float | None) -> str:
         return ""
     if previous_ms <= 0:
         return f"({format_ms(previous_ms)} → {format_ms(current_ms)} ms)"
-    percent = (current_ms - previous_ms) / previous_ms * 100
+    delta = current_ms - previous_ms
+    percent = delta / previous_ms * 100
+    if previous_ms < 1 or abs(percent) >= 1000:  # from ~0 a percentage means nothing: "+184970 %"
+        return f"{delta:+,.1f} ms ({format_ms(previous_ms)} → {format_ms(current_ms)} ms)"
     return f"{percent:+.0f}% ({format_ms(previous_ms)} → {format_ms(current_ms)} ms)"
 
 

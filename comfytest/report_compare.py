@@ -99,7 +99,7 @@ def compare_timings(
     for nodeid in sorted(set(before) | set(after)):
         record = after.get(nodeid) or before[nodeid]
         rel, abs_ms = _thresholds(record, per_workflow or {}, (rel_threshold, abs_threshold_ms))
-        rule = _Rule(rel, abs_ms, floor_ms)
+        rule = _record_rule(record, _Rule(rel, abs_ms, floor_ms))
         changes.extend(_compare_record(nodeid, before.get(nodeid), after.get(nodeid), rule))
     return changes
 
@@ -123,6 +123,16 @@ def _thresholds(
         if fnmatchcase(workflow, pattern):
             return thresholds
     return default
+
+
+def _record_rule(record: Record, rule: _Rule) -> _Rule:
+    """A case's own thresholds (its settings file's ``timing`` table, kept in its record)."""
+    own = record.get("timing_thresholds") or {}
+    return _Rule(
+        float(own["rel_pct"]) / 100 if own.get("rel_pct") is not None else rule.rel,
+        float(own["abs_ms"]) if own.get("abs_ms") is not None else rule.abs_ms,
+        float(own["floor_ms"]) if own.get("floor_ms") is not None else rule.floor_ms,
+    )
 
 
 def _compare_record(

@@ -234,7 +234,7 @@ class SessionState:
         doc = self.document(unused_baselines)
         self.doc = doc
         if self.previous is not None:
-            self.timing_changes = compare_timings(self.previous, doc)
+            self.timing_changes = self._compare(doc)
         results = self.settings.results
         results.mkdir(parents=True, exist_ok=True)
         previous = results / "report.json"
@@ -256,11 +256,18 @@ class SessionState:
     def timing_regressions(self) -> list[Any]:
         return regressions(self.timing_changes)
 
+    def _compare(self, doc: Mapping[str, Any]) -> list[Any]:
+        """Timing changes against --comfy-compare, by the --comfy-timing-* thresholds."""
+        s = self.settings
+        assert self.previous is not None
+        return compare_timings(self.previous, doc, rel_threshold=s.timing_rel_pct / 100,
+                               abs_threshold_ms=s.timing_abs_ms, floor_ms=s.timing_floor_ms)
+
     def timing_failure(self, record: Mapping[str, Any]) -> str | None:
         """With --comfy-timing-fail: why this test's timing fails against --comfy-compare."""
         if self.previous is None or not self.settings.timing_fail:
             return None
-        slower = regressions(compare_timings(self.previous, {"tests": [record]}))
+        slower = regressions(self._compare({"tests": [record]}))
         if not slower:
             return None
         return "\n".join(

@@ -20,8 +20,9 @@ from PIL import Image
 
 from comfytest.client import ComfyClient
 from comfytest.embedded import default_home, load_embedded
-from comfytest.errors import ComfyTestError, ConfigError, ServerError, ServerUnavailable
+from comfytest.errors import ComfyTestError, ConfigError, NodePackImportError, ServerError, ServerUnavailable
 from comfytest.execution import Runner, RunResult
+from comfytest.packimport import check_log
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.settings import Settings
 from comfytest.uiformat import convert_ui_workflow
@@ -231,6 +232,11 @@ def open_session(settings: Settings, session_dir: Path, worker: str = "main") ->
         return ComfySession(client, settings)
     server = LocalServer(_launch_spec(settings, session_dir), _server_dir(session_dir, worker))
     server.start(settings.startup_timeout)
+    try:  # a pack that failed to import is reported once, here, not as N preflight failures
+        check_log(server.log_path.read_text(encoding="utf-8", errors="replace"), str(server.log_path))
+    except NodePackImportError:
+        server.stop()
+        raise
     client = ComfyClient(server.url, settings.headers, hint=f"ComfyUI was started by comfytest; log: {server.log_path}")
     return ComfySession(client, settings, server)
 

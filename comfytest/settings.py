@@ -143,6 +143,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("free-cache", "POST /free before each run (warm-up and measured) so nothing comes from cache", flag=True, default=False),
     Option("compare", "earlier report.json to compare timings against"),
     Option("history", "append one line per session to this history file (JSON lines)"),
+    # --- timing thresholds (issue 14): a change counts only when it exceeds both
+    Option("timing-abs", "a timing change counts only above this many ms", non_negative_float, default=50.0),
+    Option("timing-rel", "... and above this many percent of the previous time", non_negative_float, default=20.0),
+    Option("timing-floor", "timings below this many ms on both sides are not compared", non_negative_float, default=10.0),
     Option("timing-fail", "fail tests slower than in --comfy-compare (failure kind 'timing'); without it they only warn", flag=True, default=False),
     Option("no-report", "do not write report.json / report.html / report.md", flag=True, default=False),
     Option("calibrate", "run each case N times from a cleared cache and report the spread of its outputs and a suggested tolerance, instead of comparing baselines", positive_int),
@@ -191,6 +195,9 @@ class Settings:
     compare: Path | None = None
     history: Path | None = None
     timing_fail: bool = False
+    timing_abs_ms: float = 50.0
+    timing_rel_pct: float = 20.0
+    timing_floor_ms: float = 10.0
     no_report: bool = False
     calibrate: int | None = None  # N runs per case; None: compare baselines as usual
     url_source: str = "default"
@@ -300,6 +307,9 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         compare=_path(values["comfy_compare"], rootdir),
         history=_path(values["comfy_history"], rootdir),
         timing_fail=bool(values["comfy_timing_fail"]),
+        timing_abs_ms=values["comfy_timing_abs"],
+        timing_rel_pct=values["comfy_timing_rel"],
+        timing_floor_ms=values["comfy_timing_floor"],
         no_report=bool(values["comfy_no_report"]),
         calibrate=values["comfy_calibrate"],
     )

@@ -7,7 +7,11 @@ The nodes let tests exercise a server without any model file:
 * ``ComfyTestProgress``    reports ``progress`` each step, so timeouts and interrupts can act;
 * ``ComfyTestSleep``       a slow node that still stops promptly when interrupted;
 * ``ComfyTestRaise``       fails with a chosen message (an ``execution_error``);
-* ``ComfyTestText``        an output node whose text shows up in ``executed`` and ``/history``.
+* ``ComfyTestText``        an output node whose text shows up in ``executed`` and ``/history``;
+* issue 14's nodes (``ComfyTestResize``, ``ComfyTestBlur``, ``ComfyTestDesaturate``,
+  ``ComfyTestLabel``, ``ComfyTestMath``, ``ComfyTestFrames``, ``ComfyTestLevels``,
+  ``ComfyTestInvert``, ``ComfyTestSink``): small copies of real pack nodes, each with the
+  regression an author made switchable through ``COMFYTEST_REGRESSIONS`` (see below).
 
 This module runs inside ComfyUI's process: it must not import comfytest or pytest. ComfyUI's
 own modules (and torch) are imported inside the functions, so the module can be imported, and
@@ -180,8 +184,217 @@ class ComfyTestSink:
         return {"ui": {}}
 
 
-_ISSUE14_NODES: dict[str, type] = {"ComfyTestSink": ComfyTestSink}
-_ISSUE14_NAMES: dict[str, str] = {"ComfyTestSink": "Sink (comfytest)"}
+# Each node below mirrors one of ComfyUI_essentials' (ImageResize+, MaskBlur+, ...) and carries
+# the change an author made to it in issue 14's trial, switched on by name in the environment
+# variable COMFYTEST_REGRESSIONS (comma-separated) of the ComfyUI process, e.g. "bgr,frames".
+# Read when the node runs (and when /object_info is served), so one launched server can play
+# the whole table; unset, every node behaves as released.
+REGRESSIONS_ENV = "COMFYTEST_REGRESSIONS"
+REGRESSIONS = ("bgr", "blur", "desaturate", "shadow", "floordiv", "frames", "default", "slow")
+
+
+def regressed(name: str) -> bool:
+    import os
+
+    return name in os.environ.get(REGRESSIONS_ENV, "").replace(" ", "").split(",")
+
+
+class ComfyTestResize:
+    """ImageResize+: nearest-neighbour resize. Regression ``bgr``: channels come out reversed."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "image": ("IMAGE",),
+            "width": ("INT", {"default": 48, "min": 1, "max": 8192}),
+            "height": ("INT", {"default": 48, "min": 1, "max": 8192}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any, width: int, height: int) -> tuple[Any]:
+        import torch.nn.functional as F
+
+        out = F.interpolate(image.movedim(-1, 1), size=(height, width), mode="nearest").movedim(1, -1)
+        return (out.flip(-1) if regressed("bgr") else out,)
+
+
+class ComfyTestBlur:
+    """MaskBlur+: a box blur of ``amount`` pixels each side. Regression ``blur``: the kernel
+    is two pixels wider than asked."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "image": ("IMAGE",),
+            "amount": ("INT", {"default": 2, "min": 0, "max": 64}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any, amount: int) -> tuple[Any]:
+        import torch.nn.functional as F
+
+        size = 2 * amount + 1 + (2 if regressed("blur") else 0)
+        pixels = F.pad(image.movedim(-1, 1), (size // 2,) * 4, mode="replicate")
+        return (F.avg_pool2d(pixels, size, stride=1).movedim(1, -1),)
+
+
+class ComfyTestDesaturate:
+    """ImageDesaturate+: Rec. 601 luma, mixed by ``factor``. Regression ``desaturate``: the
+    weights in BGR order."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "image": ("IMAGE",),
+            "factor": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any, factor: float) -> tuple[Any]:
+        import torch
+
+        weights = [0.299, 0.587, 0.114]
+        w = torch.tensor(weights[::-1] if regressed("desaturate") else weights, dtype=image.dtype)
+        grey = (image * w).sum(-1, keepdim=True).expand_as(image)
+        return (image * (1 - factor) + grey * factor,)
+
+
+class ComfyTestLabel:
+    """DrawText+: a text label with a drop shadow. Regression ``shadow``: the shadow sits one
+    pixel further away."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "image": ("IMAGE",),
+            "text": ("STRING", {"default": "comfytest"}),
+            "shadow_distance": ("INT", {"default": 1, "min": 0, "max": 16}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any, text: str, shadow_distance: int) -> tuple[Any]:
+        import torch
+        from PIL import Image, ImageDraw, ImageFont
+
+        font = ImageFont.load_default()
+        d = shadow_distance + (1 if regressed("shadow") else 0)
+        out = []
+        for frame in image:
+            pil = Image.fromarray((frame.numpy() * 255).round().astype(np.uint8))
+            draw = ImageDraw.Draw(pil)
+            draw.text((4 + d, 4 + d), text, fill=(0, 0, 0), font=font)
+            draw.text((4, 4), text, fill=(255, 255, 255), font=font)
+            out.append(torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0))
+        return (torch.stack(out),)
+
+
+class ComfyTestMath:
+    """SimpleMath+: ``a / b``, shown as text the way many packs return it: a plain string in
+    ``ui.text`` (ComfyUI flattens it into characters). Regression ``floordiv``: ``a // b``."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "a": ("FLOAT", {"default": 8192.0}),
+            "b": ("FLOAT", {"default": 3.0}),
+        }}
+
+    RETURN_TYPES = ("FLOAT",)
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    CATEGORY = CATEGORY
+
+    def run(self, a: float, b: float) -> dict[str, Any]:
+        value = float(a // b) if regressed("floordiv") else a / b
+        text = str(int(value)) if value == int(value) else str(value)
+        return {"ui": {"text": text}, "result": (value,)}
+
+
+class ComfyTestFrames:
+    """TransitionMask+: ``frames`` images fading from black to white. Regression ``frames``:
+    the last frame is dropped (batch 4 → 3)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "width": ("INT", {"default": 16, "min": 1, "max": 8192}),
+            "height": ("INT", {"default": 16, "min": 1, "max": 8192}),
+            "frames": ("INT", {"default": 4, "min": 1, "max": 256}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, width: int, height: int, frames: int) -> tuple[Any]:
+        import torch
+
+        count = frames - 1 if regressed("frames") and frames > 1 else frames
+        levels = torch.linspace(0.0, 1.0, frames)[:count]
+        return (levels.view(-1, 1, 1, 1).expand(count, height, width, 3).contiguous(),)
+
+
+class ComfyTestLevels:
+    """A gamma adjustment. Regression ``default``: the default ``strength`` changes from 0.8 to
+    0.5 (API workflows carry every value, so only the node's interface shows it)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        default = 0.5 if regressed("default") else 0.8
+        return {"required": {
+            "image": ("IMAGE",),
+            "strength": ("FLOAT", {"default": default, "min": 0.0, "max": 4.0, "step": 0.05}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any, strength: float) -> tuple[Any]:
+        return (image.clamp(0.0, 1.0) ** strength,)
+
+
+class ComfyTestInvert:
+    """Inverts an image in well under a millisecond. Regression ``slow``: 20 ms slower, with
+    the same output."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any) -> tuple[Any]:
+        if regressed("slow"):
+            time.sleep(0.020)
+        return (1.0 - image,)
+
+
+_ISSUE14_NODES: dict[str, type] = {
+    "ComfyTestSink": ComfyTestSink, "ComfyTestResize": ComfyTestResize, "ComfyTestBlur": ComfyTestBlur,
+    "ComfyTestDesaturate": ComfyTestDesaturate, "ComfyTestLabel": ComfyTestLabel, "ComfyTestMath": ComfyTestMath,
+    "ComfyTestFrames": ComfyTestFrames, "ComfyTestLevels": ComfyTestLevels, "ComfyTestInvert": ComfyTestInvert,
+}
+_ISSUE14_NAMES: dict[str, str] = {
+    "ComfyTestSink": "Sink (comfytest)", "ComfyTestResize": "Resize (comfytest)", "ComfyTestBlur": "Blur (comfytest)",
+    "ComfyTestDesaturate": "Desaturate (comfytest)", "ComfyTestLabel": "Label with shadow (comfytest)",
+    "ComfyTestMath": "Divide (comfytest)", "ComfyTestFrames": "Fade frames (comfytest)",
+    "ComfyTestLevels": "Levels (comfytest)", "ComfyTestInvert": "Invert (comfytest)",
+}
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {
