@@ -16,7 +16,7 @@ import pytest
 from comfytest.collection import WorkflowFile, is_collectable, unused_baselines
 from comfytest.errors import ComfyTestError, NodePackImportError, ServerError
 from comfytest.reporting import SessionState, failure_kind
-from comfytest.settings import OPTIONS, Option, resolve
+from comfytest.settings import OPTIONS, Option, join_dash_values, resolve
 
 STATE: pytest.StashKey[SessionState] = pytest.StashKey()
 EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: the server or the machine failed, not the code under test
@@ -28,6 +28,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for opt in OPTIONS:
         _add(group, parser, opt)
     parser.addini("comfy_workflows", "folders whose JSON workflows are collected as tests", type="paths", default=[])
+    _accept_flag_values(parser)
+
+
+def _accept_flag_values(parser: pytest.Parser) -> None:
+    """Let ``--comfy-launch-args --cpu`` parse as people type it (see ``join_dash_values``).
+
+    pytest hands the same argument list to these two parser methods (every parse pytest makes
+    after loading this plugin goes through one of them); no hook runs early enough to edit it.
+    """
+    for name in ("parse", "parse_known_and_unknown_args"):
+        method = getattr(parser, name, None)
+        if callable(method):
+            setattr(parser, name, _joining(method))
+
+
+def _joining(method: Any) -> Any:
+    def parse(args: Any, *rest: Any, **kw: Any) -> Any:
+        if isinstance(args, list):
+            join_dash_values(args)
+        return method(args, *rest, **kw)
+
+    return parse
 
 
 def _add(group: Any, parser: pytest.Parser, opt: Option) -> None:

@@ -98,6 +98,8 @@ class Option:
     env: str | None = None
     flag: bool = False
     repeat: bool = False
+    #: the value is itself command-line flags ("--cpu"), accepted as a separate word too
+    dash_value: bool = False
 
     @property
     def cli(self) -> str:
@@ -116,7 +118,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("url", "URL of a running ComfyUI server", comfy_url, env="COMFYUI_URL"),
     Option("launch", "start the ComfyUI found in this folder (your checkout) for the session"),
     Option("python", "Python that runs a launched ComfyUI (default: the embedded or current one)"),
-    Option("launch-args", "extra arguments for a launched ComfyUI, e.g. '--cpu --lowvram'", shlex.split, default=()),
+    Option("launch-args", "extra arguments for a launched ComfyUI, e.g. '--cpu --lowvram'", shlex.split, default=(), dash_value=True),
     Option("embedded-home", "folder of the embedded ComfyUI install", env="COMFYTEST_HOME"),
     Option("header", "extra HTTP header 'Name: value' ($ENV_VAR expanded; never printed)", header, repeat=True, default=()),
     Option("token-env", "environment variable holding a bearer token for the server"),
@@ -151,6 +153,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("no-report", "do not write report.json / report.html / report.md", flag=True, default=False),
     Option("calibrate", "run each case N times from a cleared cache and report the spread of its outputs and a suggested tolerance, instead of comparing baselines", positive_int),
 )
+
+
+def join_dash_values(args: list[Any]) -> None:
+    """``--comfy-launch-args --cpu`` → ``--comfy-launch-args=--cpu``, in place.
+
+    argparse reads a separate word starting with ``-`` as an option of its own, never as a
+    value ("expected one argument"), so a value that is itself a flag is glued to its option
+    before pytest parses the command line. Words after ``--`` are left alone.
+    """
+    names = {opt.cli for opt in OPTIONS if opt.dash_value}
+    i = 0
+    while i < len(args) - 1 and args[i] != "--":
+        value = args[i + 1]
+        if args[i] in names and isinstance(value, str) and value.startswith("-"):
+            args[i:i + 2] = [f"{args[i]}={value}"]
+        i += 1
 
 
 def _expand_env(value: str, option: str, env: Mapping[str, str]) -> str:
