@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import comfytest
+from comfytest.compat import info_from_dict
 from comfytest.errors import ConfigError
 
 SCHEMA = "comfytest.report/1"
@@ -298,6 +299,12 @@ def previous_totals(previous: Mapping[str, Any] | None) -> dict[str, float | Non
     if not previous:
         return {}
     return {str(t.get("nodeid")): server_total_ms(t) for t in previous.get("tests") or []}
+
+
+def server_line(doc: Mapping[str, Any]) -> str | None:
+    """``server: ComfyUI 0.26.0 (frontend 1.45.19, templates 0.10.3, cache ram-pressure)``."""
+    info = info_from_dict((doc.get("fingerprint") or {}).get("comfyui"))
+    return f"server: {info.label()}" if info else None
 
 
 def summary_line(doc: Mapping[str, Any]) -> str:

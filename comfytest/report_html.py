@@ -25,6 +25,7 @@ from comfytest.report import (
     Record,
     format_ms,
     measured_nodes,
+    server_line,
     server_total_ms,
     summary_line,
     test_label,
@@ -110,10 +111,12 @@ def _e(value: Any) -> str:
 
 
 def _summary(doc: Mapping[str, Any]) -> str:
+    server = server_line(doc)
     return (
         '<header id="summary"><h1>comfytest report</h1>'
         f'<p class="summary-line">{_e(summary_line(doc))}</p>'
-        f"<p>created {_e(doc.get('created'))} · schema {_e(doc.get('schema'))}</p>"
+        + (f'<p class="server-line">{_e(server)}</p>' if server else "")
+        + f"<p>created {_e(doc.get('created'))} · schema {_e(doc.get('schema'))}</p>"
         '<label><input type="checkbox" id="failures-only"> show failures only</label>'
         "</header>"
     )

@@ -19,6 +19,7 @@ from comfytest.report import (
     node_name,
     previous_totals,
     sampler_speeds,
+    server_line,
     server_total_ms,
     slowest_nodes,
     summary_line,
@@ -58,6 +59,8 @@ def render_terminal(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
     """Aligned lines for the pytest terminal summary (no colours: the caller may add them)."""
     rows = table_rows(doc, previous)
     lines = [f"comfytest: {summary_line(doc)}"]
+    server = server_line(doc)
+    lines.extend([server] if server else [])
     if rows:
         lines.extend(_aligned([HEADERS, *rows]))
     lines.extend(f"unused baseline: {path}" for path in doc.get("unused_baselines") or [])
@@ -76,7 +79,8 @@ def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, a table, then failures folded away."""
-    parts = [f"### comfytest: {summary_line(doc)}", ""]
+    server = server_line(doc)
+    parts = [f"### comfytest: {summary_line(doc)}", "", *([server, ""] if server else [])]
     rows = table_rows(doc, previous)
     if rows:
         parts.extend(_markdown_table(rows))

@@ -17,6 +17,7 @@ from comfytest.baselines import HASHES_FILE, PROFILES_DIR, UPDATE_OPTION, Baseli
 from comfytest.baselinestore import device_profile
 from comfytest.calibrate import render_table as render_calibration
 from comfytest.casefile import CaseSpec
+from comfytest.compat import info_from_dict, newer_warning, server_info
 from comfytest.errors import (
     ComfyTestError,
     ComparisonError,
@@ -221,6 +222,8 @@ class SessionState:
                 stats = None
         fingerprint = collect_fingerprint(url, stats, repo_dir=self.rootdir)
         fingerprint["server_source"] = "url" if self.settings.url else "launch" if self.settings.launch else "embedded"
+        if stats:
+            fingerprint["comfyui"] = server_info(stats).as_dict()
         return fingerprint
 
     def document(self, unused: list[str]) -> dict[str, Any]:
@@ -292,6 +295,7 @@ class SessionState:
         if not doc:
             return list(self.summary_notes)
         lines = render_terminal(doc, self.previous) + render_calibration(doc["tests"]) + self._warnings()
+        lines.extend(version_warnings(doc))
         if self.settings.update_baselines:
             lines.extend(baseline_changes(doc["tests"]))
         lines.extend(self.summary_notes)
@@ -301,6 +305,13 @@ class SessionState:
 
     def junit_properties(self, record: Mapping[str, Any]) -> list[tuple[str, str]]:
         return junit_properties(record)
+
+
+def version_warnings(doc: Mapping[str, Any]) -> list[str]:
+    """The one warning of a session whose server is newer than any version comfytest checked."""
+    info = info_from_dict((doc.get("fingerprint") or {}).get("comfyui"))
+    warning = newer_warning(info) if info else None
+    return [f"warning: {warning}"] if warning else []
 
 
 def baseline_changes(records: list[dict[str, Any]]) -> list[str]:

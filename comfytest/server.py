@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from comfytest.errors import LaunchError
+from comfytest.launchargs import ComfyFlags, failure_hint, own_state_args, read_flags
 
 _READY_POLL_S = 0.2
 
@@ -68,6 +69,7 @@ class LocalServer:
         self.log_path = self.session_dir / "comfyui.log"
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.flags = ComfyFlags(None)  # what its main.py --help lists; read in start()
 
     @property
     def url(self) -> str:
@@ -82,10 +84,12 @@ class LocalServer:
         cmd += ["--output-directory", str(out), "--temp-directory", str(tmp)]
         if spec.input_dir is not None:
             cmd += ["--input-directory", str(spec.input_dir)]
+        cmd += own_state_args(self.session_dir, self.flags)
         return cmd + list(spec.args)
 
     def start(self, timeout: float) -> None:
         """Start on a free port and wait for readiness; retries once if the port was taken."""
+        self.flags = read_flags(self.spec.python, self.spec.comfyui_dir, self._env())
         for _attempt in range(3):
             self.port = free_port(self.spec.host)
             self._spawn()
@@ -101,7 +105,7 @@ class LocalServer:
             (self.session_dir / sub).mkdir(parents=True, exist_ok=True)
         if self.spec.input_dir is not None:
             self.spec.input_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}
+        env = self._env()
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
@@ -112,6 +116,9 @@ class LocalServer:
             raise LaunchError(f"cannot start {self.spec.python} main.py in {self.spec.comfyui_dir}: {exc}") from None
         finally:
             log.close()
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -136,9 +143,10 @@ class LocalServer:
             f"exited with code {self.proc.returncode}" if self.proc and self.proc.poll() is not None
             else f"did not answer GET /system_stats within {timeout:.0f} s"
         )
+        hint = failure_hint(self.log_tail(200), self.spec.args)
         return (
-            f"ComfyUI in {self.spec.comfyui_dir} {state}.\n"
-            f"Command: {' '.join(self.command())}\nLog: {self.log_path}\n"
+            f"ComfyUI in {self.spec.comfyui_dir} {state}.\n" + (f"{hint}\n" if hint else "")
+            + f"Command: {' '.join(self.command())}\nLog: {self.log_path}\n"
             f"--- last lines of the log ---\n{self.log_tail()}"
         )
 
