@@ -205,11 +205,16 @@ def test_fingerprint_names_the_machine_the_code_and_the_server(session: Session)
     assert system["comfyui_version"] and system["pytorch_version"]
     assert isinstance(system["argv"], list) and "--cpu" in system["argv"]
     assert fingerprint["system_stats"]["devices"][0]["name"]
+    comfyui = fingerprint["comfyui"]  # what the server says about itself, read once
+    assert comfyui["comfyui_version"] == system["comfyui_version"] == "0.3.75"
+    assert comfyui["frontend_version"] == system["required_frontend_version"]
+    assert comfyui["cache_mode"] == "classic"  # 0.3.75's default; 0.26 defaults to ram-pressure
 
 
 def test_terminal_table_at_the_end_of_the_session(session: Session) -> None:
     section = session.out.split("= comfytest =", 1)[1]
     assert section.splitlines()[1] == "comfytest: 3 passed"
+    assert section.splitlines()[2].startswith("server: ComfyUI 0.3.75 (frontend ")
     rows = table(session.out)
     assert list(rows) == ["workflows/noise_blur_chain.json [default]",
                           "workflows/noise_blur_chain.json [strong_blur]",
