@@ -47,7 +47,7 @@ from comfytest.baselinestore import (
     upsert_hash,
 )
 from comfytest.criteria import NO_LIMITS, Criteria, PixelLimits, for_baseline
-from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch
+from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
 
 __all__ = [  # the file layer is re-exported: callers need only this module
     "HASHES_FILE",
@@ -154,6 +154,19 @@ class _Kind(ABC, Generic[B]):
 
 def _run(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
     """The one baseline lifecycle shared by every output kind."""
+    try:
+        return _lifecycle(kind, mode, results_dir)
+    except OSError as exc:  # read-only folder, a directory where a file belongs, disk full
+        where = exc.filename2 or exc.filename or kind.target  # os.replace: (temporary file, target)
+        what = "baseline" if Path(where).is_relative_to(kind.store.root) else "result"
+        raise StorageError(
+            f"cannot write the {what} file for {kind.key.label()}: {where}: {exc.strerror or exc}. "
+            + ("Make the baselines folder writable (or move the obstacle away) and run again."
+               if what == "baseline" else "Make the results folder (--comfy-results) writable and run again.")
+        ) from None
+
+
+def _lifecycle(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
     key, label = kind.key, kind.key.label()
     try:
         baseline = kind.load()

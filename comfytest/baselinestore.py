@@ -230,7 +230,16 @@ class BaselineStore:
         return self.read_dirs(key)[0]
 
     def find_file(self, key: BaselineKey, name: str) -> Path | None:
-        return next((d / name for d in self.read_dirs(key) if (d / name).is_file()), None)
+        for directory in self.read_dirs(key):
+            path = directory / name
+            if path.is_file():
+                return path
+            if path.exists():  # a folder (or a socket...) where the baseline file belongs
+                raise BaselineCorrupt(
+                    f"baseline {path} is a {'directory' if path.is_dir() else 'special file'}, not a "
+                    "file; move it away (comfytest never deletes it), then run pytest again "
+                    f"({UPDATE_OPTION} to record the baseline)")
+        return None
 
     def case_baselines(self, key: BaselineKey) -> dict[str, list[Path]]:
         """Every baseline of one case, by output stem: files (``<stem>.<ext>``) and

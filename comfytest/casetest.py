@@ -162,7 +162,9 @@ def check_outputs(
     labels = node_info(result.prompt)
     problems = _expected_outputs(result, case, labels)
     # artefacts of an earlier run of this case would read as this run's: the folder is ours
-    shutil.rmtree(results_dir / BaselineKey(name, case.id, "").relative_dir, ignore_errors=True)
+    stale = results_dir / BaselineKey(name, case.id, "").relative_dir
+    if not stale.resolve().is_relative_to(store.root.resolve()):  # never a baseline (settings forbid it too)
+        shutil.rmtree(stale, ignore_errors=True)
     checks: list[CheckResult] = []
     mode: Mode = "update" if update else "compare"
     for img in result.images:

@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
+import re
+import ssl
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,6 +50,15 @@ _REASONS = (
 )
 
 
+def _excerpt(resp: requests.Response) -> str:
+    """A short readable excerpt of a reply: an HTML page's title, else its first characters."""
+    text = resp.text
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title:
+        return f"a web page titled {' '.join(title.group(1).split())[:100]!r}"
+    return repr(" ".join(re.sub(r"<[^>]+>", " ", text).split())[:160])
+
+
 def _reason(exc: Exception) -> str:
     """The short cause of a connection failure, not urllib3's nested repr."""
     text = str(exc).lower()
@@ -68,6 +80,7 @@ class ComfyClient:
         clock: Clock | None = None,
         request_timeout: float = 30.0,
         hint: str = "",
+        ca_bundle: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.ws_url = "ws" + self.url[len("http"):] + "/ws"
@@ -80,6 +93,8 @@ class ComfyClient:
         self.http = requests.Session()
         self.http.headers.update(self._headers)
         self._freeze_environment()
+        if ca_bundle:  # --comfy-ca-bundle wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+            self.http.verify = ca_bundle
         self.events: queue.Queue[Event | Disconnected] = queue.Queue()
         self._ws: websocket.WebSocket | None = None
         self._reader: threading.Thread | None = None
@@ -102,21 +117,30 @@ class ComfyClient:
 
     def request(self, method: str, path: str, *, timeout: float | None = None, **kw: Any) -> requests.Response:
         """Send one request; connection problems become ServerUnavailable naming the URL."""
+        limit = timeout or self.request_timeout
         try:
-            resp = self.http.request(
-                method, self.url + path, timeout=(_CONNECT_TIMEOUT, timeout or self.request_timeout), **kw
-            )
-        except requests.ConnectionError as exc:
+            resp = self.http.request(method, self.url + path, timeout=(min(_CONNECT_TIMEOUT, limit), limit), **kw)
+        except requests.ConnectTimeout as exc:
             raise ServerUnavailable(self._unreachable(f"{method} {path}", exc)) from None
         except requests.Timeout:
             raise ServerUnavailable(
-                f"ComfyUI at {self.url} did not answer {method} {path} within "
-                f"{timeout or self.request_timeout:.0f} s"
+                f"ComfyUI at {self.url} did not answer {method} {path} within {limit:g} s "
+                "(the server is frozen, overloaded, or a proxy stalls the connection)"
             ) from None
-        if resp.status_code in (401, 403):
+        except requests.ConnectionError as exc:
+            raise ServerUnavailable(self._unreachable(f"{method} {path}", exc)) from None
+        except requests.RequestException as exc:  # a body cut mid-way, a broken encoding
+            raise ProtocolError(
+                f"the reply of ComfyUI at {self.url} to {method} {path} broke off: "
+                f"{type(exc).__name__}: {redact(_reason(exc), self._secrets)}"
+            ) from None
+        if resp.status_code == 401 or (resp.status_code == 403 and not path.startswith("/view")):
+            # ComfyUI itself answers 403 only for /view paths outside its folders; elsewhere
+            # a 401/403 comes from an authenticating proxy in front of it
             raise ServerUnavailable(
                 f"ComfyUI at {self.url} refused {method} {path} with HTTP {resp.status_code}: "
-                "check the credentials given with --comfy-header / --comfy-token-env"
+                "check the credentials given with --comfy-header / --comfy-token-env "
+                "(or the access rules of a proxy in front of the server)"
             )
         return resp
 
@@ -131,15 +155,24 @@ class ComfyClient:
     def _json(self, resp: requests.Response, method: str, path: str) -> Any:
         if resp.status_code != 200:
             raise ProtocolError(
-                f"{method} {path} on {self.url} answered HTTP {resp.status_code}: {resp.text[:300]!r}"
+                f"{method} {path} on {self.url} answered HTTP {resp.status_code}: {_excerpt(resp)}"
+                + self._not_comfyui(resp)
             )
         try:
             return resp.json()
         except ValueError:
             raise ProtocolError(
                 f"{method} {path} on {self.url} did not answer JSON "
-                f"(content-type {resp.headers.get('content-type')!r}): {resp.text[:200]!r}"
+                f"(content-type {resp.headers.get('content-type')!r}): {_excerpt(resp)}"
+                + self._not_comfyui(resp)
             ) from None
+
+    def _not_comfyui(self, resp: requests.Response) -> str:
+        """ComfyUI answers its API in JSON; an HTML page means some other server (or a login page)."""
+        if "html" not in str(resp.headers.get("content-type", "")).lower() and not resp.text.lstrip().startswith("<"):
+            return ""
+        return (f"\n{self.url} does not look like a ComfyUI server (it answered a web page); check "
+                "the URL, and the path and login of a proxy in front of ComfyUI")
 
     def _json_object(self, method: str, path: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -152,12 +185,13 @@ class ComfyClient:
     def object_info(self) -> dict[str, Any]:
         return self._json_object("GET", "/object_info", self.get_json("/object_info", timeout=120))
 
-    def queue_state(self) -> dict[str, Any]:
-        return self._json_object("GET", "/queue", self.get_json("/queue"))
+    def queue_state(self, *, timeout: float | None = None) -> dict[str, Any]:
+        return self._json_object("GET", "/queue", self.get_json("/queue", timeout=timeout))
 
-    def history(self, prompt_id: str) -> dict[str, Any]:
+    def history(self, prompt_id: str, *, timeout: float | None = None) -> dict[str, Any]:
         """The history entry of ``prompt_id``, or ``{}`` when the server has none (yet)."""
-        data = self._json_object("GET", f"/history/{prompt_id}", self.get_json(f"/history/{prompt_id}"))
+        path = f"/history/{prompt_id}"
+        data = self._json_object("GET", path, self.get_json(path, timeout=timeout))
         entry = data.get(prompt_id, {})
         return entry if isinstance(entry, dict) else {}
 
@@ -174,14 +208,14 @@ class ComfyClient:
                 return 400, {"error": {"type": "unknown", "message": resp.text[:500]}}
         return 200, self._json_object("POST", "/prompt", self._json(resp, "POST", "/prompt"))
 
-    def interrupt(self, prompt_id: str | None = None) -> None:
-        self.request("POST", "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {})
+    def interrupt(self, prompt_id: str | None = None, *, timeout: float | None = None) -> None:
+        self.request("POST", "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {}, timeout=timeout)
 
-    def delete_pending(self, prompt_ids: Sequence[str]) -> None:
-        self.request("POST", "/queue", json={"delete": list(prompt_ids)})
+    def delete_pending(self, prompt_ids: Sequence[str], *, timeout: float | None = None) -> None:
+        self.request("POST", "/queue", json={"delete": list(prompt_ids)}, timeout=timeout)
 
-    def free(self, *, unload_models: bool = False, free_memory: bool = True) -> None:
-        self.request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory})
+    def free(self, *, unload_models: bool = False, free_memory: bool = True, timeout: float | None = None) -> None:
+        self.request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory}, timeout=timeout)
 
     def upload_image(self, data: bytes, name: str, *, subfolder: str = "", overwrite: bool = True, kind: str = "image") -> str:
         """Upload to the input folder; returns the name to put in a LoadImage node."""
@@ -197,6 +231,12 @@ class ComfyClient:
     def view(self, ref: FileRef) -> bytes:
         params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
         resp = self.request("GET", "/view", params=params)
+        if resp.status_code == 403:
+            raise ProtocolError(
+                f"GET /view for {ref.type}/{ref.subfolder + '/' if ref.subfolder else ''}{ref.filename} on "
+                f"{self.url} answered HTTP 403: ComfyUI refuses file paths outside its {ref.type} folder; "
+                "the node that produced this output reported a path ComfyUI does not serve"
+            )
         if resp.status_code != 200:
             raise ProtocolError(
                 f"GET /view for {ref.type}/{ref.subfolder + '/' if ref.subfolder else ''}{ref.filename} "
@@ -217,15 +257,29 @@ class ComfyClient:
         url = f"{self.ws_url}?clientId={self.client_id}"
         header = [f"{k}: {v}" for k, v in self._headers.items()]
         try:
-            ws = websocket.create_connection(url, timeout=_CONNECT_TIMEOUT, header=header, enable_multithread=True)
+            ws = websocket.create_connection(
+                url, timeout=min(_CONNECT_TIMEOUT, self.request_timeout), header=header,
+                enable_multithread=True, sslopt=self._sslopt(),
+            )
+            # opt in to type-4 previews: they carry node and prompt ids (PROTOCOL §6)
+            ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
         except (OSError, websocket.WebSocketException) as exc:
             raise ServerUnavailable(self._unreachable("WebSocket /ws", exc)) from None
+        # the reader blocks in recv without a timeout (a quiet node is not an error: the run's
+        # idle timeout decides); close_socket() shuts the socket down to wake it
         ws.settimeout(None)
-        # opt in to type-4 previews: they carry node and prompt ids (PROTOCOL §6)
-        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
         self._ws = ws
         self._reader = threading.Thread(target=self._read_loop, args=(ws, self.events), name="comfytest-ws", daemon=True)
         self._reader.start()
+
+    def _sslopt(self) -> dict[str, Any]:
+        """The WebSocket trusts what HTTP trusts: --comfy-ca-bundle or REQUESTS_CA_BUNDLE."""
+        verify = self.http.verify
+        if verify is False:
+            return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+        if isinstance(verify, str):
+            return {"ca_cert_path": verify} if os.path.isdir(verify) else {"ca_certs": verify}
+        return {}
 
     def ensure_connected(self) -> None:
         if not self.connected:
@@ -257,23 +311,30 @@ class ComfyClient:
         except queue.Empty:
             return None
 
-    def drain(self) -> None:
+    def drain(self) -> bool:
+        """Drop queued events; True when the socket ended meanwhile (the caller reconnects)."""
+        dropped = False
         while True:
             try:
-                self.events.get_nowait()
+                item = self.events.get_nowait()
             except queue.Empty:
-                return
+                return dropped
+            dropped = dropped or isinstance(item, Disconnected)
 
     def close_socket(self) -> None:
+        """Close the socket in bounded time whatever the peer does.
+
+        ``ws.close()`` would send a close frame and wait for the read lock the reader holds
+        while it blocks in recv; on a stalled connection both wait forever. Shutting the TCP
+        socket down wakes the reader (it reports Disconnected to the old queue and ends)."""
         ws, self._ws = self._ws, None
         if ws is not None:
-            try:
-                ws.close(timeout=1)
-            except Exception:
-                pass
+            ws.abort()  # type: ignore[no-untyped-call]
         if self._reader is not None:
             self._reader.join(timeout=2)
             self._reader = None
+        if ws is not None:
+            ws.shutdown()  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self.close_socket()

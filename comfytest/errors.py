@@ -20,6 +20,7 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
     │   ├── ExecutionFailed    execution_error from a node
     │   ├── ExecutionInterrupted  execution_interrupted that comfytest did not ask for
     │   └── ExecutionTimeout   the deadline or the inactivity timeout passed; we interrupted
+    ├── StorageError           a baseline or result file cannot be read or written (permissions, a folder in the way)
     └── ComparisonError        outputs differ from the baselines
         ├── BaselineMissing    no baseline yet for an output
         ├── BaselineCorrupt    a baseline file cannot be read
@@ -105,6 +106,10 @@ class ExecutionInterrupted(RunError):
 
 class ExecutionTimeout(RunError):
     """The wall-clock deadline or the inactivity timeout passed; the prompt was interrupted."""
+
+
+class StorageError(ComfyTestError):
+    """A baseline or result file cannot be written or read: the file system refused (not a regression)."""
 
 
 class ComparisonError(ComfyTestError):

@@ -57,6 +57,7 @@ from comfytest.timing import RunTiming, compute_timing
 
 _HISTORY_RETRY_S = 2.0
 _INTERRUPT_GRACE_S = 15.0
+_CONTROL_TIMEOUT_S = 5.0  # capped by the run's own timeouts: a frozen server fails in bounded time
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,15 @@ class Runner:
         client = self.client
         info = node_info(prompt)
         client.ensure_connected()
-        client.drain()
+        if client.drain():  # the socket ended since the last run: a fresh one before queueing
+            client.connect()
         pid = prompt_id or new_prompt_id()
         sent = client.clock.now()
-        status, body = client.queue_prompt(prompt, pid)
+        try:
+            status, body = client.queue_prompt(prompt, pid)
+        except KeyboardInterrupt:  # the POST may have reached the server: leave nothing behind
+            self._cancel(pid)
+            raise
         if status == 400 and not is_workflow_rejection(body):
             raise UnsupportedServer(format_unsupported(body, client.url, self._server_version()))
         if status == 400 or body.get("node_errors"):
@@ -158,7 +164,11 @@ class Runner:
                 self._cancel(pid)
             raise PromptRejected(format_rejection(body, info, status))
         follower = _Follower(pid)
-        self._follow(follower, info, timeout or self.timeout, idle_timeout or self.idle_timeout)
+        try:
+            self._follow(follower, info, timeout or self.timeout, idle_timeout or self.idle_timeout)
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: our prompt must not keep the server busy
+            self._cancel(pid)
+            raise
         finished = client.clock.now()
         history = self._history(pid, required=follower.resynced)
         outputs = self._outputs(follower, history)
@@ -193,7 +203,13 @@ class Runner:
         last = start
         while not f.done:
             now = clock.now().mono_ms
-            if now - start >= timeout * 1000:
+            late = now - start >= timeout * 1000
+            if late or now - last >= idle * 1000:
+                why = f"did not finish within {timeout:g} s (--comfy-timeout)" if late else \
+                    f"sent no message for {idle:g} s (--comfy-idle-timeout)"
+                if self._finished_meanwhile(f, info, why):
+                    return  # the socket missed the end (stalled, or dropped right after connecting)
+            if late:
                 self._timed_out(f, info, f"did not finish within {timeout:g} s (--comfy-timeout)")
             if now - last >= idle * 1000:
                 self._timed_out(f, info, f"sent no message for {idle:g} s (--comfy-idle-timeout)")
@@ -232,13 +248,44 @@ class Runner:
             f"to {self.client.url} dropped ({lost.reason}); the server may have restarted"
         )
 
-    def _timed_out(self, f: _Follower, info: NodeInfo, why: str) -> None:
-        __tracebackhide__ = True
-        where = (
+    def _control_timeout(self) -> float:
+        """Seconds a control request (history check, interrupt, queue delete) may take."""
+        return min(_CONTROL_TIMEOUT_S, self.idle_timeout, self.timeout)
+
+    def _finished_meanwhile(self, f: _Follower, info: NodeInfo, why: str) -> bool:
+        """Before declaring a timeout: did /history record the end the socket never showed?"""
+        try:
+            entry = self.client.history(f.prompt_id, timeout=self._control_timeout())
+        except ServerUnavailable as exc:
+            raise ServerUnavailable(
+                f"prompt {f.prompt_id} {why}; {self._where(f, info)}. The server at {self.client.url} "
+                f"then did not answer GET /history either ({str(exc).splitlines()[0]}): it is frozen or "
+                "unreachable, so the prompt could not be interrupted."
+            ) from None
+        except ProtocolError:
+            return False
+        if as_mapping(entry.get("status")).get("completed") is True or entry.get("outputs"):
+            f.resynced = f.done = True
+            return True
+        return False
+
+    @staticmethod
+    def _where(f: _Follower, info: NodeInfo) -> str:
+        return (
             f"{describe_node(f.current, info)} was running" if f.current
             else "it was still waiting in the queue" if not f.started else "between nodes"
         )
-        self._cancel(f.prompt_id)
+
+    def _timed_out(self, f: _Follower, info: NodeInfo, why: str) -> None:
+        __tracebackhide__ = True
+        where = self._where(f, info)
+        delivered = self._cancel(f.prompt_id)
+        if not delivered:
+            raise ServerUnavailable(
+                f"prompt {f.prompt_id} {why}; {where}. The server at {self.client.url} then did not "
+                f"answer POST /interrupt within {self._control_timeout():g} s either: it is frozen or "
+                "unreachable, so the prompt could not be interrupted."
+            )
         self._await_end(f)
         raise ExecutionTimeout(
             f"prompt {f.prompt_id} {why}; {where}. comfytest sent POST /interrupt for it "
@@ -246,16 +293,19 @@ class Runner:
             "--comfy-idle-timeout or `timeout` in the workflow's settings file."
         )
 
-    def _cancel(self, prompt_id: str) -> None:
+    def _cancel(self, prompt_id: str) -> bool:
+        """Remove our prompt from the queue and interrupt it; False when the server did not answer."""
+        limit = self._control_timeout()
         try:
-            self.client.delete_pending([prompt_id])
-            self.client.interrupt(prompt_id)
-        except ServerUnavailable:
-            pass
+            self.client.delete_pending([prompt_id], timeout=limit)
+            self.client.interrupt(prompt_id, timeout=limit)
+        except (ServerUnavailable, ProtocolError):
+            return False
+        return True
 
     def _await_end(self, f: _Follower) -> None:
         """Give the interrupt a moment to land so the next test starts on an idle server."""
-        deadline = time.monotonic() + _INTERRUPT_GRACE_S
+        deadline = time.monotonic() + min(_INTERRUPT_GRACE_S, self.idle_timeout)
         while not f.done and f.started and time.monotonic() < deadline:
             item = self.client.next_event(min(0.5, deadline - time.monotonic()))
             if isinstance(item, Disconnected):
@@ -269,7 +319,7 @@ class Runner:
         """Read /history after the end; retry briefly (the history race, PROTOCOL §4)."""
         deadline = time.monotonic() + _HISTORY_RETRY_S
         while True:
-            entry = self.client.history(prompt_id)
+            entry = self.client.history(prompt_id, timeout=self._control_timeout())
             if entry or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)

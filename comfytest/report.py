@@ -31,7 +31,7 @@ from comfytest.errors import ConfigError
 
 SCHEMA = "comfytest.report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
-FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing", "unsupported")
+FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing", "unsupported", "usage")
 
 #: every key of a test record with its default; ``new_record`` fills the missing ones
 RECORD_DEFAULTS: Mapping[str, Any] = {

@@ -26,6 +26,7 @@ from comfytest.errors import (
     ServerError,
     ServerUnavailable,
     UnsupportedServer,
+    StorageError,
     WorkflowError,
 )
 from comfytest.report import (
@@ -54,6 +55,8 @@ def failure_kind(exc: BaseException) -> str:
         return "unsupported"
     if isinstance(exc, PreflightError):
         return "preflight"
+    if isinstance(exc, (ConfigError, StorageError)):
+        return "usage"  # the user's set-up (an option, a read-only folder), not the code under test
     return "regression"
 
 
@@ -117,7 +120,7 @@ class SessionState:
         differing outputs or bad input files, where the log has nothing to add)."""
         session = self._session
         if session is not None and session.server is not None and exc.server_log_tail is None:
-            if not isinstance(exc, (ComparisonError, ConfigError, WorkflowError)):
+            if not isinstance(exc, (ComparisonError, ConfigError, WorkflowError, PreflightError, StorageError)):
                 exc.server_log_tail = session.server.log_tail()
 
     @staticmethod

@@ -20,7 +20,14 @@ from PIL import Image
 
 from comfytest.client import ComfyClient
 from comfytest.embedded import default_home, load_embedded
-from comfytest.errors import ComfyTestError, ConfigError, NodePackImportError, ServerError, ServerUnavailable
+from comfytest.errors import (
+    ComfyTestError,
+    ConfigError,
+    NodePackImportError,
+    ProtocolError,
+    ServerError,
+    ServerUnavailable,
+)
 from comfytest.execution import Runner, RunResult
 from comfytest.packimport import check_log
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
@@ -188,10 +195,11 @@ class ComfySession:
             raise self.with_log(exc) from None
 
     def _server_gone(self) -> bool:
-        if self.server is not None:
-            return not self.server.alive
+        """Dead (our process exited) or frozen (alive but silent, e.g. SIGSTOP or a stalled link)."""
+        if self.server is not None and not self.server.alive:
+            return True
         try:
-            self.client.system_stats(timeout=3)
+            self.client.system_stats(timeout=min(3.0, self.client.request_timeout))
         except ComfyTestError:
             return True
         return False
@@ -199,8 +207,8 @@ class ComfySession:
     def _died(self, exc: ComfyTestError) -> ServerUnavailable:
         if self.server is not None and self.server.proc is None:
             return self.with_log(ServerUnavailable(str(exc)))
-        code = self.server.proc.returncode if self.server and self.server.proc else None
-        what = f"exited (code {code})" if self.server else "stopped answering"
+        code = self.server.proc.poll() if self.server and self.server.proc else None
+        what = f"exited (code {code})" if code is not None else "stopped answering"
         err = ServerUnavailable(f"The ComfyUI server at {self.url} {what} during the session: {exc}")
         return self.with_log(err)
 
@@ -227,8 +235,8 @@ def _hint(settings: Settings) -> str:
 def open_session(settings: Settings, session_dir: Path, worker: str = "main") -> ComfySession:
     """Connect to, launch or start the embedded server, as the settings say."""
     if settings.url:
-        client = ComfyClient(settings.url, settings.headers, hint=_hint(settings))
-        client.system_stats(timeout=4)
+        client = _client(settings.url, settings, _hint(settings))
+        check_comfyui(client, client.system_stats(timeout=min(4.0, client.request_timeout)))
         return ComfySession(client, settings)
     server = LocalServer(_launch_spec(settings, session_dir), _server_dir(session_dir, worker))
     server.start(settings.startup_timeout)
@@ -237,8 +245,26 @@ def open_session(settings: Settings, session_dir: Path, worker: str = "main") ->
     except NodePackImportError:
         server.stop()
         raise
-    client = ComfyClient(server.url, settings.headers, hint=f"ComfyUI was started by comfytest; log: {server.log_path}")
+    client = _client(server.url, settings, f"ComfyUI was started by comfytest; log: {server.log_path}")
     return ComfySession(client, settings, server)
+
+
+def _client(url: str, settings: Settings, hint: str) -> ComfyClient:
+    """A client whose every blocking call ends within the user's timeouts (30 s at most)."""
+    request_timeout = min(30.0, settings.idle_timeout, settings.timeout)
+    ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
+    return ComfyClient(url, settings.headers, hint=hint, request_timeout=request_timeout, ca_bundle=ca_bundle)
+
+
+def check_comfyui(client: ComfyClient, stats: Mapping[str, Any]) -> None:
+    """Raise ProtocolError unless ``/system_stats`` looks like ComfyUI's (``system`` + ``devices``)."""
+    if isinstance(stats.get("system"), Mapping) and isinstance(stats.get("devices"), list):
+        return
+    raise ProtocolError(
+        f"{client.url} is not a ComfyUI server: GET /system_stats answered JSON without "
+        f"ComfyUI's 'system' and 'devices' (keys: {', '.join(sorted(map(str, stats))[:8]) or 'none'}). "
+        "Check the URL (and the path of a proxy in front of ComfyUI)."
+    )
 
 
 def _launch_spec(settings: Settings, session_dir: Path) -> LaunchSpec:

@@ -122,6 +122,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("embedded-home", "folder of the embedded ComfyUI install", env="COMFYTEST_HOME"),
     Option("header", "extra HTTP header 'Name: value' ($ENV_VAR expanded; never printed)", header, repeat=True, default=()),
     Option("token-env", "environment variable holding a bearer token for the server"),
+    # -- issue 11: one CA bundle for HTTP and the WebSocket alike
+    Option("ca-bundle", "CA certificates (PEM file or folder) trusted for an https:// server, by HTTP and the WebSocket alike", env="COMFYTEST_CA_BUNDLE"),
     Option("timeout", "wall-clock limit per prompt in seconds", positive_float, default=300.0),
     Option("idle-timeout", "fail when the server stays silent this many seconds while a prompt runs", positive_float, default=120.0),
     Option("startup-timeout", "seconds to wait for a launched server to answer", positive_float, default=120.0),
@@ -218,6 +220,7 @@ class Settings:
     timing_floor_ms: float = 10.0
     no_report: bool = False
     calibrate: int | None = None  # N runs per case; None: compare baselines as usual
+    ca_bundle: Path | None = None
     url_source: str = "default"
 
     @property
@@ -295,7 +298,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
     if values["comfy_calibrate"] and values["comfy_update_baselines"]:
         raise ConfigError("--comfy-calibrate compares runs with each other, not with baselines; "
                           "it cannot be combined with --comfy-update-baselines")
-    return Settings(
+    settings = Settings(
         url=values["comfy_url"],
         url_source=sources["comfy_url"],
         launch=_path(values["comfy_launch"], rootdir),
@@ -330,7 +333,29 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         timing_floor_ms=values["comfy_timing_floor"],
         no_report=bool(values["comfy_no_report"]),
         calibrate=values["comfy_calibrate"],
+        ca_bundle=_ca_bundle(values["comfy_ca_bundle"], sources["comfy_ca_bundle"], rootdir),
     )
+    _check_folders(settings, sources)
+    return settings
+
+
+def _ca_bundle(value: Any, source: str, rootdir: Path) -> Path | None:
+    path = _path(value, rootdir)
+    if path is not None and not path.exists():
+        raise ConfigError(f"{source} {value}: no such file; give the PEM file (or folder) of the CA "
+                          "that signed the server's certificate")
+    return path
+
+
+def _check_folders(settings: Settings, sources: Mapping[str, str]) -> None:
+    """The results folder is emptied per case: it must not hold (or be inside) the baselines."""
+    results, baselines = settings.results.resolve(), settings.baselines.resolve()
+    if results == baselines or baselines in results.parents or results in baselines.parents:
+        raise ConfigError(
+            f"the results folder {settings.results} ({sources['comfy_results']}) and the baselines folder "
+            f"{settings.baselines} ({sources['comfy_baselines']}) overlap; comfytest clears result folders, "
+            "which would delete baselines. Use separate folders, e.g. --comfy-results comfytest-results."
+        )
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ from comfytest.baselines import (
     unused_baselines,
     upsert_hash,
 )
-from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch
+from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
 from comfytest.imagecompare import ImageComparison, image_hash
 
 KEY = BaselineKey("txt2img", "seed[42]", "9_0")
@@ -303,3 +303,40 @@ def test_update_refreshes_a_stale_hash_line_without_rewriting_the_png(tmp_path: 
     assert result.status == "updated" and result.baseline_path == png
     assert png.stat().st_mtime_ns == 1
     assert read_hashes(hashes)["9_0"].hashes == (image_hash(scene()),)
+
+
+# -- issue 11: the file system in the way is one readable message, never a traceback or a loss
+
+
+def test_a_directory_where_the_baseline_belongs_is_named_and_left_alone(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    obstacle = life.root / KEY.relative_dir / "9_0.png"
+    (obstacle / "inside").mkdir(parents=True)
+    for mode in ("compare", "update"):
+        with pytest.raises((BaselineCorrupt, StorageError)) as info:
+            life.check(scene(), mode)
+        text = str(info.value)
+        assert f"{obstacle} is a directory" in text or f"{obstacle}: Is a directory" in text, text
+        assert "does not exist" not in text
+    assert (obstacle / "inside").is_dir(), "comfytest never deletes what is in the way"
+
+
+def test_baselines_root_that_is_a_file_is_a_storage_error_in_update_mode(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    life.root.write_text("not a folder")
+    with pytest.raises(StorageError) as info:
+        life.check(scene(), "update")
+    assert "cannot write the baseline file" in str(info.value) and str(life.root) in str(info.value)
+    assert life.root.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders: no PermissionError to meet")
+def test_read_only_baselines_in_update_mode_is_a_storage_error(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    life.root.mkdir()
+    life.root.chmod(0o555)
+    try:
+        with pytest.raises(StorageError, match="Permission denied"):
+            life.check(scene(), "update")
+    finally:
+        life.root.chmod(0o755)

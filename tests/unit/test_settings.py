@@ -89,3 +89,24 @@ def test_every_option_has_a_cli_flag_ini_key_and_help() -> None:
     names = [o.name for o in OPTIONS]
     assert len(names) == len(set(names))
     assert all(isinstance(o, Option) and o.cli.startswith("--comfy-") and o.ini.startswith("comfy_") and o.help for o in OPTIONS)
+
+
+# -- issue 11: folders that would lose baselines, the CA bundle
+
+
+@pytest.mark.parametrize(("results", "baselines"), [("b", "b"), ("b/results", "b"), (".", "baselines"), ("out", "out/base")])
+def test_overlapping_results_and_baselines_is_a_usage_error(results: str, baselines: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings({"results": results, "baselines": baselines})
+    text = str(err.value)
+    assert "overlap" in text and "--comfy-results" in text and "would delete baselines" in text
+
+
+def test_ca_bundle_from_cli_env_or_ini_must_exist(tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert settings({"ca-bundle": str(pem)}).ca_bundle == pem
+    assert settings(env={"COMFYTEST_CA_BUNDLE": str(pem)}).ca_bundle == pem
+    assert settings(ini={"ca-bundle": str(pem)}).ca_bundle == pem
+    with pytest.raises(ConfigError, match=r"COMFYTEST_CA_BUNDLE .*no such file"):
+        settings(env={"COMFYTEST_CA_BUNDLE": str(tmp_path / "missing.pem")})

@@ -1,0 +1,194 @@
+"""The fault matrix (docs/reliability.md): the real server behind a TCP fault proxy, frozen
+with SIGSTOP, and pytest itself signalled. Each test is one row (or a few) of the matrix and
+checks what comfytest does and how long it takes to fail.
+
+All of them share the session's one real ComfyUI; timeouts are small so the faults fail fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from comfytest.client import ComfyClient
+from comfytest.errors import ProtocolError, ServerUnavailable
+from comfytest.execution import Runner
+from comfytest.outputs import FileRef
+from tests.faultproxy import PASS, Fault, FaultProxy, proxy_to
+from tests.integration.test_client import noise_prompt
+
+
+@pytest.fixture
+def proxy(comfy_url: str) -> Iterator[FaultProxy]:
+    with proxy_to(comfy_url) as p:
+        yield p
+
+
+@pytest.fixture
+def client(proxy: FaultProxy) -> Iterator[ComfyClient]:
+    c = ComfyClient(proxy.url, request_timeout=3)
+    yield c
+    c.close()
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start
+
+
+def idle_server(comfy: Any) -> None:
+    """Interrupt whatever a test left running, so the next one starts on an idle server."""
+    with contextlib.suppress(Exception):
+        comfy.client.request("POST", "/queue", json={"clear": True})
+        comfy.client.interrupt()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        q = comfy.client.queue_state()
+        if not q["queue_running"] and not q["queue_pending"]:
+            return
+        time.sleep(0.1)
+
+
+def when_running(client: ComfyClient, action: Any, within: float = 20) -> None:
+    """Call ``action`` as soon as the server runs a prompt."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if client.queue_state()["queue_running"]:
+            time.sleep(0.2)
+            action()
+            return
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------- hangs
+
+
+def test_websocket_stalled_at_the_end_closes_in_bounded_time(client: ComfyClient, proxy: FaultProxy) -> None:
+    """TCP open, nothing forwarded: ws.close() used to wait forever for the reader's lock."""
+    assert Runner(client, timeout=20, idle_timeout=5).run(noise_prompt(101)).ok
+    proxy.set("ws", Fault(stall=True))
+    started = time.monotonic()
+    client.close()
+    assert elapsed_since(started) < 3.5, f"close took {elapsed_since(started):.1f} s"
+    assert client._reader is None
+
+
+def test_websocket_stalled_mid_run_is_resolved_from_history(client: ComfyClient, proxy: FaultProxy) -> None:
+    """The socket says nothing, but /history has the end: a pass, not an idle timeout."""
+    client.ensure_connected()
+    proxy.set("ws", Fault(stall=True))
+    started = time.monotonic()
+    result = Runner(client, timeout=20, idle_timeout=1.5).run(noise_prompt(102, sleep=0.3))
+    assert result.ok and result.resynced and result.images
+    assert elapsed_since(started) < 6
+
+
+def test_websocket_dropped_right_after_connecting_reconnects(
+    client: ComfyClient, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The drop lands between the connected check and the run (made certain here by skipping
+    that check): the run reconnects instead of waiting on a dead socket."""
+    client.ensure_connected()
+    proxy.cut_all("ws")
+    deadline = time.monotonic() + 3
+    while client.events.empty() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    monkeypatch.setattr(client, "ensure_connected", lambda: None)
+    started = time.monotonic()
+    result = Runner(client, timeout=20, idle_timeout=10).run(noise_prompt(103))
+    assert result.ok and not result.resynced, "a fresh socket before queueing: no resync needed"
+    assert elapsed_since(started) < 5
+    assert proxy.connections["ws"] == 2
+
+
+def test_websocket_half_closed_mid_run_resynchronises(client: ComfyClient, proxy: FaultProxy) -> None:
+    client.ensure_connected()
+    proxy.hit_live("ws", Fault(half_close_after_bytes=0))
+    result = Runner(client, timeout=20, idle_timeout=5).run(noise_prompt(104, sleep=0.5))
+    assert result.ok and result.images
+    assert proxy.connections["ws"] >= 2, "the socket was reopened"
+
+
+def test_websocket_cut_after_seconds_mid_run_resynchronises(client: ComfyClient, proxy: FaultProxy) -> None:
+    client.ensure_connected()
+    proxy.hit_live("ws", Fault(cut_after_s=0.3))
+    result = Runner(client, timeout=20, idle_timeout=5).run(noise_prompt(105, sleep=1.0))
+    assert result.ok and result.images
+
+
+def test_slow_network_still_passes(client: ComfyClient, proxy: FaultProxy) -> None:
+    proxy.set("http", Fault(delay_s=0.05))
+    proxy.set("ws", Fault(delay_s=0.05))
+    assert Runner(client, timeout=30, idle_timeout=5).run(noise_prompt(106)).ok
+
+
+def test_http_stalled_fails_within_the_timeouts_as_infrastructure(client: ComfyClient, proxy: FaultProxy) -> None:
+    client.ensure_connected()
+    proxy.set("http", Fault(stall=True))
+    proxy.cut_all("http")  # new connections (keep-alive ones are gone) stall
+    started = time.monotonic()
+    with pytest.raises(ServerUnavailable) as err:
+        Runner(client, timeout=2, idle_timeout=2).run(noise_prompt(107))
+    assert elapsed_since(started) < 5, f"took {elapsed_since(started):.1f} s"
+    assert "did not answer POST /prompt within 3 s" in str(err.value)
+
+
+def test_frozen_server_fails_as_infrastructure_without_claiming_an_interrupt(comfy: Any) -> None:
+    """SIGSTOP the session's own server mid-run: the deadline passes, the interrupt cannot be
+    delivered, and the error says so (kind infrastructure) in about timeout + 2 s."""
+    if comfy.server is None:
+        pytest.skip("needs the server this session launched (SIGSTOP)")
+    client = ComfyClient(comfy.url, request_timeout=2)
+    pid = comfy.server.proc.pid
+    runner = Runner(client, timeout=2.5, idle_timeout=2)
+    stopper = threading.Thread(target=when_running, args=(comfy.client, lambda: os.kill(pid, signal.SIGSTOP)))
+    started = time.monotonic()
+    try:
+        stopper.start()
+        with pytest.raises(ServerUnavailable) as err:
+            runner.run(noise_prompt(108, sleep=30))
+        took = elapsed_since(started)
+    finally:
+        stopper.join()
+        os.kill(pid, signal.SIGCONT)
+        client.close()
+        idle_server(comfy)
+    text = str(err.value)
+    assert "could not be interrupted" in text and "sent POST /interrupt" not in text
+    assert "sent no message for 2 s" in text and "Nap" in text
+    assert took < 7, f"took {took:.1f} s"
+
+
+def test_http_reply_cut_mid_body_is_one_readable_error(client: ComfyClient, proxy: FaultProxy) -> None:
+    proxy.set("http", Fault(cut_after_bytes=4000))
+    started = time.monotonic()
+    with pytest.raises((ProtocolError, ServerUnavailable)) as err:
+        client.object_info()
+    text = str(err.value)
+    assert "GET /object_info" in text and "Traceback" not in text and len(text) < 600
+    assert elapsed_since(started) < 3
+
+
+def test_http_cut_then_recovered_works_again(client: ComfyClient, proxy: FaultProxy) -> None:
+    proxy.set("http", Fault(cut_after_bytes=10, once=True))
+    with pytest.raises((ProtocolError, ServerUnavailable)):
+        client.system_stats()
+    assert client.system_stats()["system"]["comfyui_version"], "the next connection passes"
+    proxy.set("http", PASS)
+
+
+# ---------------------------------------------------------------- messages
+
+
+def test_a_403_from_view_is_not_blamed_on_credentials(comfy: Any) -> None:
+    with pytest.raises(ProtocolError) as err:
+        comfy.client.view(FileRef("x.png", "../..", "output"))
+    text = str(err.value)
+    assert "HTTP 403" in text and "outside its output folder" in text
+    assert "credentials" not in text
