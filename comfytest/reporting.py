@@ -25,8 +25,8 @@ from comfytest.errors import (
     PreflightError,
     ServerError,
     ServerUnavailable,
-    UnsupportedServer,
     StorageError,
+    UnsupportedServer,
     WorkflowError,
 )
 from comfytest.report import (

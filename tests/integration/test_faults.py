@@ -19,7 +19,7 @@ import pytest
 
 from comfytest.client import ComfyClient
 from comfytest.errors import ProtocolError, ServerUnavailable
-from comfytest.execution import Runner
+from comfytest.execution import Runner, new_prompt_id
 from comfytest.outputs import FileRef
 from tests.faultproxy import PASS, Fault, FaultProxy, proxy_to
 from tests.integration.test_client import noise_prompt
@@ -55,11 +55,11 @@ def idle_server(comfy: Any) -> None:
         time.sleep(0.1)
 
 
-def when_running(client: ComfyClient, action: Any, within: float = 20) -> None:
-    """Call ``action`` as soon as the server runs a prompt."""
+def when_running(client: ComfyClient, prompt_id: str, action: Any, within: float = 20) -> None:
+    """Call ``action`` as soon as the server runs prompt ``prompt_id``."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if client.queue_state()["queue_running"]:
+        if any(item[1] == prompt_id for item in client.queue_state()["queue_running"]):
             time.sleep(0.2)
             action()
             return
@@ -96,9 +96,8 @@ def test_websocket_dropped_right_after_connecting_reconnects(
     that check): the run reconnects instead of waiting on a dead socket."""
     client.ensure_connected()
     proxy.cut_all("ws")
-    deadline = time.monotonic() + 3
-    while client.events.empty() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert client._reader is not None
+    client._reader.join(timeout=3)  # the reader saw the end and queued Disconnected
     monkeypatch.setattr(client, "ensure_connected", lambda: None)
     started = time.monotonic()
     result = Runner(client, timeout=20, idle_timeout=10).run(noise_prompt(103))
@@ -144,18 +143,19 @@ def test_frozen_server_fails_as_infrastructure_without_claiming_an_interrupt(com
     delivered, and the error says so (kind infrastructure) in about timeout + 2 s."""
     if comfy.server is None:
         pytest.skip("needs the server this session launched (SIGSTOP)")
+    idle_server(comfy)
     client = ComfyClient(comfy.url, request_timeout=2)
-    pid = comfy.server.proc.pid
+    pid, prompt_id = comfy.server.proc.pid, new_prompt_id()
     runner = Runner(client, timeout=2.5, idle_timeout=2)
-    stopper = threading.Thread(target=when_running, args=(comfy.client, lambda: os.kill(pid, signal.SIGSTOP)))
+    stop = threading.Thread(target=when_running, args=(comfy.client, prompt_id, lambda: os.kill(pid, signal.SIGSTOP)))
     started = time.monotonic()
     try:
-        stopper.start()
+        stop.start()
         with pytest.raises(ServerUnavailable) as err:
-            runner.run(noise_prompt(108, sleep=30))
+            runner.run(noise_prompt(108, sleep=30), prompt_id=prompt_id)
         took = elapsed_since(started)
     finally:
-        stopper.join()
+        stop.join()
         os.kill(pid, signal.SIGCONT)
         client.close()
         idle_server(comfy)
