@@ -98,7 +98,8 @@ class WorkflowItem(pytest.Item):
             pytest.skip(case.skip)
         session = session_or_exit(self.config)
         if self.ui_data is not None:
-            self.workflow = convert_ui_workflow(self.ui_data, session.object_info(), self.path)
+            self.workflow = session.convert_ui(self.ui_data, self.path)
+            self.comfy_record["conversion"] = session.conversions[str(self.path)].to_json()
         try:
             run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key)
         except PreflightError as exc:

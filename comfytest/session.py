@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from comfytest.client import ComfyClient
+from comfytest.conversion import Conversion, UiConverter
 from comfytest.embedded import default_home, load_embedded
 from comfytest.errors import (
     ComfyTestError,
@@ -32,7 +33,6 @@ from comfytest.execution import Runner, RunResult
 from comfytest.packimport import check_log
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.settings import Settings
-from comfytest.uiformat import convert_ui_workflow
 from comfytest.workflow import (
     AppliedPatch,
     PinnedSeed,
@@ -59,18 +59,6 @@ class Prepared:
     workflow: Workflow
     seeds: tuple[PinnedSeed, ...]
     patches: tuple[AppliedPatch, ...]
-
-
-def as_workflow(
-    value: Workflow | Mapping[str, Any] | str | Path, object_info: Mapping[str, Any] | None = None
-) -> Workflow:
-    """A Workflow from a file or dict; UI-format data is converted when object_info is given."""
-    if isinstance(value, Workflow):
-        return value
-    path, data = (Path(value), read_json(Path(value))) if isinstance(value, (str, Path)) else (None, dict(value))
-    if is_ui_format(data) and object_info is not None:
-        return convert_ui_workflow(data, object_info, path)
-    return parse_workflow(data, path)
 
 
 def _input_bytes(source: InputFile) -> tuple[bytes, str]:
@@ -101,6 +89,9 @@ class ComfySession:
         self._object_info: dict[str, Any] | None = None
         self._system_stats: dict[str, Any] | None = None
         self._uploaded: dict[str, str] = {}
+        self._converter: UiConverter | None = None
+        #: how each UI-format workflow was converted (by source path, "<workflow>" without one)
+        self.conversions: dict[str, Conversion] = {}
 
     @property
     def url(self) -> str:
@@ -111,6 +102,15 @@ class ComfySession:
         if self._object_info is None:
             self._object_info = self.guard(self.client.object_info)
         return self._object_info
+
+    def convert_ui(self, data: Mapping[str, Any], source: Path | None = None) -> Workflow:
+        """A UI-format workflow as an API prompt, by ``--comfy-convert`` (see ``conversion``)."""
+        if self._converter is None:
+            self._converter = UiConverter(self.settings.convert, self.url, self.settings.chromium)
+        converter = self._converter
+        workflow, how = self.guard(lambda: converter.convert(data, self.object_info(), source))
+        self.conversions[str(source) if source else "<workflow>"] = how
+        return workflow
 
     def system_stats(self) -> dict[str, Any]:
         if self._system_stats is None:
@@ -152,7 +152,7 @@ class ComfySession:
     ) -> Prepared:
         """The workflow as it will run: seeds pinned, patches applied, inputs uploaded."""
         info = self.object_info()
-        wf = as_workflow(workflow, info)
+        wf = self._as_workflow(workflow)
         seed = seed if seed is not None else self.settings.seed
         if seed is None:  # keep the written seeds, but report them as the pinned values
             pins = tuple(
@@ -165,6 +165,14 @@ class ComfySession:
         if inputs:
             wf = rewrite_inputs(wf, {sel: self.upload(f) for sel, f in inputs.items()})
         return Prepared(wf, pins, applied)
+
+    def _as_workflow(self, value: Workflow | Mapping[str, Any] | str | Path) -> Workflow:
+        if isinstance(value, Workflow):
+            return value
+        path, data = (Path(value), read_json(Path(value))) if isinstance(value, (str, Path)) else (None, dict(value))
+        if is_ui_format(data):
+            return self.convert_ui(data, path)
+        return parse_workflow(data, path)
 
     def upload(self, source: InputFile) -> str:
         """Upload an input image under a content-addressed name (same bytes, same name)."""
@@ -219,6 +227,8 @@ class ComfySession:
         return exc
 
     def close(self) -> None:
+        if self._converter is not None:
+            self._converter.close()
         self.client.close()
         if self.server is not None:
             self.server.stop()

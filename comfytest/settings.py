@@ -20,6 +20,7 @@ from comfytest.errors import ConfigError
 
 HASH_METHODS = ("phash", "dhash", "ahash", "whash", "colorhash")
 MISSING_POLICIES = ("fail", "skip")
+CONVERT_MODES = ("python", "frontend", "auto")
 
 
 def positive_float(text: str) -> float:
@@ -153,6 +154,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("timing-floor", "timings below this many ms on both sides are not compared", non_negative_float, default=10.0),
     Option("timing-fail", "fail tests slower than in --comfy-compare (failure kind 'timing'); without it they only warn", flag=True, default=False),
     Option("no-report", "do not write report.json / report.html / report.md", flag=True, default=False),
+    # --- UI-format conversion (issue 8) ---
+    Option("convert", "how UI-format workflows become API prompts: python (comfytest's converter), frontend (the server's own web UI in headless Chromium) or auto (frontend when a browser is found)", choice(*CONVERT_MODES), default="auto"),
+    Option("chromium", "Chromium/Chrome for --comfy-convert frontend (default: chromium, chromium-browser, google-chrome on PATH)"),
+    # ---
     Option("calibrate", "run each case N times from a cleared cache and report the spread of its outputs and a suggested tolerance, instead of comparing baselines", positive_int),
 )
 
@@ -221,6 +226,8 @@ class Settings:
     no_report: bool = False
     calibrate: int | None = None  # N runs per case; None: compare baselines as usual
     ca_bundle: Path | None = None
+    convert: str = "auto"  # how UI-format workflows are converted (conversion.MODES)
+    chromium: str | None = None  # the browser for convert=frontend/auto; None: found on PATH
     url_source: str = "default"
 
     @property
@@ -334,6 +341,8 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         no_report=bool(values["comfy_no_report"]),
         calibrate=values["comfy_calibrate"],
         ca_bundle=_ca_bundle(values["comfy_ca_bundle"], sources["comfy_ca_bundle"], rootdir),
+        convert=values["comfy_convert"],
+        chromium=values["comfy_chromium"],
     )
     _check_folders(settings, sources)
     return settings

@@ -1,98 +1,100 @@
 """UI-format workflows (what ComfyUI's normal Save writes) converted to API format.
 
-A UI-format file stores the graph as the editor draws it: ``{"nodes": [...], "links": [...]}``
-where a node's literal values are a positional list, ``widgets_values``, and its connections
-are link ids. The API format that ``POST /prompt`` takes names every input. The names and their
-order come from the server's ``/object_info`` (``input_order``, else the order of ``required``
-then ``optional``), so :func:`convert_ui_workflow` needs it; comfytest converts at run time,
-once the server is known.
+A UI-format file stores the graph as the editor draws it (read by ``uigraph``): a node's literal
+values are a positional list, ``widgets_values``, and its connections are link ids. The API
+format that ``POST /prompt`` takes names every input. The names and their order come from the
+server's ``/object_info`` (``input_order``, else the order of ``required`` then ``optional``), so
+:func:`convert_ui_workflow` needs it; comfytest converts at run time, once the server is known.
 
-What the conversion does:
+The rules are those of the frontend's ``graphToPrompt`` (ComfyUI_frontend ``executionUtil`` and
+litegraph's ``ExecutableNodeDTO``, version 1.32.9 as served by ComfyUI 0.3.75):
 
+* subgraphs are flattened: the nodes inside an instance get ids ``"<instance>:<inner>"``
+  (``"56:52"``; nested instances ``"56:60:52"``); a link from the subgraph's input node follows
+  the instance's input outwards, or, where that input is not connected, takes the value of the
+  widget promoted to the instance (its ``widgets_values``, else the inner widget's value); an
+  output of an instance is the inner node linked to the subgraph's output;
 * widget inputs (INT, FLOAT, STRING, BOOLEAN, combos) take the next value of
   ``widgets_values``, in input order; a ``"control_after_generate"`` value
   (``fixed``/``increment``/``decrement``/``randomize``) written after a seed-like or INT widget
   is skipped, and so is the ``"image"`` value of an upload button after an upload combo;
+  list values are written as ``{"__value__": [...]}`` as the frontend does;
 * a widget that was turned into an input and is connected takes the link, not the value;
-* links become ``[source_node_id, output_slot]``;
 * muted nodes (mode 2) are left out, and inputs fed by them are dropped; bypassed nodes
-  (mode 4) are left out and their outputs are passed through from the input of the same type;
-* frontend-only nodes are left out: ``Note``/``MarkdownNote``, ``Reroute`` (followed to its
-  source), ``PrimitiveNode`` (its value is written into the inputs it feeds);
+  (mode 4) are left out and each output passes on the input of the same slot if its type fits,
+  else the first input of that type;
+* frontend-only (virtual) nodes are left out: ``Note``/``MarkdownNote``, ``Reroute`` (followed to
+  its source), ``PrimitiveNode`` (its value is written into the inputs it feeds);
 * ``_meta.title`` is the node's title, else the class's display name, as Export (API) writes.
 
-Limits: group nodes and subgraphs are not expanded, and nodes whose widgets the frontend
-creates by itself (custom JavaScript widgets not listed in ``/object_info``) may shift the
-values; both give an error or a wrong value that the server's validation reports. A class the
-server lacks keeps only its links (preflight then names the missing node pack). When in doubt,
-export the API format: Workflow menu → Export (API).
+Limits: nodes whose widgets the frontend creates by itself (custom JavaScript widgets not listed
+in ``/object_info``) may shift the values; ``--comfy-convert frontend`` converts with the
+server's own frontend instead (module ``frontend``). A class the server lacks keeps only its
+links (preflight then names what is missing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from comfytest.errors import WorkflowError
+from comfytest.uigraph import (
+    INPUT_NODE,
+    OUTPUT_NODE,
+    Scope,
+    SubgraphDef,
+    UiGraph,
+    UiInput,
+    UiNode,
+    instance_inputs,
+    instance_outputs,
+    read_graph,
+)
 from comfytest.workflow import SEED_NAMES, ObjectInfo, Workflow, input_spec, parse_workflow
 
 MUTED, BYPASSED = 2, 4
-FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
+VIRTUAL = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
+FRONTEND_ONLY = VIRTUAL  # kept for callers of the earlier name
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 _UPLOAD_VALUES = frozenset({"image", "video", "audio"})
-_MAX_HOPS = 100  # a chain of reroutes/bypasses longer than this is a cycle
-
-EXPORT_HINT = (
-    "export the API format instead: in ComfyUI use Workflow menu → Export (API) (older "
-    'versions: enable "Dev mode options" in the settings, then "Save (API Format)")'
-)
+#: widgets the frontend's own extensions add to core nodes (after the server's), serialized
+#: into the prompt: class → names, each taking the next saved value (default "")
+FRONTEND_WIDGETS: Mapping[str, tuple[str, ...]] = {"SaveGLB": ("image",), "PreviewAny": ("preview",)}
+_MAX_DEPTH = 32  # subgraphs nested deeper than this are a cycle
 
 
 @dataclass(frozen=True)
-class UiInput:
-    name: str
-    type: str
-    link: int | None
+class Exec:
+    """One node as the frontend executes it: where it sits and the instance that holds it."""
+
+    path: tuple[str, ...]  # ids of the instances from the root down to the one holding it
+    node: UiNode
+    scope: Scope
+    instance: Exec | None = None
+
+    @property
+    def id(self) -> str:
+        return ":".join((*self.path, self.node.id))
 
 
 @dataclass(frozen=True)
-class UiNode:
-    id: str
-    type: str
-    mode: int
-    title: str | None
-    inputs: tuple[UiInput, ...]
-    widgets: Sequence[Any] | Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class UiLink:
-    source: str
-    slot: int
-    type: str
-
-
-@dataclass(frozen=True)
-class UiGraph:
-    nodes: Mapping[str, UiNode]
-    links: Mapping[int, UiLink]
-    where: str
-
-    def fail(self, message: str) -> WorkflowError:
-        return WorkflowError(
-            f"{self.where}: cannot convert this UI-format workflow: {message}. "
-            f"To test it, {EXPORT_HINT}"
-        )
-
-
-@dataclass(frozen=True)
-class Literal:
-    """A value that reaches an input through a PrimitiveNode rather than a link."""
+class Value:
+    """A literal that reaches an input: a promoted widget's or a PrimitiveNode's value."""
 
     value: Any
+
+
+@dataclass(frozen=True)
+class Origin:
+    node: str
+    slot: int
+
+
+Resolved = Value | Origin | None  # None: nothing connected; the node's own widget value stays
 
 
 def convert_ui_workflow(
@@ -104,11 +106,7 @@ def convert_ui_workflow(
     classes, titles, roles) at collection, before a server is known.
     """
     graph = read_graph(data, source)
-    prompt = {
-        node.id: api_node(graph, node, object_info)
-        for node in graph.nodes.values()
-        if runs(node)
-    }
+    prompt = Converter(graph, object_info).prompt()
     if not prompt:
         raise graph.fail("every node is muted, bypassed or frontend-only")
     try:
@@ -118,90 +116,262 @@ def convert_ui_workflow(
 
 
 def runs(node: UiNode) -> bool:
-    return node.mode not in (MUTED, BYPASSED) and node.type not in FRONTEND_ONLY
+    return node.mode not in (MUTED, BYPASSED) and node.type not in VIRTUAL
 
 
-# --- reading the graph ----------------------------------------------------------------------
+@dataclass
+class Converter:
+    """graphToPrompt in Python: flatten the graph into executable nodes, then resolve links."""
+
+    graph: UiGraph
+    object_info: ObjectInfo | None
+    execs: dict[str, Exec] = field(default_factory=dict)
+    _widgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _promoted_names: dict[str, set[str]] = field(default_factory=dict)
+
+    def prompt(self) -> dict[str, Any]:
+        for node in self.graph.root.nodes.values():
+            self._add(Exec((), node, self.graph.root))
+        prompt = {ex.id: self.api_node(ex) for ex in self.execs.values() if self._emits(ex)}
+        for body in prompt.values():  # inputs linked to nodes left out (muted) are dropped
+            for name, value in list(body["inputs"].items()):
+                if isinstance(value, list) and len(value) == 2 and value[0] not in prompt:
+                    del body["inputs"][name]
+        return prompt
+
+    # ---------------------------------------------------------------- flattening
+
+    def subgraph(self, node: UiNode) -> SubgraphDef | None:
+        return self.graph.subgraphs.get(node.type)
+
+    def _add(self, ex: Exec) -> None:
+        self.execs[ex.id] = ex
+        sub = self.subgraph(ex.node)
+        if sub is None:
+            return
+        path = (*ex.path, ex.node.id)
+        if len(path) > _MAX_DEPTH or sub.scope.id in self._enclosing(ex):
+            raise self.graph.fail(f"node {ex.id} ({sub.scope.name}) contains itself")
+        for inner in sub.scope.nodes.values():
+            self._add(Exec(path, inner, sub.scope, ex))
+
+    def _enclosing(self, ex: Exec) -> set[str]:
+        found: set[str] = set()
+        holder = ex.instance
+        while holder is not None:
+            found.add(holder.node.type)
+            holder = holder.instance
+        return found
+
+    def _emits(self, ex: Exec) -> bool:
+        return runs(ex.node) and self.subgraph(ex.node) is None
+
+    def inputs_of(self, ex: Exec) -> tuple[UiInput, ...]:
+        return self.inputs_of_node(ex.node)
+
+    # ---------------------------------------------------------------- one node
+
+    def api_node(self, ex: Exec) -> dict[str, Any]:
+        node = ex.node
+        info = (self.object_info or {}).get(node.type)
+        inputs: dict[str, Any] = {name: _wrap(v) for name, v in self.widgets_of(ex).items()}
+        for index, entry in enumerate(self.inputs_of(ex)):
+            resolved = self.resolve_input(ex, index, set())
+            if isinstance(resolved, Value):
+                inputs[entry.name] = _wrap(resolved.value)
+            elif isinstance(resolved, Origin):
+                inputs[entry.name] = [resolved.node, resolved.slot]
+        return {"inputs": inputs, "class_type": node.type, "_meta": {"title": _title(node, info)}}
+
+    def widgets_of(self, ex: Exec) -> dict[str, Any]:
+        """Widget name → value: a node's own widgets, or the widgets promoted to an instance."""
+        if ex.id not in self._widgets:
+            sub = self.subgraph(ex.node)
+            if sub is not None:
+                self._widgets[ex.id] = self._promoted(ex, sub)
+            elif self.object_info is not None and ex.node.type in self.object_info:
+                self._widgets[ex.id] = widget_values(ex.node, self.object_info)
+            else:
+                self._widgets[ex.id] = {}
+        return self._widgets[ex.id]
+
+    def _promoted(self, ex: Exec, sub: SubgraphDef) -> dict[str, Any]:
+        """The widgets of an instance: one per input whose subgraph slot feeds an inner widget,
+        valued from the inner widget, then ``widgets_values``, then ``proxyWidgets`` entries."""
+        widgets: list[list[Any]] = []
+        slots = {s.name: s for s in sub.inputs}
+        for entry in self.inputs_of(ex):
+            slot = slots.get(entry.name)
+            for link_id in slot.links if slot else ():
+                found = self._inner_widget(ex, sub, link_id)
+                if found is not None:
+                    widgets.append([slot.name if slot else entry.name, found.value])
+                    break
+        values = ex.node.widgets if isinstance(ex.node.widgets, list) else []
+        for index, value in enumerate(values[:len(widgets)]):
+            widgets[index][1] = value
+        self._promoted_names[ex.id] = {name for name, _ in widgets}
+        proxies = _proxy_widgets(ex.node)
+        if proxies is not None:  # the proxyWidgets extension reorders and replaces them
+            named = {name for _, name in proxies}
+            by_name = {w[0]: w for w in reversed(widgets)}
+            widgets = [w for w in widgets if w[0] not in named]
+            widgets += [by_name[name] for node_id, name in proxies if node_id == "-1" and name in by_name]
+            for index, value in enumerate(values[:len(proxies)]):
+                node_id, name = proxies[index]
+                if node_id == "-1" and value is not None and name in by_name:
+                    by_name[name][1] = value
+        result: dict[str, Any] = {}
+        for name, value in widgets:
+            result.setdefault(name, value)
+        return result
+
+    def _inner_widget(self, ex: Exec, sub: SubgraphDef, link_id: int) -> Value | None:
+        link = sub.scope.links.get(link_id)
+        target = sub.scope.nodes.get(link.target) if link else None
+        if link is None or target is None:
+            return None
+        inputs = self.inputs_of_node(target)
+        entry = next((e for e in inputs if e.link == link_id), None)
+        if entry is None and link.target_slot < len(inputs):
+            entry = inputs[link.target_slot]  # the saved slot is gone: the link points at its index
+        widget = entry.widget if entry else None
+        if widget is None:
+            return None
+        inner = Exec((*ex.path, ex.node.id), target, sub.scope, ex)
+        values = self.widgets_of(self.execs.get(inner.id, inner))
+        return Value(values[widget]) if widget in values else None
+
+    def inputs_of_node(self, node: UiNode) -> tuple[UiInput, ...]:
+        """A node's input slots as the frontend builds them: saved slots the server's class has,
+        then a slot for every widget (1.32.9 gives each widget a socket)."""
+        sub = self.subgraph(node)
+        if sub is not None:
+            return instance_inputs(node, sub)
+        if self.object_info is None or node.type not in self.object_info:
+            return node.inputs
+        widgets = [n for n in input_names(self.object_info, node.type)
+                   if is_widget(input_spec(self.object_info, node.type, n))]
+        kept = [e for e in node.inputs if e.widget is None or e.widget in widgets]
+        have = {e.name for e in kept}
+        kept += [UiInput(n, _widget_type(self.object_info, node.type, n), None, n) for n in widgets if n not in have]
+        return tuple(kept)
+
+    # ---------------------------------------------------------------- links
+
+    def resolve_input(self, ex: Exec, slot: int, visited: set[tuple[Any, ...]], kind: str | None = None) -> Resolved:
+        """What feeds input ``slot`` of ``ex`` (``ExecutableNodeDTO.resolveInput``)."""
+        self._visit(visited, (ex.scope.id, ex.node.id, "I", slot), ex)
+        inputs = self.inputs_of(ex)
+        if slot >= len(inputs) or inputs[slot].link is None:
+            return None
+        entry = inputs[slot]
+        link = ex.scope.links.get(entry.link) if entry.link is not None else None
+        if link is None:
+            raise self.graph.fail(f"link {entry.link} is used by input '{entry.name}' of node {ex.id} "
+                                  f"({ex.node.type}) in {ex.scope.name} but is not in its 'links'")
+        holder = ex.instance
+        if holder is not None and link.source == INPUT_NODE:
+            return self._through_instance_input(holder, link.slot, visited)
+        source = ex.scope.nodes.get(link.source)
+        if source is None:
+            raise self.graph.fail(f"link {entry.link} comes from node {link.source}, which is not in {ex.scope.name}")
+        return self.resolve_output(self.execs[":".join((*ex.path, source.id))], link.slot, kind or entry.type, visited)
+
+    def _through_instance_input(self, holder: Exec, slot: int, visited: set[tuple[Any, ...]]) -> Resolved:
+        inputs = self.inputs_of(holder)
+        if slot >= len(inputs):
+            raise self.graph.fail(f"subgraph instance {holder.id} ({holder.node.type}) has no input {slot}")
+        outer = inputs[slot]
+        if outer.link is None:  # SubgraphNode.getWidgetFromSlot: the promoted widget's value
+            promoted = self.widgets_of(holder)
+            name = outer.name if outer.name in self._promoted_names.get(holder.id, ()) else outer.widget
+            return Value(promoted[name]) if name is not None and name in promoted else None
+        link = holder.scope.links.get(outer.link)
+        if link is None:
+            raise self.graph.fail(f"link {outer.link} into subgraph instance {holder.id} is not in {holder.scope.name}")
+        return self.resolve_input(holder, slot, visited)  # the frontend re-points link.target_slot here
+
+    def resolve_output(self, ex: Exec, slot: int, kind: str, visited: set[tuple[Any, ...]]) -> Resolved:
+        """The running node behind output ``slot`` of ``ex`` (``resolveOutput``)."""
+        self._visit(visited, (ex.scope.id, ex.node.id, "O", slot), ex)
+        if ex.node.mode == BYPASSED:
+            index = self._bypass_slot(ex, slot, kind)
+            return None if index < 0 else self.resolve_input(ex, index, visited)
+        sub = self.subgraph(ex.node)
+        if sub is not None:
+            return self._instance_output(ex, sub, slot, kind, visited)
+        if ex.node.type == "PrimitiveNode":
+            values = ex.node.widgets
+            first = next(iter(values.values()), None) if isinstance(values, Mapping) else (values[0] if values else None)
+            return Value(first)
+        if ex.node.type in VIRTUAL:
+            inputs = ex.node.inputs
+            if slot < len(inputs) and inputs[slot].link is not None:
+                return self.resolve_input(ex, slot, visited, kind)
+            return None
+        return Origin(ex.id, slot)
+
+    def _instance_output(self, ex: Exec, sub: SubgraphDef, slot: int, kind: str, visited: set[tuple[Any, ...]]) -> Resolved:
+        if slot >= len(sub.outputs):
+            raise self.graph.fail(f"a link uses output {slot} of subgraph instance {ex.id} ({sub.scope.name}), "
+                                  f"which has {len(sub.outputs)} outputs")
+        link = next((sub.scope.links[i] for i in sub.outputs[slot].links if i in sub.scope.links), None)
+        if link is None or link.target != OUTPUT_NODE:
+            return None
+        inner = self.execs.get(":".join((*ex.path, ex.node.id, link.source)))
+        if inner is None:
+            raise self.graph.fail(f"{sub.scope.name} links its output '{sub.outputs[slot].name}' from node "
+                                  f"{link.source}, which it does not contain")
+        return self.resolve_output(inner, link.slot, kind, visited)
+
+    def _bypass_slot(self, ex: Exec, slot: int, kind: str) -> int:
+        inputs = self.inputs_of(ex)
+        sub = self.subgraph(ex.node)
+        outputs = instance_outputs(ex.node, sub) if sub else ex.node.outputs
+        out_type = outputs[slot] if slot < len(outputs) else "*"
+        if kind in ("*", ""):
+            return slot if len(inputs) > slot else 0
+        if slot < len(inputs) and valid_connection(inputs[slot].type, out_type) and valid_connection(inputs[slot].type, kind):
+            return slot
+        exact = next((i for i, e in enumerate(inputs) if e.type == kind), -1)
+        if exact >= 0:
+            return exact
+        return next((i for i, e in enumerate(inputs)
+                     if valid_connection(e.type, out_type) and valid_connection(e.type, kind)), -1)
+
+    def _visit(self, visited: set[tuple[Any, ...]], key: tuple[Any, ...], ex: Exec) -> None:
+        if key in visited:
+            raise self.graph.fail(f"the links through node {ex.id} ({ex.node.type}) form a cycle")
+        visited.add(key)
 
 
-def read_graph(data: object, source: Path | None) -> UiGraph:
-    where = str(source) if source else "<workflow>"
-    if not isinstance(data, Mapping) or not isinstance(data.get("nodes"), list):
-        raise WorkflowError(f"{where}: not a UI-format workflow (no 'nodes' list)")
-    graph = UiGraph({}, {}, where)
-    subgraphs = _subgraph_ids(data)
-    nodes = {}
-    for index, raw in enumerate(data["nodes"]):
-        node = _read_node(graph, index, raw)
-        if node.type in subgraphs or node.type.startswith(("workflow>", "workflow/")):
-            raise graph.fail(f"node {node.id} ({node.type}) is a group node or subgraph")
-        nodes[node.id] = node
-    links = dict(_read_link(graph, i, raw) for i, raw in enumerate(data.get("links") or []))
-    return UiGraph(nodes, links, where)
+def valid_connection(a: str, b: str) -> bool:
+    """LiteGraph.isValidConnection: ``*`` matches anything, ``A,B`` lists match any member."""
+    a, b = ("" if t in ("", "*", "0") else t for t in (a, b))
+    if not a or not b or a == b:
+        return True
+    a, b = a.lower(), b.lower()
+    if "," not in a and "," not in b:
+        return a == b
+    return any(valid_connection(x, y) for x in a.split(",") for y in b.split(","))
 
 
-def _subgraph_ids(data: Mapping[str, Any]) -> set[str]:
-    definitions = data.get("definitions")
-    subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-    if not isinstance(subgraphs, list):
-        return set()
-    return {str(s.get("id")) for s in subgraphs if isinstance(s, Mapping)}
+def _widget_type(object_info: ObjectInfo, class_type: str, name: str) -> str:
+    spec = input_spec(object_info, class_type, name)
+    return spec[0] if isinstance(spec[0], str) else "COMBO"
 
 
-def _read_node(graph: UiGraph, index: int, raw: object) -> UiNode:
-    if not isinstance(raw, Mapping) or "id" not in raw or not isinstance(raw.get("type"), str):
-        raise graph.fail(f"entry {index} of 'nodes' has no 'id' or 'type'")
-    node_id = str(raw["id"])
-    title = raw.get("title")
-    widgets = raw.get("widgets_values")
-    return UiNode(
-        id=node_id,
-        type=raw["type"],
-        mode=int(raw.get("mode") or 0),
-        title=title if isinstance(title, str) and title else None,
-        inputs=tuple(_read_input(graph, node_id, i) for i in raw.get("inputs") or []),
-        widgets=widgets if isinstance(widgets, list | Mapping) else [],
-    )
+def _proxy_widgets(node: UiNode) -> list[tuple[str, str]] | None:
+    raw = (node.properties or {}).get("proxyWidgets")
+    if not isinstance(raw, list):
+        return None
+    return [(str(e[0]), str(e[1])) for e in raw if isinstance(e, list | tuple) and len(e) == 2]
 
 
-def _read_input(graph: UiGraph, node_id: str, raw: object) -> UiInput:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
-        raise graph.fail(f"node {node_id} has an input entry without a 'name'")
-    link = raw.get("link")
-    return UiInput(raw["name"], str(raw.get("type") or "*"), link if isinstance(link, int) else None)
-
-
-def _read_link(graph: UiGraph, index: int, raw: object) -> tuple[int, UiLink]:
-    # [id, origin_id, origin_slot, target_id, target_slot, type], or the same as an object
-    if isinstance(raw, Mapping):
-        raw = [raw.get(k) for k in ("id", "origin_id", "origin_slot", "target_id",
-                                    "target_slot", "type")]
-    if not isinstance(raw, list) or len(raw) < 6 or not isinstance(raw[0], int):
-        raise graph.fail(f"entry {index} of 'links' is not [id, from, slot, to, slot, type]")
-    if not isinstance(raw[2], int):
-        raise graph.fail(f"link {raw[0]} has no output slot number")
-    return raw[0], UiLink(str(raw[1]), raw[2], str(raw[5]))
-
-
-# --- one node -------------------------------------------------------------------------------
-
-
-def api_node(graph: UiGraph, node: UiNode, object_info: ObjectInfo | None) -> dict[str, Any]:
-    info = (object_info or {}).get(node.type)
-    inputs: dict[str, Any] = {}
-    if object_info is not None and info is not None:
-        inputs.update(widget_values(node, object_info))
-    for entry in node.inputs:
-        if entry.link is None:
-            continue
-        resolved = resolve_link(graph, entry.link)
-        if isinstance(resolved, Literal):
-            inputs[entry.name] = resolved.value
-        elif resolved is not None:
-            inputs[entry.name] = resolved
-        else:
-            inputs.pop(entry.name, None)  # fed by a muted node: the server sees no value
-    return {"inputs": inputs, "class_type": node.type, "_meta": {"title": _title(node, info)}}
+def _wrap(value: Any) -> Any:
+    """A list literal is boxed, or the server would read it as a link (as the frontend does)."""
+    return {"__value__": value} if isinstance(value, list) else value
 
 
 def _title(node: UiNode, info: Mapping[str, Any] | None) -> str:
@@ -209,6 +379,9 @@ def _title(node: UiNode, info: Mapping[str, Any] | None) -> str:
         return node.title
     name = info.get("display_name") if info else None
     return name if isinstance(name, str) and name else node.type
+
+
+# --- widget values ---------------------------------------------------------------------------
 
 
 def input_names(object_info: ObjectInfo, class_type: str) -> list[str]:
@@ -242,10 +415,14 @@ def widget_values(node: UiNode, object_info: ObjectInfo) -> dict[str, Any]:
     index = 0
     for name in names:
         if index >= len(values):
-            break
+            return result
         result[name] = values[index]
         index += 1 + _extra_values(input_spec(object_info, node.type, name), name,
                                    values[index + 1:index + 2])
+    for name in FRONTEND_WIDGETS.get(node.type, ()):
+        value = values[index] if index < len(values) else None
+        result[name] = "" if value is None else value
+        index += 1
     return result
 
 
@@ -259,46 +436,3 @@ def _extra_values(spec: Sequence[Any], name: str, following: list[Any]) -> int:
         return 1
     upload = any(str(k).endswith("upload") for k in options)
     return 1 if upload and following[0] in _UPLOAD_VALUES else 0
-
-
-# --- links ----------------------------------------------------------------------------------
-
-
-def resolve_link(graph: UiGraph, link_id: int) -> list[Any] | Literal | None:
-    """``[node, slot]`` of the running node behind a link, a PrimitiveNode's value, or None."""
-    for _ in range(_MAX_HOPS):
-        link = graph.links.get(link_id)
-        if link is None:
-            raise graph.fail(f"link {link_id} is used by an input but not in 'links'")
-        node = graph.nodes.get(link.source)
-        if node is None:
-            raise graph.fail(f"link {link_id} comes from node {link.source}, which is missing")
-        if node.type == "PrimitiveNode":
-            return Literal(_first_value(node))
-        if node.mode == MUTED or node.type in FRONTEND_ONLY - {"Reroute"}:
-            return None
-        upstream = _pass_through(node, link)
-        if node.type != "Reroute" and node.mode != BYPASSED:
-            return [node.id, link.slot]
-        if upstream is None:
-            return None
-        link_id = upstream
-    raise graph.fail(f"link {link_id} is part of a cycle of reroutes or bypassed nodes")
-
-
-def _pass_through(node: UiNode, link: UiLink) -> int | None:
-    """The link that a Reroute or bypassed node passes on for output ``link.slot``."""
-    if node.type == "Reroute":
-        return node.inputs[0].link if node.inputs else None
-    same = [(i, e) for i, e in enumerate(node.inputs) if e.link is not None and e.type == link.type]
-    for index, entry in same:
-        if index == link.slot:
-            return entry.link
-    return same[0][1].link if same else None
-
-
-def _first_value(node: UiNode) -> Any:
-    values = node.widgets
-    if isinstance(values, Mapping):
-        return next(iter(values.values()), None)
-    return values[0] if values else None

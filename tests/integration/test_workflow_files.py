@@ -204,7 +204,7 @@ def test_ui_format_file_runs(
     result = run(pytester, inner_args, files, "--comfy-update-baselines", "--continue-on-collection-errors")
     result.assert_outcomes(passed=1, errors=1)  # a group node fails at collection already
     text = failure_text(result)
-    assert "node 1 (workflow>Upscale group) is a group node or subgraph" in text
+    assert "node 1 (workflow>Upscale group) in the workflow is a legacy group node" in text
     assert "Workflow menu → Export (API)" in text
     (seed,) = report(tmp_path)["ui.json::default"]["seeds"]
     assert (seed["node_id"], seed["input"], seed["value"]) == ("5", "seed", 3)

@@ -142,11 +142,11 @@ def test_reroute_chain_is_followed(ui: dict[str, Any], object_info: dict[str, An
     ("change", "message"),
     [
         (lambda d: d.update(definitions={"subgraphs": [{"id": "abc"}]}) or _add_node(d, 40, "abc"),
-         "node 40 (abc) is a group node or subgraph"),
-        (lambda d: _add_node(d, 41, "workflow>My group"), "group node or subgraph"),
-        (lambda d: d["links"].pop(0), "link 1 is used by an input but not in 'links'"),
+         "subgraph 'abc' has no 'nodes' list"),
+        (lambda d: _add_node(d, 41, "workflow>My group"), "node 41 (workflow>My group) in the workflow is a legacy group node"),
+        (lambda d: d["links"].pop(0), "link 1 is used by input 'model' of node 5 (KSampler) in the workflow but is not in its 'links'"),
         (lambda d: d["nodes"].append({"type": "KSampler"}), "has no 'id' or 'type'"),
-        (lambda d: d["links"].append([99, 1]), "entry 11 of 'links' is not"),
+        (lambda d: d["links"].append([99, 1]), "entry 11 of 'links' in the workflow is not"),
         (lambda d: [n.update(mode=4) for n in d["nodes"]], "every node is muted, bypassed"),
     ],
 )
