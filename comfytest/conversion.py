@@ -103,3 +103,23 @@ class UiConverter:
         if self._frontend is not None:
             self._frontend.close()
             self._frontend = None
+
+
+def prompt_differences(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+    """Where two API prompts differ, input by input: ``"57:44 KSampler.steps"``, or a node only
+    one of them has. Titles (``_meta``) are not compared: the server ignores them."""
+    found = []
+    for node_id in sorted(set(expected) | set(actual)):
+        a, b = expected.get(node_id), actual.get(node_id)
+        if a is None or b is None:
+            present = a or b or {}
+            found.append(f"{node_id} {present.get('class_type')} only in the {'first' if b is None else 'second'} prompt")
+            continue
+        if a.get("class_type") != b.get("class_type"):
+            found.append(f"{node_id} class {a.get('class_type')} != {b.get('class_type')}")
+            continue
+        inputs_a, inputs_b = a.get("inputs") or {}, b.get("inputs") or {}
+        for name in sorted(set(inputs_a) | set(inputs_b)):
+            if name not in inputs_a or name not in inputs_b or inputs_a[name] != inputs_b[name]:
+                found.append(f"{node_id} {a.get('class_type')}.{name}")
+    return found

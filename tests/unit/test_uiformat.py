@@ -167,3 +167,82 @@ def test_errors_say_how_to_export_the_api_format(
 def test_not_a_ui_workflow() -> None:
     with pytest.raises(WorkflowError, match="not a UI-format workflow"):
         convert_ui_workflow({"1": {"class_type": "X", "inputs": {}}}, {})
+
+
+# --- subgraphs ---------------------------------------------------------------------------
+
+SUBGRAPH_FILE = DATA / "ui_workflows" / "tiny_subgraph_ui.json"
+
+
+@pytest.fixture
+def sub() -> dict[str, Any]:
+    """Saved by ComfyUI 0.3.75's frontend (1.32.9): instance 13 of "Sample and decode" holds a
+    muted preview and instance 13 of "Prompts"; the positive text is promoted through both."""
+    data: dict[str, Any] = json.loads(SUBGRAPH_FILE.read_text())
+    return data
+
+
+def _definition(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in doc["definitions"]["subgraphs"] if s["name"] == name)
+    return found
+
+
+def test_subgraphs_convert_as_the_frontend_does(sub: dict[str, Any], object_info: dict[str, Any]) -> None:
+    recorded = json.loads((DATA / "ui_workflows" / "tiny_subgraph_frontend.json").read_text())
+    assert convert_ui_workflow(sub, object_info).to_prompt() == recorded  # app.graphToPrompt().output
+
+
+def test_inner_nodes_are_named_by_their_instance_path(sub: dict[str, Any], object_info: dict[str, Any]) -> None:
+    wf = convert_ui_workflow(sub, object_info)
+    assert sorted(wf.nodes) == ["1", "13:13:2", "13:13:3", "13:4", "13:5", "13:6", "7"]  # muted 13:11 left out
+    assert wf.nodes["13:5"].inputs["positive"] == ["13:13:2", 0]
+    assert wf.nodes["7"].inputs["images"] == ["13:6", 0]  # an instance's output is the inner node's
+    assert wf.nodes["13:13:3"].inputs["clip"] == ["1", 1]  # through two instance inputs and a Reroute
+
+
+def test_selectors_reach_inner_nodes_before_the_server_is_known(sub: dict[str, Any]) -> None:
+    skeleton = convert_ui_workflow(sub, None)
+    assert select(skeleton, "title:Positive", one=True) == ("13:13:2",)
+    assert select(skeleton, "13:5", one=True) == ("13:5",)
+    assert select(skeleton, "#13:13:3", one=True) == ("13:13:3",)
+    assert select(skeleton, "KSampler.negative", one=True) == ("13:13:3",)
+
+
+def test_promoted_widget_value_comes_from_the_instance(sub: dict[str, Any], object_info: dict[str, Any]) -> None:
+    outer = _node(sub, 13)
+    del outer["properties"]["proxyWidgets"]  # plain promotion: widgets_values in input order
+    outer["widgets_values"] = ["a promoted prompt"]
+    assert convert_ui_workflow(sub, object_info).nodes["13:13:2"].inputs["text"] == "a promoted prompt"
+    outer["widgets_values"] = []  # nothing saved with the instance: the inner widget's own value
+    inner_text = _node(_definition(sub, "Sample and decode"), 13)["widgets_values"]
+    expected = inner_text[0] if inner_text else "this inner value is replaced by the promoted one"
+    assert convert_ui_workflow(sub, object_info).nodes["13:13:2"].inputs["text"] == expected
+
+
+def test_a_linked_instance_input_follows_the_outer_link(sub: dict[str, Any], object_info: dict[str, Any]) -> None:
+    _add_node(sub, 30, "CLIPTextEncode", widgets_values=["an outer prompt"],
+              inputs=[{"name": "clip", "type": "CLIP", "link": 40}])
+    sub["links"] += [[40, 1, 1, 30, 0, "CLIP"], [41, 30, 0, 13, 0, "STRING"]]
+    next(i for i in _node(sub, 13)["inputs"] if i["name"] == "prompt")["link"] = 41
+    wf = convert_ui_workflow(sub, object_info)
+    assert wf.nodes["13:13:2"].inputs["text"] == ["30", 0]
+
+
+def test_bypassed_node_inside_a_subgraph_passes_through(sub: dict[str, Any], object_info: dict[str, Any]) -> None:
+    _node(_definition(sub, "Sample and decode"), 6)["mode"] = 4  # VAEDecode: no LATENT→IMAGE match
+    wf = convert_ui_workflow(sub, object_info)
+    assert "13:6" not in wf.nodes
+    assert "images" not in wf.nodes["7"].inputs  # nothing of that type to pass on: dropped
+
+
+def test_a_subgraph_that_contains_itself_is_one_error(sub: dict[str, Any], object_info: dict[str, Any]) -> None:
+    prompts = _definition(sub, "Prompts")
+    prompts["nodes"].append({"id": 50, "type": prompts["id"], "mode": 0, "inputs": [], "outputs": []})
+    with pytest.raises(WorkflowError, match=r"node 13:13:50 \(subgraph 'Prompts'\) contains itself"):
+        convert_ui_workflow(sub, object_info, Path("x.json"))
+
+
+def test_list_values_are_boxed_as_the_frontend_does(object_info: dict[str, Any]) -> None:
+    doc = {"nodes": [], "links": []}
+    _add_node(doc, 1, "EmptyLatentImage", widgets_values=[[64, 64], 64, 1])
+    assert convert_ui_workflow(doc, object_info).nodes["1"].inputs["width"] == {"__value__": [64, 64]}
