@@ -64,6 +64,11 @@ _UPLOAD_VALUES = frozenset({"image", "video", "audio"})
 #: widgets the frontend's own extensions add to core nodes (after the server's), serialized
 #: into the prompt: class → names, each taking the next saved value (default "")
 FRONTEND_WIDGETS: Mapping[str, tuple[str, ...]] = {"SaveGLB": ("image",), "PreviewAny": ("preview",)}
+#: nodes whose widgets the frontend lays out itself: widget names in saved order, None for a
+#: button (its saved value is a placeholder and is not sent)
+WIDGET_LAYOUTS: Mapping[str, tuple[str | None, ...]] = {
+    "Load3D": ("model_file", None, None, None, "image", "width", "height"),
+}
 _MAX_DEPTH = 32  # subgraphs nested deeper than this are a cycle
 
 
@@ -406,6 +411,9 @@ def is_widget(spec: object) -> bool:
 
 
 def widget_values(node: UiNode, object_info: ObjectInfo) -> dict[str, Any]:
+    layout = WIDGET_LAYOUTS.get(node.type)
+    if layout is not None and isinstance(node.widgets, list):
+        return {name: value for name, value in zip(layout, node.widgets) if name is not None}
     names = [n for n in input_names(object_info, node.type)
              if is_widget(input_spec(object_info, node.type, n))]
     if isinstance(node.widgets, Mapping):  # some custom nodes save {name: value}

@@ -246,3 +246,13 @@ def test_list_values_are_boxed_as_the_frontend_does(object_info: dict[str, Any])
     doc = {"nodes": [], "links": []}
     _add_node(doc, 1, "EmptyLatentImage", widgets_values=[[64, 64], 64, 1])
     assert convert_ui_workflow(doc, object_info).nodes["1"].inputs["width"] == {"__value__": [64, 64]}
+
+
+def test_frontend_widgets_of_core_nodes(object_info: dict[str, Any]) -> None:
+    full = json.loads((DATA / "object_info_075_3d.json").read_text())
+    doc = {"nodes": [], "links": []}
+    _add_node(doc, 1, "Load3D", widgets_values=["toy.glb", "upload3dmodel", "uploadExtraResources", "clear", "", 512, 256])
+    _add_node(doc, 2, "SaveGLB", widgets_values=["3d/out", ""], inputs=[{"name": "mesh", "type": "MESH", "link": None}])
+    wf = convert_ui_workflow(doc, full)
+    assert wf.nodes["1"].inputs == {"model_file": "toy.glb", "image": "", "width": 512, "height": 256}
+    assert wf.nodes["2"].inputs == {"filename_prefix": "3d/out", "image": ""}
