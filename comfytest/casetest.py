@@ -26,16 +26,19 @@ from comfytest.casefile import CaseSpec
 from comfytest.diagnostics import describe_node, node_info
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
 from comfytest.execution import RunResult
-from comfytest.preflight import preflight, server_models
+from comfytest.preflight import NodeOrigin, preflight, server_models
 from comfytest.report import summarize_runs
 from comfytest.session import ComfySession
 from comfytest.timing import RunTiming
 from comfytest.workflow import ObjectInfo, Workflow
 
 
-def check_requirements(workflow: Workflow, case: CaseSpec, info: ObjectInfo) -> None:
+def check_requirements(
+    workflow: Workflow, case: CaseSpec, info: ObjectInfo,
+    origins: Mapping[str, NodeOrigin] | None = None, server_version: str | None = None,
+) -> None:
     """Raise PreflightError listing everything the server lacks for this case."""
-    problems = [p.message for p in preflight(workflow, info) if p.kind != "bad_value"]
+    problems = [p.message for p in preflight(workflow, info, origins, server_version) if p.kind != "bad_value"]
     for cls in case.requires.nodes:
         if cls not in info:
             problems.append(f"node class {cls} (required by the settings file) is not installed")
@@ -61,7 +64,8 @@ def run_case(
     prepared = session.prepare(workflow, seed=case.seed, patches=case.patches, inputs=dict(case.inputs))
     record["seeds"] = [{"node_id": p.node_id, "class_type": p.class_type, "input": p.input, "value": p.new} for p in prepared.seeds]
     record["patches"] = [{"node_id": p.node_id, "input": p.input, "value": p.new} for p in prepared.patches]
-    check_requirements(prepared.workflow, case, info)  # after patches: a patch may name another model
+    check_requirements(prepared.workflow, case, info, session.node_origins.get(workflow.name),  # after patches:
+                       session.server_version())  # a patch may name another model
     record["workflow_digest"] = prepared.workflow.digest()
     if case.timing:
         record["timing_thresholds"] = dict(case.timing)

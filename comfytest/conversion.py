@@ -13,6 +13,7 @@ nothing to run, and preflight then names what is missing.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +56,17 @@ class UiConverter:
         self, data: Mapping[str, Any], object_info: ObjectInfo, source: Path | None = None
     ) -> tuple[Workflow, Conversion]:
         """The API-format workflow of UI-format ``data`` and how it was made."""
-        python = convert_ui_workflow(data, object_info, source)
+        with warnings.catch_warnings(record=True) as caught:  # shown only if Python's prompt is used
+            warnings.simplefilter("always")
+            python = convert_ui_workflow(data, object_info, source)
         if self.mode == "python":
-            return python, Conversion("python")
+            return _warned(python, caught), Conversion("python")
         missing = sorted({n.class_type for n in python.nodes.values() if n.class_type not in object_info})
         if missing:
-            return python, Conversion("python", f"node classes the server lacks: {', '.join(missing)}")
+            return _warned(python, caught), Conversion("python", f"node classes the server lacks: {', '.join(missing)}")
         frontend = self._browser()
         if frontend is None:
-            return python, Conversion("python", self.fallback_reason)
+            return _warned(python, caught), Conversion("python", self.fallback_reason)
         where = str(source) if source else "<workflow>"
         try:
             prompt = frontend.convert(data, where)
@@ -103,6 +106,12 @@ class UiConverter:
         if self._frontend is not None:
             self._frontend.close()
             self._frontend = None
+
+
+def _warned(workflow: Workflow, caught: list[warnings.WarningMessage]) -> Workflow:
+    for warning in caught:
+        warnings.warn(warning.message, stacklevel=3)
+    return workflow
 
 
 def prompt_differences(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:

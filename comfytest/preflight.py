@@ -4,6 +4,11 @@
 server's ``/object_info``: node classes that are not installed (with the node pack that most
 likely provides them), model files that the loaders' combo lists do not offer (with the
 ``models/`` folder they belong in), and literal values outside a combo or a numeric range.
+Links to an output slot the server's node does not have, and literals of the wrong type (a
+string where the server takes an INT), are found too: ComfyUI would answer them with "list index
+out of range" or "invalid literal for int()". A UI-format file tells where a missing node comes
+from (``properties.cnr_id``/``ver``, see :func:`comfytest.uiformat.node_origins`): a core node
+names the ComfyUI version it needs, another the node pack's registry id.
 Each problem names the node (id, title, class) and the workflow.
 """
 
@@ -61,8 +66,16 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class NodeOrigin:
+    """Where a node class comes from, as a UI-format file records it (``properties``)."""
+
+    cnr_id: str  # "comfy-core" for ComfyUI's own nodes, else the node pack's registry id
+    ver: str | None = None
+
+
+@dataclass(frozen=True)
 class PreflightProblem:
-    kind: str  # "missing_node" | "missing_model" | "bad_value"
+    kind: str  # "missing_node" | "missing_model" | "bad_link" | "bad_type" | "bad_value"
     node_id: str
     class_type: str
     title: str | None
@@ -122,18 +135,67 @@ def missing_pack(class_type: str) -> str:
     return f"a custom node pack that provides {class_type}; search the ComfyUI Manager for it"
 
 
-def preflight(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
-    """What the server lacks for this workflow: node classes, model files, combo values."""
+def preflight(
+    workflow: Workflow, object_info: ObjectInfo, origins: Mapping[str, NodeOrigin] | None = None,
+    server_version: str | None = None,
+) -> list[PreflightProblem]:
+    """What the server lacks for this workflow: node classes, model files, output slots, values.
+
+    ``origins`` (node id → where its class comes from) and ``server_version`` (ComfyUI's) make
+    the advice for a missing class exact."""
     problems = []
     for node in workflow.nodes.values():
         if node.class_type not in object_info:
+            origin = (origins or {}).get(node.id)
             message = (
                 f"node class {node.class_type} is not installed: node {node.label()} of "
-                f"{workflow.name} needs it; install {missing_pack(node.class_type)}"
+                f"{workflow.name} needs it; {_where_from(node.class_type, origin, server_version)}"
             )
             problems.append(_problem("missing_node", node, message))
     problems.extend(_missing_models(workflow, object_info))
+    problems.extend(_bad_links(workflow, object_info))
     problems.extend(_bad_values(workflow, object_info))
+    return problems
+
+
+def _where_from(class_type: str, origin: NodeOrigin | None, server_version: str | None) -> str:
+    runs = f"the server runs ComfyUI {server_version}" if server_version else "update the server"
+    if origin is None:
+        return f"install {missing_pack(class_type)}"
+    if origin.cnr_id == "comfy-core":
+        if origin.ver and server_version and _version(server_version) >= _version(origin.ver):
+            return (f"it is a core node (the file was saved with ComfyUI {origin.ver}), but this server "
+                    f"(ComfyUI {server_version}) lacks it: it is newer than that release, or one of the "
+                    "server's comfy_extras modules failed to import (see the server log)")
+        needs = f"ComfyUI {origin.ver} or later" if origin.ver else "a newer ComfyUI"
+        return f"it comes with {needs} (a core node); {runs}: update ComfyUI"
+    version = f" (version {origin.ver} was used)" if origin.ver else ""
+    return (f"install the node pack '{origin.cnr_id}'{version} from the Comfy registry "
+            f"(ComfyUI Manager, or: comfy node install {origin.cnr_id})")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def _bad_links(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    """Links to an output slot the source node's class does not have on this server."""
+    problems = []
+    for node in workflow.nodes.values():
+        for name, value in node.inputs.items():
+            if not is_link(value) or value[0] not in workflow.nodes:
+                continue
+            source = workflow.nodes[value[0]]
+            outputs = (object_info.get(source.class_type) or {}).get("output")
+            if not isinstance(outputs, list) or value[1] < len(outputs):
+                continue
+            listing = ", ".join(f"{i}: {t}" for i, t in enumerate(outputs)) or "none"
+            message = (
+                f"node {node.label()} of {workflow.name}: input '{name}' links to output {value[1]} of "
+                f"node {source.label()}, which has {len(outputs)} output(s) on this server ({listing}); "
+                "the workflow was saved with another version of that node: reconnect the input in ComfyUI"
+            )
+            problems.append(_problem("bad_link", node, message))
     return problems
 
 
@@ -174,11 +236,38 @@ def _bad_values(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightPr
             spec = input_spec(object_info, node.class_type, name)
             if is_link(value) or spec is None or (node.id, name) in models:
                 continue
-            message = _value_problem(spec, value)
+            wrong_type = type_problem(spec, value)
+            message = wrong_type or _value_problem(spec, value)
             if message:
                 text = f"node {node.label()} of {workflow.name}: input '{name}' {message}"
-                problems.append(_problem("bad_value", node, text))
+                problems.append(_problem("bad_type" if wrong_type else "bad_value", node, text))
     return problems
+
+
+#: inputs whose value the frontend computes in the page (a 3D viewer's capture)
+_PAGE_VALUES = frozenset({"LOAD_3D", "LOAD_3D_ANIMATION"})
+_NUMBERS: Mapping[str, type] = MappingProxyType({"INT": int, "FLOAT": float})
+
+
+def type_problem(spec: list[Any], value: Any) -> str | None:
+    """A literal ComfyUI cannot take for the input: ``int(value)`` / ``float(value)`` fails
+    there (with a traceback), or the value is one only the frontend can make."""
+    kind = spec[0] if spec else None
+    if is_link(value) or isinstance(value, dict) or not isinstance(kind, str):
+        return None
+    if kind in _PAGE_VALUES:
+        return (f"is {value!r}, but takes a {kind} value that only the frontend's 3D viewer makes: "
+                "run it with --comfy-convert frontend")
+    number = _NUMBERS.get(kind)
+    if number is None or isinstance(value, bool):
+        return None
+    try:
+        number(value)
+    except (TypeError, ValueError):
+        return (f"is {value!r}, not a number, but the server takes {kind} there: the node's saved widget "
+                "values do not line up with the server's inputs (a node of another version, or widgets "
+                "its JavaScript adds: try --comfy-convert frontend)")
+    return None
 
 
 def _value_problem(spec: list[Any], value: Any) -> str | None:

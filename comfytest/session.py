@@ -31,8 +31,10 @@ from comfytest.errors import (
 )
 from comfytest.execution import Runner, RunResult
 from comfytest.packimport import check_log
+from comfytest.preflight import NodeOrigin
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.settings import Settings
+from comfytest.uiformat import node_origins
 from comfytest.workflow import (
     AppliedPatch,
     PinnedSeed,
@@ -92,6 +94,8 @@ class ComfySession:
         self._converter: UiConverter | None = None
         #: how each UI-format workflow was converted (by source path, "<workflow>" without one)
         self.conversions: dict[str, Conversion] = {}
+        #: per UI-format workflow: node id → where its class comes from (preflight's advice)
+        self.node_origins: dict[str, dict[str, NodeOrigin]] = {}
 
     @property
     def url(self) -> str:
@@ -110,7 +114,16 @@ class ComfySession:
         converter = self._converter
         workflow, how = self.guard(lambda: converter.convert(data, self.object_info(), source))
         self.conversions[str(source) if source else "<workflow>"] = how
+        self.node_origins[str(source) if source else "<workflow>"] = node_origins(data, source)
         return workflow
+
+    def server_version(self) -> str | None:
+        """ComfyUI's version as ``/system_stats`` reports it (None when it does not)."""
+        try:
+            version = (self.system_stats().get("system") or {}).get("comfyui_version")
+        except ComfyTestError:
+            return None
+        return str(version) if version else None
 
     def system_stats(self) -> dict[str, Any]:
         if self._system_stats is None:

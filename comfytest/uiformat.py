@@ -35,12 +35,14 @@ links (preflight then names what is missing).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from comfytest.errors import WorkflowError
+from comfytest.preflight import NodeOrigin
 from comfytest.uigraph import (
     INPUT_NODE,
     OUTPUT_NODE,
@@ -70,6 +72,10 @@ WIDGET_LAYOUTS: Mapping[str, tuple[str | None, ...]] = {
     "Load3D": ("model_file", None, None, None, "image", "width", "height"),
 }
 _MAX_DEPTH = 32  # subgraphs nested deeper than this are a cycle
+
+
+class ConversionWarning(UserWarning):
+    """The conversion went through but left something out (surplus widget values)."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +117,30 @@ def convert_ui_workflow(
     classes, titles, roles) at collection, before a server is known.
     """
     graph = read_graph(data, source)
-    prompt = Converter(graph, object_info).prompt()
+    converter = Converter(graph, object_info)
+    prompt = converter.prompt()
+    for message in converter.warnings:
+        warnings.warn(ConversionWarning(message), stacklevel=2)
     if not prompt:
         raise graph.fail("every node is muted, bypassed or frontend-only")
     try:
         return parse_workflow(prompt, source)
     except WorkflowError as exc:
         raise graph.fail(str(exc)) from None
+
+
+def node_origins(data: object, source: Path | None = None) -> dict[str, NodeOrigin]:
+    """Node id (as converted, ``"56:52"`` inside subgraphs) → where its class comes from, for
+    every node whose ``properties`` name a ``cnr_id`` (preflight's advice for missing classes)."""
+    converter = Converter(read_graph(data, source), None)
+    converter.flatten()
+    found = {}
+    for ex in converter.execs.values():
+        props = ex.node.properties or {}
+        cnr_id, ver = props.get("cnr_id"), props.get("ver")
+        if isinstance(cnr_id, str) and cnr_id:
+            found[ex.id] = NodeOrigin(cnr_id, str(ver) if isinstance(ver, str | int | float) else None)
+    return found
 
 
 def runs(node: UiNode) -> bool:
@@ -133,10 +156,15 @@ class Converter:
     execs: dict[str, Exec] = field(default_factory=dict)
     _widgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     _promoted_names: dict[str, set[str]] = field(default_factory=dict)
+    #: what the conversion could not place (surplus widget values), one sentence each
+    warnings: list[str] = field(default_factory=list)
 
-    def prompt(self) -> dict[str, Any]:
+    def flatten(self) -> None:
         for node in self.graph.root.nodes.values():
             self._add(Exec((), node, self.graph.root))
+
+    def prompt(self) -> dict[str, Any]:
+        self.flatten()
         prompt = {ex.id: self.api_node(ex) for ex in self.execs.values() if self._emits(ex)}
         for body in prompt.values():  # inputs linked to nodes left out (muted) are dropped
             for name, value in list(body["inputs"].items()):
@@ -195,10 +223,23 @@ class Converter:
             if sub is not None:
                 self._widgets[ex.id] = self._promoted(ex, sub)
             elif self.object_info is not None and ex.node.type in self.object_info:
-                self._widgets[ex.id] = widget_values(ex.node, self.object_info)
+                self._widgets[ex.id], surplus = read_widgets(ex.node, self.object_info)
+                if any(v not in (None, "") for v in surplus) and self._emits(ex):
+                    self.warnings.append(self._surplus(ex, surplus))
             else:
                 self._widgets[ex.id] = {}
         return self._widgets[ex.id]
+
+    def _surplus(self, ex: Exec, surplus: list[Any]) -> str:
+        info = (self.object_info or {}).get(ex.node.type)
+        shown = ", ".join(repr(v)[:40] for v in surplus[:4]) + (", …" if len(surplus) > 4 else "")
+        return (
+            f"{self.graph.where}: node {ex.id} '{_title(ex.node, info)}' ({ex.node.type}) has "
+            f"{len(surplus)} saved widget value(s) that no input of the server's {ex.node.type} takes: "
+            f"{shown}; they are ignored. The node is of another version than the server's, or has widgets "
+            "its JavaScript adds: check its inputs, or convert with the server's own frontend "
+            "(--comfy-convert frontend)"
+        )
 
     def _promoted(self, ex: Exec, sub: SubgraphDef) -> dict[str, Any]:
         """The widgets of an instance: one per input whose subgraph slot feeds an inner widget,
@@ -411,19 +452,25 @@ def is_widget(spec: object) -> bool:
 
 
 def widget_values(node: UiNode, object_info: ObjectInfo) -> dict[str, Any]:
+    return read_widgets(node, object_info)[0]
+
+
+def read_widgets(node: UiNode, object_info: ObjectInfo) -> tuple[dict[str, Any], list[Any]]:
+    """Widget name → saved value, and the saved values no widget of the server's class took."""
     layout = WIDGET_LAYOUTS.get(node.type)
     if layout is not None and isinstance(node.widgets, list):
-        return {name: value for name, value in zip(layout, node.widgets) if name is not None}
+        taken = {name: value for name, value in zip(layout, node.widgets) if name is not None}
+        return taken, list(node.widgets[len(layout):])
     names = [n for n in input_names(object_info, node.type)
              if is_widget(input_spec(object_info, node.type, n))]
     if isinstance(node.widgets, Mapping):  # some custom nodes save {name: value}
-        return {n: node.widgets[n] for n in names if n in node.widgets}
+        return {n: node.widgets[n] for n in names if n in node.widgets}, []
     values = list(node.widgets)
     result: dict[str, Any] = {}
     index = 0
     for name in names:
         if index >= len(values):
-            return result
+            return result, []
         result[name] = values[index]
         index += 1 + _extra_values(input_spec(object_info, node.type, name), name,
                                    values[index + 1:index + 2])
@@ -431,7 +478,7 @@ def widget_values(node: UiNode, object_info: ObjectInfo) -> dict[str, Any]:
         value = values[index] if index < len(values) else None
         result[name] = "" if value is None else value
         index += 1
-    return result
+    return result, values[index:]
 
 
 def _extra_values(spec: Sequence[Any], name: str, following: list[Any]) -> int:
