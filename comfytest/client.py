@@ -98,6 +98,7 @@ class ComfyClient:
         self.events: queue.Queue[Event | Disconnected] = queue.Queue()
         self._ws: websocket.WebSocket | None = None
         self._reader: threading.Thread | None = None
+        self._jobs_api: bool | None = None  # probed on first use
 
     # ------------------------------------------------------------ HTTP
 
@@ -216,6 +217,34 @@ class ComfyClient:
 
     def free(self, *, unload_models: bool = False, free_memory: bool = True, timeout: float | None = None) -> None:
         self.request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory}, timeout=timeout)
+
+    # ------------------------------------------------------------ jobs API (newer ComfyUI)
+
+    def has_jobs_api(self, *, timeout: float | None = None) -> bool:
+        """True when the server has ``/api/jobs`` (ComfyUI 0.26 and later); asked once."""
+        if self._jobs_api is None:
+            resp = self.request("GET", "/api/jobs?limit=1", timeout=timeout)
+            try:
+                self._jobs_api = resp.status_code == 200 and isinstance(resp.json().get("jobs"), list)
+            except (ValueError, AttributeError):
+                self._jobs_api = False
+        return self._jobs_api
+
+    def job_status(self, prompt_id: str, *, timeout: float | None = None) -> str | None:
+        """``GET /api/jobs/{id}``: pending, in_progress, completed, failed, cancelled, or
+        ``None`` when the server knows no such job."""
+        path = f"/api/jobs/{prompt_id}"
+        resp = self.request("GET", path, timeout=timeout)
+        if resp.status_code == 404:
+            return None
+        status = self._json_object("GET", path, self._json(resp, "GET", path)).get("status")
+        return str(status) if status else None
+
+    def cancel_job(self, prompt_id: str, *, timeout: float | None = None) -> bool:
+        """``POST /api/jobs/{id}/cancel``: dequeues or interrupts it; False when nothing to cancel."""
+        path = f"/api/jobs/{prompt_id}/cancel"
+        reply = self._json_object("POST", path, self._json(self.request("POST", path, timeout=timeout), "POST", path))
+        return bool(reply.get("cancelled"))
 
     def upload_image(self, data: bytes, name: str, *, subfolder: str = "", overwrite: bool = True, kind: str = "image") -> str:
         """Upload to the input folder; returns the name to put in a LoadImage node."""

@@ -233,14 +233,10 @@ class Runner:
                 f"{f.prompt_id} was running, and the server no longer answers: {exc}"
             ) from None
         f.resynced = True
-        if self.client.history(f.prompt_id):
-            f.done = True
+        state = prompt_state(self.client, f.prompt_id)
+        if state == "queued":
             return
-        q = self.client.queue_state()
-        ids = {str(item[1]) for key in ("queue_running", "queue_pending") for item in q.get(key, []) if len(item) > 1}
-        if f.prompt_id in ids:
-            return
-        if self._history(f.prompt_id, required=False):
+        if state == "done" or self._history(f.prompt_id, required=False):
             f.done = True
             return
         raise ProtocolError(
@@ -297,8 +293,7 @@ class Runner:
         """Remove our prompt from the queue and interrupt it; False when the server did not answer."""
         limit = self._control_timeout()
         try:
-            self.client.delete_pending([prompt_id], timeout=limit)
-            self.client.interrupt(prompt_id, timeout=limit)
+            cancel_prompt(self.client, prompt_id, timeout=limit)
         except (ServerUnavailable, ProtocolError):
             return False
         return True
@@ -365,6 +360,41 @@ class Runner:
         except Exception as exc:
             raise ProtocolError(f"GET /view for {ref.filename} returned bytes that are not an image: {exc}") from None
         return img
+
+
+#: job states of ``GET /api/jobs/{id}`` (ComfyUI 0.26) that mean "over, read /history"
+_JOB_DONE = frozenset({"completed", "failed", "cancelled"})
+_JOB_QUEUED = frozenset({"pending", "in_progress"})
+
+
+def prompt_state(client: ComfyClient, prompt_id: str) -> str:
+    """Where a prompt is: ``done`` (in /history), ``queued`` (pending or running) or ``unknown``.
+
+    Through ``GET /api/jobs/{id}`` where the server has the jobs API (one request, no race
+    between /history and /queue), else through ``/history`` and ``/queue``.
+    """
+    if client.has_jobs_api():
+        status = client.job_status(prompt_id)
+        return "done" if status in _JOB_DONE else "queued" if status in _JOB_QUEUED else "unknown"
+    if client.history(prompt_id):
+        return "done"
+    q = client.queue_state()
+    ids = {str(item[1]) for key in ("queue_running", "queue_pending") for item in q.get(key, [])
+           if isinstance(item, list) and len(item) > 1}
+    return "queued" if prompt_id in ids else "unknown"
+
+
+def cancel_prompt(client: ComfyClient, prompt_id: str, *, timeout: float | None = None) -> None:
+    """Take our prompt off the queue or interrupt it if it runs (never anybody else's).
+
+    ``POST /api/jobs/{id}/cancel`` does both in one step where the server has it; otherwise
+    ``POST /queue {delete}`` then ``POST /interrupt {prompt_id}``.
+    """
+    if client.has_jobs_api(timeout=timeout):
+        client.cancel_job(prompt_id, timeout=timeout)
+        return
+    client.delete_pending([prompt_id], timeout=timeout)
+    client.interrupt(prompt_id, timeout=timeout)
 
 
 def new_prompt_id() -> str:

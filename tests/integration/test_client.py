@@ -15,7 +15,7 @@ from PIL import Image
 
 from comfytest.errors import ExecutionFailed, ExecutionTimeout, PromptRejected
 from comfytest.events import Executing, ExecutionStart, Preview, Progress
-from comfytest.execution import Runner
+from comfytest.execution import Runner, cancel_prompt, prompt_state
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 
@@ -173,3 +173,13 @@ def test_events_are_filtered_by_prompt_id(comfy: Any) -> None:
     own = [e for e in result.events if not (isinstance(e, Executing) and e.prompt_id is None)]
     assert all(e.prompt_id in (result.prompt_id, None) for e in own)
     assert sum(isinstance(e, ExecutionStart) for e in result.events) == 1
+
+
+def test_without_a_jobs_api_the_old_routes_locate_and_cancel(comfy: Any) -> None:
+    """0.3.75 has no /api/jobs: resync and cancel use /history, /queue and /interrupt (the
+    jobs-API side is replayed from a real 0.26.0 in tests/unit/test_traces_026.py)."""
+    result = Runner(comfy.client).run(noise_prompt(11))
+    assert comfy.client.has_jobs_api() is False
+    assert prompt_state(comfy.client, result.prompt_id) == "done"
+    assert prompt_state(comfy.client, str(uuid.uuid4())) == "unknown"
+    cancel_prompt(comfy.client, str(uuid.uuid4()))  # nobody else's prompt is touched; no error

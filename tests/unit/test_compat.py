@@ -2,7 +2,7 @@
 
 Where a canned server stands in below, it is because CI runs only ComfyUI 0.3.75, which takes
 any prompt id: the 400 a newer server gives a non-UUID id cannot be produced by a real server
-here. Its reply body is the one ComfyUI 0.26.0's ``server.py`` sends, byte for byte in content.
+here. Its reply body is the one a real ComfyUI 0.26.0 sent (tests/data/traces/0.26.0).
 """
 
 from __future__ import annotations
@@ -24,17 +24,11 @@ from tests.unit.traces import load
 
 JSON = "application/json"
 STATS_026 = {"system": {"comfyui_version": "0.26.0", "python_version": "3.11"}, "devices": []}
-#: ComfyUI 0.26.0 server.py post_prompt, for a prompt_id that validate_job_id refuses
-INVALID_ID_026 = {
-    "error": {
-        "type": "invalid_prompt_id",
-        "message": "prompt_id must be a valid UUID",
-        "details": "prompt_id must be a UUID string in canonical lowercase hyphenated form; "
-                   "omit it to let the server generate one",
-        "extra_info": {},
-    },
-    "node_errors": {},
-}
+#: the real ComfyUI 0.26.0's answer to a prompt_id that is not a canonical UUID (recorded)
+INVALID_ID_026 = next(
+    e["response"] for e in load("validation_errors", "0.26.0").events
+    if e["kind"] == "http" and e["status"] == 400 and e["response"]["error"]["type"] == "invalid_prompt_id"
+)
 PROMPT = {"1": {"class_type": "ComfyTestNoiseImage", "inputs": {"seed": 1}}}
 
 

@@ -1,4 +1,5 @@
-"""Recorded ComfyUI traces (tests/data/traces, copied from the protocol study) for replay.
+"""Recorded ComfyUI traces for replay: tests/data/traces (0.3.75, copied from the protocol study)
+and tests/data/traces/0.26.0 (recorded here with scripts/record_traces.py).
 
 Each trace is ``{"events": [...]}`` where a WebSocket frame is ``{"kind": "ws_recv", "ws": name,
 "t_ms": client epoch ms, "rel_ms": monotonic ms since the trace start, "frame": "text"|"binary",
@@ -66,8 +67,10 @@ class Trace:
                     yield entry["prompt"]
 
 
-def load(name: str) -> Trace:
-    return Trace(name, json.loads((TRACE_DIR / f"{name}.json").read_text(encoding="utf-8")))
+def load(name: str, version: str | None = None) -> Trace:
+    """A recorded trace: ComfyUI 0.3.75's by default, else ``tests/data/traces/<version>/``."""
+    folder = TRACE_DIR / version if version else TRACE_DIR
+    return Trace(name, json.loads((folder / f"{name}.json").read_text(encoding="utf-8")))
 
 
 def received(frame: dict[str, Any]) -> Received:
