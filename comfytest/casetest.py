@@ -26,8 +26,10 @@ from comfytest.casefile import CaseSpec
 from comfytest.diagnostics import describe_node, node_info
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
 from comfytest.execution import RunResult
-from comfytest.preflight import NodeOrigin, preflight, server_models
+from comfytest.preflight import NodeOrigin, model_references, preflight, server_models
+from comfytest.previews import PREVIEWS_DIR, save_previews
 from comfytest.report import summarize_runs
+from comfytest.report_memory import summarize_memory
 from comfytest.session import ComfySession
 from comfytest.timing import RunTiming
 from comfytest.workflow import ObjectInfo, Workflow
@@ -77,15 +79,20 @@ def run_case(
     for _ in range(settings.warmup):
         _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache).raise_for_status()
     runs: list[RunResult] = []
+    loaders = loader_nodes(prepared.workflow, info)
     for index in range(settings.runs):
         result = _run(session, prompt, timeout, fetch_images=index == 0, free=settings.free_cache)
         runs.append(result)
         record["prompt_id"] = runs[0].prompt_id
-        record["timing"] = timing_json(runs[0].timing)
+        record["timing"] = timing_json(runs[0].timing, loaders)
+        record_resources(record, runs, loaders)
         result.raise_for_status()
     if len(runs) > 1:
-        record["runs"] = [timing_json(r.timing) for r in runs]
+        record["runs"] = [timing_json(r.timing, loaders) for r in runs]
         record["stats"] = summarize_runs(record["runs"])
+    if settings.previews:
+        folder = settings.results / PREVIEWS_DIR / BaselineKey(name, case.id, "").relative_dir
+        record["previews"] = save_previews(runs[0].events, folder, settings.results)
     check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
 
 
@@ -134,7 +141,34 @@ def fresh_run(session: ComfySession, prompt: Mapping[str, Any], timeout: float |
     return result
 
 
-def timing_json(timing: RunTiming) -> dict[str, Any]:
+# --- resources and model loads ---------------------------------------------------------------
+
+
+def loader_nodes(workflow: Workflow, info: ObjectInfo) -> dict[str, tuple[str, ...]]:
+    """Nodes that load a model file (the preflight loader table): node id → the files."""
+    found: dict[str, tuple[str, ...]] = {}
+    for ref in model_references(workflow, info):
+        found[ref.node_id] = (*found.get(ref.node_id, ()), ref.value)
+    return found
+
+
+def record_resources(record: dict[str, Any], runs: list[RunResult], loaders: Mapping[str, tuple[str, ...]]) -> None:
+    """Memory of the measured runs so far, and the model loads of the first one."""
+    memory = [r.memory.to_json() if r.memory is not None else None for r in runs]
+    record["memory"] = memory[0]
+    if len(runs) > 1:
+        record["memory_runs"] = memory
+        record["memory_stats"] = summarize_memory(memory)
+    record["model_loads"] = [
+        {"node_id": n.node_id, "class_type": n.class_type, "title": n.title,
+         "models": list(loaders[n.node_id]), "duration_ms": _round(n.duration_ms)}
+        for n in runs[0].timing.nodes if n.node_id in loaders and not n.cached
+    ]
+
+
+def timing_json(timing: RunTiming, loaders: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A run's timing as JSON; ``loaders`` (node ids) marks executed loader nodes as model loads."""
+    loaders = loaders or {}
     return {
         "queue_wait_ms": _round(timing.queue_wait_ms),
         "server_total_ms": _round(timing.server_total_ms),
@@ -148,6 +182,7 @@ def timing_json(timing: RunTiming) -> dict[str, Any]:
                 "node_id": n.node_id, "class_type": n.class_type, "title": n.title,
                 "duration_ms": _round(n.duration_ms), "cached": n.cached,
                 "steps": n.steps, "steps_per_s": _round(n.steps_per_s),
+                "model_load": n.node_id in loaders and not n.cached,
             }
             for n in timing.nodes
         ],

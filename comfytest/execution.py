@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -53,6 +53,7 @@ from comfytest.events import (
     ExecutionInterrupted as InterruptedEvent,
 )
 from comfytest.outputs import FileRef, OutputImage, OutputText
+from comfytest.resources import ResourceSampler, RunMemory
 from comfytest.timing import RunTiming, compute_timing
 
 _HISTORY_RETRY_S = 2.0
@@ -78,6 +79,8 @@ class RunResult:
     #: set by ComfySession.run: which seed inputs were pinned and which patches applied
     seeds: tuple[Any, ...] = ()
     patches: tuple[Any, ...] = ()
+    #: idle and peak memory while it ran (``--comfy-sample-ms``); None when sampling is off
+    memory: RunMemory | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,8 +100,9 @@ class RunResult:
 class _Follower:
     """Tracks one prompt's events; knows the running node and when the prompt ended."""
 
-    def __init__(self, prompt_id: str) -> None:
+    def __init__(self, prompt_id: str, observers: list[RunObserver] | None = None) -> None:
         self.prompt_id = prompt_id
+        self.observers = observers or []
         self.events: list[Event] = []
         self.current: str | None = None
         self.started = False
@@ -116,6 +120,8 @@ class _Follower:
             if not (self.resynced and isinstance(ev, Executing) and pid is None and ev.node):
                 return
         self.events.append(ev)
+        for observer in self.observers:
+            observer.run_event(ev)
         if isinstance(ev, ExecutionStart):
             self.started = True
         elif isinstance(ev, Executing):
@@ -127,13 +133,30 @@ class _Follower:
             self.end = ev
 
 
+class RunObserver(Protocol):
+    """Watches runs as they happen (live progress): told just before a prompt is queued, of each
+    of its events as it arrives, and when following it ended (also on a failure)."""
+
+    def run_started(self, prompt_id: str, nodes: Mapping[str, tuple[str, str | None]]) -> None: ...
+
+    def run_event(self, event: Event) -> None: ...
+
+    def run_ended(self) -> None: ...
+
+
 class Runner:
-    """Runs prompts on one ``ComfyClient`` with a deadline and an inactivity timeout."""
+    """Runs prompts on one ``ComfyClient`` with a deadline and an inactivity timeout.
+
+    ``sampler``, when set, makes a ``ResourceSampler`` for each run (memory, in ``RunResult``);
+    ``observers`` see every run's events live.
+    """
 
     def __init__(self, client: ComfyClient, *, timeout: float = 300.0, idle_timeout: float = 120.0) -> None:
         self.client = client
         self.timeout = timeout
         self.idle_timeout = idle_timeout
+        self.sampler: Callable[[], ResourceSampler] | None = None
+        self.observers: list[RunObserver] = []
 
     def run(
         self,
@@ -151,28 +174,24 @@ class Runner:
         if client.drain():  # the socket ended since the last run: a fresh one before queueing
             client.connect()
         pid = prompt_id or new_prompt_id()
-        sent = client.clock.now()
+        sampler = self.sampler() if self.sampler is not None else None
+        for observer in self.observers:
+            observer.run_started(pid, {k: (v.class_type, v.title) for k, v in info.items()})
         try:
-            status, body = client.queue_prompt(prompt, pid)
-        except KeyboardInterrupt:  # the POST may have reached the server: leave nothing behind
-            self._cancel(pid)
-            raise
-        if status == 400 and not is_workflow_rejection(body):
-            raise UnsupportedServer(format_unsupported(body, client.url, self._server_version()))
-        if status == 400 or body.get("node_errors"):
-            if status == 200:  # the valid part was accepted and will run: do not leave it behind
-                self._cancel(pid)
-            raise PromptRejected(format_rejection(body, info, status))
-        follower = _Follower(pid)
-        try:
-            self._follow(follower, info, timeout or self.timeout, idle_timeout or self.idle_timeout)
-        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: our prompt must not keep the server busy
-            self._cancel(pid)
-            raise
-        finished = client.clock.now()
+            if sampler is not None:
+                sampler.start()  # the idle sample: before the prompt is queued
+            sent = client.clock.now()
+            follower = self._queue_and_follow(prompt, pid, info, timeout, idle_timeout)
+            finished = client.clock.now()
+        finally:
+            if sampler is not None:
+                sampler.finish()  # its last sample overlaps /history below
+            for observer in self.observers:
+                observer.run_ended()
         history = self._history(pid, required=follower.resynced)
         outputs = self._outputs(follower, history)
         images, texts = self._decode(outputs) if fetch_images else ((), ())
+        memory = sampler.stop() if sampler is not None else None
         create_time = _create_time(history)
         timing = compute_timing(
             follower.events, prompt_id=pid, create_time_ms=create_time,
@@ -183,7 +202,7 @@ class Runner:
         return RunResult(
             prompt_id=pid, status=status_str, prompt=prompt, events=tuple(follower.events),
             outputs=outputs, images=images, texts=texts, history=history, timing=timing,
-            message=message, resynced=follower.resynced,
+            message=message, resynced=follower.resynced, memory=memory,
         )
 
     def _server_version(self) -> str | None:
@@ -194,6 +213,28 @@ class Runner:
             return None
         version = system.get("comfyui_version")
         return str(version) if version else None
+
+    def _queue_and_follow(
+        self, prompt: Mapping[str, Any], pid: str, info: NodeInfo, timeout: float | None, idle_timeout: float | None,
+    ) -> _Follower:
+        try:
+            status, body = self.client.queue_prompt(prompt, pid)
+        except KeyboardInterrupt:  # the POST may have reached the server: leave nothing behind
+            self._cancel(pid)
+            raise
+        if status == 400 and not is_workflow_rejection(body):
+            raise UnsupportedServer(format_unsupported(body, self.client.url, self._server_version()))
+        if status == 400 or body.get("node_errors"):
+            if status == 200:  # the valid part was accepted and will run: do not leave it behind
+                self._cancel(pid)
+            raise PromptRejected(format_rejection(body, info, status))
+        follower = _Follower(pid, self.observers)
+        try:
+            self._follow(follower, info, timeout or self.timeout, idle_timeout or self.idle_timeout)
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: our prompt must not keep the server busy
+            self._cancel(pid)
+            raise
+        return follower
 
     # ------------------------------------------------------------ following
 

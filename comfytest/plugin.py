@@ -183,6 +183,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     if rep.when == "call" and rep.passed:
         _fail_on_timing(rep, state, record)
+    if rep.when == "call" and rep.passed:
+        _fail_on_memory(rep, state, record)
     message = str(rep.longrepr) if rep.longrepr is not None and not rep.passed else None
     if rep.skipped and isinstance(rep.longrepr, tuple):
         message = str(rep.longrepr[2])
@@ -205,6 +207,15 @@ def _fail_on_timing(rep: pytest.TestReport, state: SessionState, record: dict[st
         rep.outcome = "failed"
         rep.longrepr = reason
         rep.comfy_failure_kind = "timing"  # type: ignore[attr-defined]
+
+
+def _fail_on_memory(rep: pytest.TestReport, state: SessionState, record: dict[str, Any]) -> None:
+    """--comfy-memory-fail: a passing test whose peak memory grew fails, kind "memory"."""
+    reason = state.memory_failure(record)
+    if reason is not None:
+        rep.outcome = "failed"
+        rep.longrepr = reason
+        rep.comfy_failure_kind = "memory"  # type: ignore[attr-defined]
 
 
 class Reporter:

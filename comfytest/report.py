@@ -28,10 +28,11 @@ from urllib.parse import urlsplit, urlunsplit
 import comfytest
 from comfytest.compat import info_from_dict
 from comfytest.errors import ConfigError
+from comfytest.report_memory import memory_properties
 
 SCHEMA = "comfytest.report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
-FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing", "unsupported", "usage")
+FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing", "unsupported", "usage", "memory")
 
 #: every key of a test record with its default; ``new_record`` fills the missing ones
 RECORD_DEFAULTS: Mapping[str, Any] = {
@@ -52,6 +53,12 @@ RECORD_DEFAULTS: Mapping[str, Any] = {
     "comparisons": [],
     "baseline_dir": None,
     "calibration": None,
+    # --- resources (report_memory), model loads, previews ---
+    "memory": None,
+    "memory_runs": [],
+    "memory_stats": None,
+    "model_loads": [],
+    "previews": [],
 }
 
 Document = dict[str, Any]
@@ -338,6 +345,7 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
         if _number(comparison.get("distance")) is not None:
             name = f"comfy_distance_{_safe(comparison.get('output'))}"
             props.append((name, _fmt_number(comparison["distance"])))
+    props.extend(memory_properties(record))
     if record.get("failure_kind"):
         props.append(("comfy_failure_kind", str(record["failure_kind"])))
     return props

@@ -30,6 +30,7 @@ from comfytest.report import (
     summary_line,
     test_label,
 )
+from comfytest.report_memory import figures, memory_lines
 
 Keys = tuple[str, ...]
 
@@ -56,6 +57,8 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2em .5em;tex
 .node-label{width:22em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .node-track{flex:1;background:#eee;height:1em;border-radius:3px}
 .node-bar{background:#1565c0;height:100%;border-radius:3px;min-width:1px}
+.node-bar.model-load{background:#ef6c00}
+.memory ul{margin:.2em 0;padding-left:1.2em}img.preview{max-width:160px}
 .node-bar.cached{background:repeating-linear-gradient(45deg,#bbb 0 4px,#ddd 4px 8px)}
 .node-ms{width:11em;text-align:right;font-variant-numeric:tabular-nums}
 body.failures-only .test-record[data-outcome=passed],
@@ -136,6 +139,8 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
         parts.append(f'<pre class="message">{_e(record["message"])}</pre>')
     parts.extend(_comparison(c, base_dir) for c in record.get("comparisons") or [])
     parts.append(_timing(record))
+    parts.append(_memory(record))
+    parts.append(_previews(record, base_dir))
     parts.append(_inputs("Seeds", "seeds", record.get("seeds"), SEED_KEYS))
     parts.append(_inputs("Patches", "patches", record.get("patches"), PATCH_KEYS))
     parts.append("</section>")
@@ -231,9 +236,10 @@ def _node_row(node: Mapping[str, Any], longest: float) -> str:
     label = f"{node.get('node_id')} {node.get('class_type') or '?'}"
     if node.get("title") and node.get("title") != node.get("class_type"):
         label += f" “{node['title']}”"
+    css = " cached" if cached else " model-load" if node.get("model_load") else ""
     return (
         f'<div class="node-row"><span class="node-label" title="{_e(label)}">{_e(label)}</span>'
-        f'<span class="node-track"><span class="node-bar{" cached" if cached else ""}"'
+        f'<span class="node-track"><span class="node-bar{css}"'
         f' style="display:block;width:{width:.1f}%" data-node-id="{_e(node.get("node_id"))}"'
         f' data-duration-ms="{_e(duration)}"></span></span>'
         f'<span class="node-ms">{_e(_node_value(node))}</span></div>'
@@ -246,7 +252,37 @@ def _node_value(node: Mapping[str, Any]) -> str:
         return "cached"
     speed = node.get("steps_per_s")
     text = f"{format_ms(node.get('duration_ms'))} ms"
+    text += " · model load" if node.get("model_load") else ""
     return text + (f" · {float(speed):.2f} it/s" if speed else "")
+
+
+# --- memory, model loads, previews ------------------------------------------------------------
+
+
+def _memory(record: Record) -> str:
+    lines = memory_lines(record)
+    if not lines:
+        return ""
+    memory = record.get("memory") or {}
+    attrs = "".join(
+        f' data-{name.replace("_", "-")}="{_e(value)}"'
+        for name, value in figures(memory).items() if value is not None
+    )
+    items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+    return (f'<div class="memory" data-samples="{_e(memory.get("samples"))}"{attrs}>'
+            f"<h3>Memory</h3><ul>{items}</ul></div>")
+
+
+def _previews(record: Record, base_dir: Path) -> str:
+    frames = []
+    for entry in record.get("previews") or []:
+        uri = _data_uri(Path(str(entry.get("path"))), base_dir)
+        if uri is not None:
+            frames.append(f'<figure><img class="preview" data-node-id="{_e(entry.get("node_id"))}" alt="preview"'
+                          f' src="{uri}"><figcaption>node {_e(entry.get("node_id"))}</figcaption></figure>')
+    if not frames:
+        return ""
+    return f'<div class="previews"><h3>Previews</h3><div class="images">{"".join(frames)}</div></div>'
 
 
 def _inputs(title: str, css: str, rows: Iterable[Mapping[str, Any]] | None, keys: Keys) -> str:

@@ -25,8 +25,9 @@ from comfytest.report import (
     summary_line,
     test_label,
 )
+from comfytest.report_memory import HOST_DEVICE_NOTE, memory_cell
 
-HEADERS = ("test", "result", "server ms", "change", "it/s", "cached", "slowest nodes")
+HEADERS = ("test", "result", "server ms", "change", "it/s", "cached", "peak memory", "slowest nodes")
 
 
 def table_rows(doc: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[tuple[str, ...]]:
@@ -44,9 +45,20 @@ def _row(record: Record, before: Mapping[str, float | None]) -> tuple[str, ...]:
         format_change(before.get(str(record.get("nodeid"))), total),
         ", ".join(f"{speed:.2f}" for speed in sampler_speeds(record)) or "-",
         str(cached_count(record)) if record.get("timing") else "-",
-        "; ".join(f"{node_name(n)} {format_ms(n['duration_ms'])} ms" for n in slowest_nodes(record))
+        memory_cell(record),
+        "; ".join(f"{node_name(n)} {format_ms(n['duration_ms'])} ms{_load(n)}" for n in slowest_nodes(record))
         or "-",
     )
+
+
+def _load(node: Mapping[str, Any]) -> str:
+    return " (model load)" if node.get("model_load") else ""
+
+
+def memory_note(doc: Mapping[str, Any]) -> list[str]:
+    """What the memory figures mean on a CPU server (said once, under the table)."""
+    devices = {(t.get("memory") or {}).get("device_type") for t in doc.get("tests") or []}
+    return [f"peak memory: {HOST_DEVICE_NOTE}"] if devices & {"cpu", "mps"} else []
 
 
 def _result(record: Record) -> str:
@@ -63,6 +75,7 @@ def render_terminal(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
     lines.extend([server] if server else [])
     if rows:
         lines.extend(_aligned([HEADERS, *rows]))
+        lines.extend(memory_note(doc))
     lines.extend(f"unused baseline: {path}" for path in doc.get("unused_baselines") or [])
     return lines
 
@@ -84,6 +97,7 @@ def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
     rows = table_rows(doc, previous)
     if rows:
         parts.extend(_markdown_table(rows))
+        parts.extend([*memory_note(doc), ""] if memory_note(doc) else [])
     parts.extend(_failures_block(doc.get("tests") or []))
     return "\n".join(parts).rstrip() + "\n"
 

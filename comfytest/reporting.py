@@ -41,6 +41,7 @@ from comfytest.report import (
 )
 from comfytest.report_compare import append_history, compare_timings, regressions
 from comfytest.report_html import render_html
+from comfytest.report_memory import compare_memory, memory_regressions
 from comfytest.report_text import render_markdown, render_terminal
 from comfytest.session import ComfySession, open_session
 from comfytest.settings import Settings, redact
@@ -73,6 +74,7 @@ class SessionState:
         self.outcomes: list[tuple[str, str, str | None]] = []
         self.used_baselines: set[str] = set()
         self.timing_changes: list[Any] = []
+        self.memory_changes: list[Any] = []
         self.previous: dict[str, Any] | None = None
         self.written: list[Path] = []
         self.summary_notes: list[str] = []
@@ -241,6 +243,7 @@ class SessionState:
         self.doc = doc
         if self.previous is not None:
             self.timing_changes = self._compare(doc)
+            self.memory_changes = compare_memory(self.previous, doc)
         results = self.settings.results
         results.mkdir(parents=True, exist_ok=True)
         previous = results / "report.json"
@@ -282,9 +285,25 @@ class SessionState:
             + ["(drop --comfy-timing-fail to only warn; a slower machine needs its own previous report)"]
         )
 
+    def memory_failure(self, record: Mapping[str, Any]) -> str | None:
+        """With --comfy-memory-fail: why this test's memory fails against --comfy-compare."""
+        if self.previous is None or not self.settings.memory_fail:
+            return None
+        grew = memory_regressions(compare_memory(self.previous, {"tests": [record]}))
+        if not grew:
+            return None
+        return "\n".join(
+            [f"memory regression against {self.settings.compare}:"]
+            + [f"  {c.describe()}" for c in grew]
+            + ["(drop --comfy-memory-fail to only warn; a machine with other processes or another "
+               "device needs its own previous report)"]
+        )
+
     def _warnings(self) -> list[str]:
-        """Timing regressions (warnings unless --comfy-timing-fail) and untimed cached runs."""
+        """Timing and memory regressions (warnings unless --comfy-timing-fail /
+        --comfy-memory-fail) and untimed cached runs."""
         lines = ["timing regression: " + change.describe() for change in self.timing_regressions()]
+        lines += ["memory regression: " + change.describe() for change in memory_regressions(self.memory_changes)]
         cached = [r for r in self.records if _cached_runs(r)]
         if cached:
             lines.append(

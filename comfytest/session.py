@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -32,6 +33,7 @@ from comfytest.errors import (
 from comfytest.execution import Runner, RunResult
 from comfytest.packimport import check_log
 from comfytest.preflight import NodeOrigin
+from comfytest.resources import ResourceSampler, listening_pid
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.settings import Settings
 from comfytest.uiformat import node_origins
@@ -96,6 +98,26 @@ class ComfySession:
         self.conversions: dict[str, Conversion] = {}
         #: per UI-format workflow: node id → where its class comes from (preflight's advice)
         self.node_origins: dict[str, dict[str, NodeOrigin]] = {}
+        self.server_pid = self._server_pid()
+        if settings.sample_ms > 0:
+            self.runner.sampler = self.new_sampler
+
+    # ------------------------------------------------------------ resources
+
+    def _server_pid(self) -> int | None:
+        """The ComfyUI process, for its RSS: ours, else one of this user's on a loopback URL."""
+        if self.server is not None and self.server.proc is not None:
+            return self.server.proc.pid
+        parts = urlsplit(self.client.url)
+        if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port:
+            return listening_pid(parts.port)
+        return None
+
+    def new_sampler(self) -> ResourceSampler:
+        """A sampler for one run, reading /system_stats on this session's HTTP connection."""
+        interval = self.settings.sample_ms
+        timeout = max(2.0, interval / 1000)  # a slow reading delays only its own sample
+        return ResourceSampler(lambda: self.client.system_stats(timeout=timeout), interval, self.server_pid)
 
     @property
     def url(self) -> str:

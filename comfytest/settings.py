@@ -21,6 +21,7 @@ from comfytest.errors import ConfigError
 HASH_METHODS = ("phash", "dhash", "ahash", "whash", "colorhash")
 MISSING_POLICIES = ("fail", "skip")
 CONVERT_MODES = ("python", "frontend", "auto")
+PROGRESS_MODES = ("auto", "nodes", "off")
 
 
 def positive_float(text: str) -> float:
@@ -159,6 +160,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("chromium", "Chromium/Chrome for --comfy-convert frontend (default: chromium, chromium-browser, google-chrome on PATH)"),
     # ---
     Option("calibrate", "run each case N times from a cleared cache and report the spread of its outputs and a suggested tolerance, instead of comparing baselines", positive_int),
+    # --- resources, progress, previews (issue 12) ---
+    Option("sample-ms", "sample GET /system_stats (and the server's RSS) every N ms while a prompt runs; 0 turns it off", non_negative_int, default=100),
+    Option("memory-fail", "fail tests whose peak memory grew against --comfy-compare (failure kind 'memory'); without it they only warn", flag=True, default=False),
+    Option("progress", "live progress while a case runs: auto (one updating line on a terminal, nothing otherwise), nodes (a line per node, also in CI logs), off", choice(*PROGRESS_MODES), default="auto"),
+    Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
 )
 
 
@@ -228,6 +234,10 @@ class Settings:
     ca_bundle: Path | None = None
     convert: str = "auto"  # how UI-format workflows are converted (conversion.MODES)
     chromium: str | None = None  # the browser for convert=frontend/auto; None: found on PATH
+    sample_ms: int = 100  # 0: no resource sampling
+    memory_fail: bool = False
+    progress: str = "auto"
+    previews: bool = False
     url_source: str = "default"
 
     @property
@@ -255,7 +265,7 @@ def resolve(cli: Getter, ini: Getter, rootdir: Path, env: Mapping[str, str] | No
 
 def _resolve_one(opt: Option, cli: Getter, ini: Getter, env: Mapping[str, str]) -> tuple[Any, str]:
     value = cli(opt)
-    if value not in (None, (), [], False):
+    if not (value is None or value is False or value in ((), [])):  # 0 is a value (--comfy-sample-ms=0)
         return value, opt.cli
     if opt.env and env.get(opt.env):
         return _parse(opt, env[opt.env], f"environment variable {opt.env}"), opt.env
@@ -343,6 +353,10 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         ca_bundle=_ca_bundle(values["comfy_ca_bundle"], sources["comfy_ca_bundle"], rootdir),
         convert=values["comfy_convert"],
         chromium=values["comfy_chromium"],
+        sample_ms=values["comfy_sample_ms"],
+        memory_fail=bool(values["comfy_memory_fail"]),
+        progress=values["comfy_progress"],
+        previews=bool(values["comfy_previews"]),
     )
     _check_folders(settings, sources)
     return settings

@@ -12,6 +12,7 @@ The nodes let tests exercise a server without any model file:
   ``ComfyTestLabel``, ``ComfyTestMath``, ``ComfyTestFrames``, ``ComfyTestLevels``,
   ``ComfyTestInvert``, ``ComfyTestSink``): small copies of real pack nodes, each with the
   regression an author made switchable through ``COMFYTEST_REGRESSIONS`` (see below).
+* ``ComfyTestHoldMemory``  holds a given number of MiB (RAM, or the torch device) for a given time.
 
 This module runs inside ComfyUI's process: it must not import comfytest or pytest. ComfyUI's
 own modules (and torch) are imported inside the functions, so the module can be imported, and
@@ -397,6 +398,51 @@ _ISSUE14_NAMES: dict[str, str] = {
 }
 
 
+# --- memory (comfytest's resource sampler must see it) -------------------------------------
+
+
+def hold_bytes(megabytes: int, where: str) -> Any:
+    """``megabytes`` MiB of memory that is really resident: every page is written.
+
+    ``ram``: a numpy buffer in the server process (RSS and system RAM grow); ``device``: a torch
+    tensor on ComfyUI's torch device (VRAM on a GPU; on a CPU server the same as ``ram``).
+    """
+    size = megabytes * 1024 * 1024
+    if where == "device":
+        import comfy.model_management
+        import torch
+
+        return torch.ones(size, dtype=torch.uint8, device=comfy.model_management.get_torch_device())
+    buffer = np.empty(size, dtype=np.uint8)
+    buffer.fill(1)  # np.zeros would map lazily-zeroed pages that never count as resident
+    return buffer
+
+
+class ComfyTestHoldMemory:
+    """Passes the image through after holding ``megabytes`` MiB for ``seconds``, then frees it."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "image": ("IMAGE",),
+            "megabytes": ("INT", {"default": 256, "min": 0, "max": 1 << 20}),
+            "seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3600.0, "step": 0.01}),
+            "where": (["ram", "device"], {"default": "ram"}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any, megabytes: int, seconds: float, where: str) -> tuple[Any]:
+        held = hold_bytes(megabytes, where)
+        try:
+            _interruptible_sleep(seconds)
+        finally:
+            del held
+        return (image,)
+
+
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "ComfyTestNoiseImage": ComfyTestNoiseImage,
     "ComfyTestProgress": ComfyTestProgress,
@@ -404,6 +450,7 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "ComfyTestRaise": ComfyTestRaise,
     "ComfyTestText": ComfyTestText,
     **_ISSUE14_NODES,
+    "ComfyTestHoldMemory": ComfyTestHoldMemory,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
@@ -413,4 +460,5 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "ComfyTestRaise": "Raise error (comfytest)",
     "ComfyTestText": "Show text (comfytest)",
     **_ISSUE14_NAMES,
+    "ComfyTestHoldMemory": "Hold memory (comfytest)",
 }

@@ -105,7 +105,7 @@ def test_summary_counts_outcomes_kinds_and_comparisons() -> None:
     assert (summary["total"], summary["passed"], summary["failed"]) == (5, 1, 2)
     assert (summary["skipped"], summary["error"], summary["unused_baselines"]) == (1, 1, 1)
     assert summary["failure_kinds"] == {
-        "regression": 1, "infrastructure": 1, "preflight": 0, "timing": 1, "unsupported": 0, "usage": 0,
+        "regression": 1, "infrastructure": 1, "preflight": 0, "timing": 1, "unsupported": 0, "usage": 0, "memory": 0,
     }
     assert summary["comparisons"] == {"mismatch": 1}
 
@@ -244,7 +244,7 @@ def test_markdown_has_summary_table_and_folded_failures() -> None:
     failing["workflow"] = "wf/b|pipe.json"
     md = render_markdown(doc(record(), failing), doc(record(total=412.0)))
     assert md.startswith("### comfytest: 1 passed, 1 failed (1 regression)\n")
-    assert "| test | result | server ms | change | it/s | cached | slowest nodes |" in md
+    assert "| test | result | server ms | change | it/s | cached | peak memory | slowest nodes |" in md
     assert "+12% (412 → 461 ms)" in md
     assert "wf/b\\|pipe.json" in md  # a pipe cannot break the table
     assert "<details>" in md and "<summary>1 failure(s)</summary>" in md

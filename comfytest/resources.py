@@ -1,0 +1,259 @@
+"""Memory while a prompt runs: ``GET /system_stats`` (and the server's RSS) sampled in the background.
+
+``ResourceSampler`` takes one sample just before the prompt is queued (the *idle* figures), then
+one every ``interval_ms`` on a daemon thread, and a last one when the run ends; ``stop()`` turns
+them into a frozen ``RunMemory``: the idle and the peak of each figure.
+
+* **VRAM used** = ``vram_total - vram_free`` of the server's torch device (the whole device,
+  every process on it); **torch VRAM** = ``torch_vram_total - torch_vram_free``, what torch's
+  allocator of the ComfyUI process holds in use (on CUDA: the active bytes of its pool).
+* **RAM used** = ``ram_total - ram_free`` of the server's machine (every process on it).
+* **RSS** = resident memory of the ComfyUI process itself, from ``/proc/<pid>/statm``: only when
+  the server runs on this machine and its process is known (comfytest started it, or found it
+  listening on the URL's loopback port).
+
+On a CPU (or Apple ``mps``) device ComfyUI reports system RAM as the device's memory, so the
+VRAM figures would repeat the RAM ones: they are left ``None`` and ``device_type`` says why.
+The sampler never raises: a sample that fails is counted in ``failed`` and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: devices whose "VRAM" in /system_stats is the system RAM (comfy.model_management)
+HOST_MEMORY_DEVICES = ("cpu", "mps")
+#: the per-run figures whose peaks are compared and summarised over repeated runs
+PEAK_FIELDS = ("vram_used_peak_bytes", "torch_vram_used_peak_bytes", "ram_used_peak_bytes", "rss_peak_bytes")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+StatsReader = Callable[[], Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading: bytes as ComfyUI reports them, ``None`` where a figure is absent."""
+
+    at_ms: float
+    device_type: str | None = None
+    device_name: str | None = None
+    ram_total: int | None = None
+    ram_free: int | None = None
+    vram_total: int | None = None
+    vram_free: int | None = None
+    torch_vram_total: int | None = None
+    torch_vram_free: int | None = None
+    rss: int | None = None
+
+
+def parse_sample(stats: Mapping[str, Any], at_ms: float, rss: int | None = None) -> Sample:
+    """A ``Sample`` from a ``/system_stats`` reply (first device only: the one ComfyUI uses)."""
+    raw_system = stats.get("system")
+    system: Mapping[str, Any] = raw_system if isinstance(raw_system, Mapping) else {}
+    devices = stats.get("devices")
+    device = devices[0] if isinstance(devices, list) and devices and isinstance(devices[0], Mapping) else {}
+    return Sample(
+        at_ms=at_ms,
+        device_type=_str(device.get("type")), device_name=_str(device.get("name")),
+        ram_total=_int(system.get("ram_total")), ram_free=_int(system.get("ram_free")),
+        vram_total=_int(device.get("vram_total")), vram_free=_int(device.get("vram_free")),
+        torch_vram_total=_int(device.get("torch_vram_total")), torch_vram_free=_int(device.get("torch_vram_free")),
+        rss=rss,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RunMemory:
+    """Idle (just before queueing) and peak memory of one run, in bytes; see the module docstring."""
+
+    samples: int
+    failed: int
+    interval_ms: int
+    duration_ms: float
+    device_type: str | None
+    device_name: str | None
+    vram_total_bytes: int | None
+    vram_used_idle_bytes: int | None
+    vram_used_peak_bytes: int | None
+    torch_vram_used_idle_bytes: int | None
+    torch_vram_used_peak_bytes: int | None
+    ram_total_bytes: int | None
+    ram_used_idle_bytes: int | None
+    ram_used_peak_bytes: int | None
+    rss_idle_bytes: int | None
+    rss_peak_bytes: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize_samples(samples: Sequence[Sample], *, interval_ms: int, failed: int = 0) -> RunMemory | None:
+    """Idle = the first sample, peak = the highest use over all of them; None without samples."""
+    if not samples:
+        return None
+    first = samples[0]
+    host = first.device_type in HOST_MEMORY_DEVICES
+
+    def used(total: str, free: str) -> list[int | None]:
+        return [_minus(getattr(s, total), getattr(s, free)) for s in samples]
+
+    vram = [] if host else used("vram_total", "vram_free")
+    torch_vram = [] if host else used("torch_vram_total", "torch_vram_free")
+    ram = used("ram_total", "ram_free")
+    rss = [s.rss for s in samples]
+    return RunMemory(
+        samples=len(samples), failed=failed, interval_ms=interval_ms,
+        duration_ms=round(samples[-1].at_ms - first.at_ms, 3),
+        device_type=first.device_type, device_name=first.device_name,
+        vram_total_bytes=None if host else first.vram_total,
+        vram_used_idle_bytes=_first(vram), vram_used_peak_bytes=_peak(vram),
+        torch_vram_used_idle_bytes=_first(torch_vram), torch_vram_used_peak_bytes=_peak(torch_vram),
+        ram_total_bytes=first.ram_total,
+        ram_used_idle_bytes=_first(ram), ram_used_peak_bytes=_peak(ram),
+        rss_idle_bytes=_first(rss), rss_peak_bytes=_peak(rss),
+    )
+
+
+def _minus(total: int | None, free: int | None) -> int | None:
+    return None if total is None or free is None else max(total - free, 0)
+
+
+def _first(values: Sequence[int | None]) -> int | None:
+    return values[0] if values else None
+
+
+def _peak(values: Iterable[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+# --- the server process -----------------------------------------------------------------------
+
+
+def process_rss(pid: int) -> int | None:
+    """Resident bytes of ``pid`` (Linux ``/proc``), None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def listening_pid(port: int, proc: Path = Path("/proc")) -> int | None:
+    """The process of this user that listens on TCP ``port`` and looks like ComfyUI, if any.
+
+    For ``--comfy-url`` servers on this machine: the listening socket's inode from
+    ``/proc/net/tcp{,6}``, then the process holding it. A port forwarder (docker-proxy, ssh)
+    also listens there; its RSS is not ComfyUI's, so the command line must name ``main.py`` or
+    ``comfy``. Processes of other users cannot be read and are never found.
+    """
+    inodes = _listening_inodes(port, proc)
+    if not inodes:
+        return None
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and _holds_socket(entry, inodes) and _looks_like_comfyui(entry):
+            return int(entry.name)
+    return None
+
+
+def _listening_inodes(port: int, proc: Path) -> set[str]:
+    found: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                found.add(f"socket:[{cols[9]}]")
+    return found
+
+
+def _holds_socket(entry: Path, inodes: set[str]) -> bool:
+    try:
+        return any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir())
+    except OSError:
+        return False
+
+
+def _looks_like_comfyui(entry: Path) -> bool:
+    try:
+        cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").lower()
+    except OSError:
+        return False
+    return b"main.py" in cmdline or b"comfy" in cmdline
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+class ResourceSampler:
+    """Samples ``read_stats()`` (and the RSS of ``pid``) from ``start()`` to ``stop()``."""
+
+    def __init__(
+        self, read_stats: StatsReader, interval_ms: int, pid: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.read_stats = read_stats
+        self.interval_ms = interval_ms
+        self.pid = pid
+        self.clock = clock
+        self.samples: list[Sample] = []
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """The idle sample now (before the prompt is queued), then one per interval."""
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="comfytest-sampler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_ms / 1000):
+            self.sample()
+        self.sample()  # the end of the run: short runs get at least this one besides the idle one
+
+    def sample(self) -> None:
+        at_ms = self.clock() * 1000
+        try:
+            stats = self.read_stats()
+        except Exception:  # a slow or failed reading must never fail the run it watches
+            with self._lock:
+                self.failed += 1
+            return
+        rss = process_rss(self.pid) if self.pid is not None else None
+        with self._lock:
+            self.samples.append(parse_sample(stats, at_ms, rss))
+
+    def finish(self) -> None:
+        """The run ended: take a last sample on the thread and stop (does not wait for it)."""
+        self._stop.set()
+
+    def stop(self) -> RunMemory | None:
+        """End sampling (after ``finish``, the last sample overlaps the caller's own requests);
+        the run's idle and peak figures."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with self._lock:
+            samples = sorted(self.samples, key=lambda s: s.at_ms)
+            return summarize_samples(samples, interval_ms=self.interval_ms, failed=self.failed)
