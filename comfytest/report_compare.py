@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from comfytest.errors import ConfigError
 from comfytest.report import Record, format_change, server_total_ms
+from comfytest.report_memory import history_memory
 
 Verdict = Literal["ok", "slower", "faster", "new", "missing"]
 Thresholds = tuple[float, float]
@@ -233,6 +234,7 @@ def history_entry(doc: Mapping[str, Any]) -> dict[str, Any]:
             for t in doc.get("tests") or []
             if server_total_ms(t) is not None
         },
+        "memory": history_memory(doc),  # per test: peak figures in bytes (report_memory)
     }
 
 

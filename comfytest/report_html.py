@@ -88,8 +88,9 @@ SCRIPT = """
 """
 
 
-def render_html(doc: Mapping[str, Any], base_dir: Path) -> str:
-    """The whole page; relative artefact paths are resolved against ``base_dir``."""
+def render_html(doc: Mapping[str, Any], base_dir: Path, *, trends: str = "") -> str:
+    """The whole page; relative artefact paths are resolved against ``base_dir``; ``trends`` is
+    an HTML section (``trend.trend_section``) placed before the fingerprint."""
     tests = doc.get("tests") or []
     return "\n".join(
         [
@@ -102,6 +103,7 @@ def render_html(doc: Mapping[str, Any], base_dir: Path) -> str:
             _summary(doc),
             *(_record(record, index, base_dir) for index, record in enumerate(tests)),
             _unused(doc.get("unused_baselines") or []),
+            trends,
             _fingerprint(doc.get("fingerprint") or {}),
             f"<script>{SCRIPT}</script>",
             "</body></html>",

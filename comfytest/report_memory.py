@@ -141,6 +141,19 @@ def memory_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [*props, ("comfy_memory_samples", str(memory.get("samples")))]
 
 
+def history_memory(doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per test the figures a trend chart can show, for the history line of a session."""
+    found = {}
+    for record in doc.get("tests") or []:
+        values = {name: v for name in HISTORY_FIGURES if (v := record_figure(record, name)) is not None}
+        if values:
+            found[str(record.get("nodeid"))] = values
+    return found
+
+
+HISTORY_FIGURES = ("vram_used_peak_bytes", "torch_vram_used_peak_bytes", "rss_peak_bytes", "ram_used_peak_bytes", "ram_rise_bytes")
+
+
 # --- comparison -------------------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ from comfytest.report_memory import compare_memory, memory_regressions
 from comfytest.report_text import render_markdown, render_terminal
 from comfytest.session import ComfySession, open_session
 from comfytest.settings import Settings, redact
+from comfytest.trend import load_history, trend_section
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -253,14 +254,22 @@ class SessionState:
         md = render_markdown(doc, self.previous) + "".join(f"\n{line}\n" for line in self._warnings())
         (results / "report.md").write_text(md)
         self.written.append(results / "report.md")
-        (results / "report.html").write_text(render_html(doc, results))
+        if self.settings.history is not None:  # first, so report.html charts this session too
+            self.written.append(append_history(doc, self.settings.history))
+        (results / "report.html").write_text(render_html(doc, results, trends=self._trends()))
         self.written.append(results / "report.html")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(md + "\n")
-        if self.settings.history is not None:
-            self.written.append(append_history(doc, self.settings.history))
+
+    def _trends(self) -> str:
+        """With --comfy-history: report.html's trend charts; skipped lines become notes."""
+        if self.settings.history is None:
+            return ""
+        history = load_history(self.settings.history)
+        self.summary_notes.extend(f"history: {line}" for line in history.skipped)
+        return trend_section(history)
 
     def timing_regressions(self) -> list[Any]:
         return regressions(self.timing_changes)

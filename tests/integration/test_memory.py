@@ -1,6 +1,7 @@
 """Memory sampled while a workflow runs, on the session's real server: a node that holds 500 MiB
 shows up as the server's peak RSS in every report, and a comparison with a session that held
-nothing flags it (a warning, or a failure of kind ``memory`` with ``--comfy-memory-fail``).
+nothing flags it (a warning, or a failure of kind ``memory`` with ``--comfy-memory-fail``). The
+three sessions write one history file, whose trend page is checked in headless Chromium.
 
 The inner sessions use the outer session's server through ``--comfy-url``; it runs on this
 machine, so comfytest finds its process by the listening port and reads its RSS from /proc.
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser import DomIndex, find_chromium, run_chromium
 from tests.integration.test_reports import ENV_DROPPED, fresh_seed, read_report, table
 
 NODEID = "workflows/hold.json::default"
@@ -59,16 +61,31 @@ def run_inner(root: Path, comfy_url: str, megabytes: int, *extra: str) -> Inner:
 
 
 @pytest.fixture(scope="module")
-def idle(tmp_path_factory: pytest.TempPathFactory, comfy_url: str) -> Inner:
-    """A session whose node holds nothing: the previous report of the comparisons."""
-    return run_inner(tmp_path_factory.mktemp("idle"), comfy_url, 0)
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("history") / "history.jsonl"
 
 
 @pytest.fixture(scope="module")
-def holding(tmp_path_factory: pytest.TempPathFactory, comfy_url: str, idle: Inner) -> Inner:
+def idle(tmp_path_factory: pytest.TempPathFactory, comfy_url: str, history: Path) -> Inner:
+    """A session whose node holds nothing: the previous report of the comparisons."""
+    done = run_inner(tmp_path_factory.mktemp("idle"), comfy_url, 0, f"--comfy-history={history}")
+    with history.open("a") as fh:
+        fh.write("{not json\n")  # a damaged line: named and skipped, never a crash
+    return done
+
+
+@pytest.fixture(scope="module")
+def holding(tmp_path_factory: pytest.TempPathFactory, comfy_url: str, idle: Inner, history: Path) -> Inner:
     root = tmp_path_factory.mktemp("holding")
     return run_inner(root, comfy_url, HOLD_MIB, f"--comfy-compare={idle.root / 'results' / 'report.json'}",
-                     f"--junitxml={root / 'junit.xml'}")
+                     f"--junitxml={root / 'junit.xml'}", f"--comfy-history={history}")
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory, comfy_url: str, holding: Inner, idle: Inner, history: Path) -> Inner:
+    previous = idle.root / "results" / "report.json"
+    return run_inner(tmp_path_factory.mktemp("failing"), comfy_url, HOLD_MIB, f"--comfy-compare={previous}",
+                     "--comfy-memory-fail", f"--comfy-history={history}")
 
 
 def test_a_held_500_mib_is_the_servers_peak_rss_above_idle(holding: Inner) -> None:
@@ -96,11 +113,9 @@ def test_a_comparison_warns_that_the_peak_rss_grew(holding: Inner, idle: Inner) 
     assert "memory regression: " in (holding.root / "results" / "report.md").read_text()
 
 
-def test_memory_fail_makes_the_growth_a_failure_of_kind_memory(
-    tmp_path: Path, comfy_url: str, idle: Inner
-) -> None:
+def test_memory_fail_makes_the_growth_a_failure_of_kind_memory(failing: Inner, idle: Inner) -> None:
     previous = idle.root / "results" / "report.json"
-    done = run_inner(tmp_path, comfy_url, HOLD_MIB, f"--comfy-compare={previous}", "--comfy-memory-fail")
+    done = failing
     assert done.ret == 1, done.out
     (record,) = done.report["tests"]
     assert record["outcome"] == "failed" and record["failure_kind"] == "memory"
@@ -117,3 +132,43 @@ def test_sample_ms_0_turns_sampling_off(tmp_path: Path, comfy_url: str) -> None:
     assert record["memory"] is None and record["timing"]["server_total_ms"] > 0
     assert table(done.out)["workflows/hold.json [default]"]["peak memory"] == "-"
 
+
+
+# --- trends -----------------------------------------------------------------------------------
+
+
+def chromium_dom(page: Path, profile: Path) -> DomIndex:
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium found (apt-get install -y chromium, or set COMFYTEST_CHROMIUM)")
+    return DomIndex(run_chromium(binary, page, profile))
+
+
+def test_the_trend_page_of_three_sessions_renders_in_chromium(failing: Inner, history: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trend"
+    done = subprocess.run([sys.executable, "-m", "comfytest.report_cli", "trend", str(history), "-o", str(out)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"{history}:2: not a JSON line" in done.stderr and "line skipped" in done.stderr
+    assert "3 session(s), 1 test(s)" in done.stdout
+    markdown = (out / "trend.md").read_text()
+    assert markdown.startswith("### comfytest trends: last 3 of 3 session(s)")
+    (row,) = [line for line in markdown.splitlines() if line.startswith(f"| {NODEID} |")]
+    assert row.count("|") == 1 + 1 + 3 + 3 and "peak RSS" in row  # test, 3 sessions, 3 change columns
+    dom = chromium_dom(out / "trend.html", tmp_path / "profile")
+    assert dom.one("body").attrs["data-charts-drawn"] == "2"  # server time and peak RSS, both drawn
+    charts = {c.attrs["data-metric"]: c for c in dom.find("svg", "trend-chart")}
+    assert {m: c.attrs["data-points"] for m, c in charts.items()} == {"server_ms": "3", "memory_bytes": "3"}
+    memory = [float(p.attrs["data-value"]) for p in dom.find("circle", "point")][3:]
+    assert memory[1] - memory[0] >= 500 * 10**6 and memory[2] - memory[0] >= 500 * 10**6
+
+
+def test_report_html_gets_the_trend_charts_with_history(failing: Inner, tmp_path: Path) -> None:
+    dom = chromium_dom(failing.root / "results" / "report.html", tmp_path / "profile")
+    (section,) = [e for e in dom.elements if e.attrs.get("id") == "trends"]
+    assert section.attrs["data-sessions"] == "3"
+    assert dom.one("body").attrs["data-charts-drawn"] == "2"
+    assert dom.one("body").attrs["data-images-loaded"] == "true"
+    assert "history: " in failing.out and "line skipped" in failing.out
+    memory = [e for e in dom.find("div", "memory")]
+    assert len(memory) == 1 and int(memory[0].attrs["data-rss-rise-bytes"]) >= 500 * 10**6
