@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from comfytest.collection import WorkflowFile, is_collectable, unused_baselines
 from comfytest.errors import ComfyTestError, NodePackImportError, ServerError
+from comfytest.progress import ProgressDisplay
 from comfytest.reporting import SessionState, failure_kind
 from comfytest.settings import OPTIONS, Option, join_dash_values, resolve
 
@@ -224,6 +226,11 @@ class Reporter:
     def __init__(self, state: SessionState) -> None:
         self.state = state
 
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        for observer in self.state.observers:
+            if isinstance(observer, ProgressDisplay):
+                observer.label = nodeid
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" or not report.passed:
             kind = getattr(report, "comfy_failure_kind", None)
@@ -253,6 +260,40 @@ class Reporter:
             terminalreporter.section("comfytest")
             for line in lines:
                 terminalreporter.write_line(line)
+
+
+# --- live progress (--comfy-progress) ---------------------------------------------------------
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = state_of(session.config)
+    display = progress_display(session.config, state.settings.progress)
+    if display is not None:
+        state.observers.append(display)
+
+
+def progress_display(config: pytest.Config, mode: str) -> ProgressDisplay | None:
+    """``auto``: an in-place line on a terminal, nothing otherwise; ``nodes``: a line per node.
+    Never in an xdist worker (its output does not reach the terminal)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if mode == "off" or reporter is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    tw = reporter._tw
+    raw_file: Any = getattr(tw, "_file", None) or tw  # the writer's stream, past its column count
+    if mode == "auto" and not getattr(reporter, "isatty", False):
+        return None
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(text: str, raw: bool) -> None:
+        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+            if raw:  # the in-place line must not move pytest's idea of the current column
+                raw_file.write(text)
+                raw_file.flush()
+            else:
+                tw.write(text, flush=True)
+
+    return ProgressDisplay(write, "line" if mode == "auto" else "nodes",
+                           column=lambda: int(tw.width_of_current_line), width=lambda: int(tw.fullwidth))
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

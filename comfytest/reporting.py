@@ -76,6 +76,8 @@ class SessionState:
         self.used_baselines: set[str] = set()
         self.timing_changes: list[Any] = []
         self.memory_changes: list[Any] = []
+        #: live progress and other watchers of every run (execution.RunObserver)
+        self.observers: list[Any] = []
         self.previous: dict[str, Any] | None = None
         self.written: list[Path] = []
         self.summary_notes: list[str] = []
@@ -107,6 +109,7 @@ class SessionState:
         except ComfyTestError as exc:
             self._start_error = exc
             raise
+        self._session.runner.observers.extend(self.observers)
         return self._session
 
     @property
