@@ -474,3 +474,11 @@ def check_not_produced(store: BaselineStore, case: BaselineKey, produced: set[st
             + ", ".join(f"{p}" + (f" (line {stem})" if p.name == HASHES_FILE else "")
                         for p in paths) + f". {fix}."), paths[0]))
     return results
+
+
+# --- the same lifecycle for the other output kinds (comparefile, comparevideo, compareaudio,
+# comparelatent): each supplies an OutputKind; these names are their public entry points
+OutputKind = _Kind
+Outcome = _Outcome
+Artefacts = _Artefacts
+run_lifecycle = _run

@@ -34,6 +34,9 @@ UPDATE_OPTION = "--comfy-update-baselines"
 HASHES_FILE = "hashes.txt"
 PROFILES_DIR = "_profiles"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+#: files a baseline folder holds: images and records, plus kept media (audio, latents, videos)
+BASELINE_SUFFIXES = frozenset({".png", ".txt", ".latent", ".flac", ".wav", ".mp3", ".opus", ".ogg",
+                               ".m4a", ".aac", ".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"})
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
              *(f"LPT{i}" for i in range(10))}
 
@@ -284,7 +287,7 @@ def unused_baselines(store: BaselineStore, used: Iterable[Path]) -> list[Path]:
         rel = path.relative_to(store.root)
         other_profile = rel.parts[0] == PROFILES_DIR and (
             proot is None or not path.is_relative_to(proot))
-        if (path.is_file() and path.suffix in (".png", ".txt") and not other_profile
+        if (path.is_file() and path.suffix.lower() in BASELINE_SUFFIXES and not other_profile
                 and not any(p.startswith(".") for p in rel.parts)
                 and Path(os.path.abspath(path)) not in seen):
             out.append(path)

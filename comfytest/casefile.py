@@ -48,7 +48,15 @@ Keys (top level or per case):
                                          ``"<folder>/<file>"``)
 ``skip``      string                     skip the case with this reason
 ``matrix``    table "selector.input" → list  one case per combination (cartesian product)
+``media``     table (see below)          how video, audio and latent outputs are compared
 ============  =========================  ===================================================
+
+The ``media`` table (``[media]`` at the top, ``[cases.x.media]`` per case; merged per key):
+``video_frames`` (frames hashed per video, longer ones sampled evenly; 0 = all; default 240),
+``keep_video`` (keep the full video file in baselines; default false: contact sheet and hashes),
+``audio_duration_ms`` (allowed difference in duration, default 20), ``audio_distance`` (allowed
+log-mel spectrogram distance in dB, default 1.0), ``latent_tolerance`` (allowed largest absolute
+difference of a latent value, default 1e-4).
 
 A matrix key is ``"<selector>.<input>"``, split at the last dot (``"KSampler.positive.text"``
 is input ``text`` of the node linked into KSampler's positive). Each combination becomes a case
@@ -136,6 +144,8 @@ class CaseSpec:
     requires: Requirements = Requirements()
     skip: str | None = None
     outputs: tuple[str, ...] | None = None  # node ids
+    #: the ``media`` table: MediaSettings fields for video, audio and latent outputs
+    media: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: the matrix values that made this case ("KSampler.steps" → 4), for reports
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: pixel limits (max_diff / mean_diff / min_psnr; ``exact`` is max_diff 0)
@@ -422,7 +432,35 @@ def _matrix(ctx: _Context, key: str, value: object) -> dict[str, list[Any]]:
     return dict(value)
 
 
+#: the ``media`` table's keys: (parser, what it must be)
+_MEDIA_KEYS: Mapping[str, tuple[type, str]] = MappingProxyType({
+    "video_frames": (int, "an integer >= 0"), "keep_video": (bool, "true or false"),
+    "audio_duration_ms": (float, "a number >= 0"), "audio_distance": (float, "a number >= 0"),
+    "latent_tolerance": (float, "a number >= 0"),
+})
+
+
+def _media(ctx: _Context, key: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _type_error(ctx, key, "a table such as { video_frames = 64 }", value)
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if name not in _MEDIA_KEYS:
+            close = difflib.get_close_matches(name, list(_MEDIA_KEYS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; expected one of {', '.join(_MEDIA_KEYS)}"
+            raise ctx.error(f"unknown key '{key}.{name}'{hint}")
+        kind, what = _MEDIA_KEYS[name]
+        ok = isinstance(item, bool) if kind is bool else (
+            isinstance(item, (int, float)) and not isinstance(item, bool) and item >= 0
+            and (kind is float or isinstance(item, int)))
+        if not ok:
+            raise _type_error(ctx, f"{key}.{name}", what, item)
+        out[name] = kind(item)
+    return out
+
+
 _KEYS: Mapping[str, Callable[[_Context, str, Any], Any]] = MappingProxyType({
+    "media": _media,
     "seed": _int(0), "patches": _patches, "inputs": _inputs, "outputs": _outputs,
     "tolerance": _int(0), "output_tolerance": _output_tolerance, "hash": _hash, "hash_size": _int(1), "timeout": _timeout,
     "marks": _marks, "requires": _requires, "skip": _string, "matrix": _matrix,
@@ -443,6 +481,7 @@ def _merge(defaults: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, An
     merged["output_tolerance"] = {**defaults.get("output_tolerance", {}), **case.get("output_tolerance", {})}
     merged["timing"] = {**defaults.get("timing", {}), **case.get("timing", {})}
     merged["output_criteria"] = {**defaults.get("output_criteria", {}), **case.get("output_criteria", {})}
+    merged["media"] = {**defaults.get("media", {}), **case.get("media", {})}
     merged["marks"] = tuple(dict.fromkeys(defaults.get("marks", ()) + case.get("marks", ())))
     mine, theirs = case.get("requires", Requirements()), defaults.get("requires", Requirements())
     merged["requires"] = Requirements(
@@ -480,6 +519,7 @@ def _spec(name: str, values: Mapping[str, Any]) -> CaseSpec:
             0 if values.get("exact") else values.get("max_diff"), values.get("mean_diff"), values.get("min_psnr")),
         output_criteria=MappingProxyType(dict(values.get("output_criteria", {}))),
         timing=MappingProxyType(dict(values.get("timing", {}))),
+        media=MappingProxyType(dict(values.get("media", {}))),
     )
 
 

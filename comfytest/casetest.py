@@ -23,9 +23,11 @@ from comfytest.baselines import (
 )
 from comfytest.calibrate import measure_runs, repeat
 from comfytest.casefile import CaseSpec
+from comfytest.comparemedia import MediaCheck, check_file
 from comfytest.diagnostics import describe_node, node_info
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
 from comfytest.execution import RunResult
+from comfytest.media import MediaSettings
 from comfytest.preflight import NodeOrigin, model_references, preflight, server_models
 from comfytest.previews import PREVIEWS_DIR, save_previews
 from comfytest.report import summarize_runs
@@ -219,13 +221,18 @@ def check_outputs(
     for text in result.texts:
         if case.outputs is None or text.node_id in case.outputs:
             checks.append(check_text(store, BaselineKey(name, case.id, text.key), text.text, mode=mode, results_dir=results_dir))
+    media = check_media(result, name, case, store, results_dir, mode, hash_only, labels)
+    checks += [m.result for m in media]
     case_key = BaselineKey(name, case.id, "")
     gone = check_not_produced(store, case_key, {c.key.stem for c in checks}, mode=mode, nodes=case.outputs)
     problems += _not_produced_summary(gone, checks, labels)
-    checks += gone
     if not checks and case.outputs is None:
         problems.append(_compared_nothing(result, labels))
-    record["comparisons"] = [comparison_json(c) for c in checks]
+    plain = [c for c in checks if all(c is not m.result for m in media)]
+    record["comparisons"] = [comparison_json(c) for c in plain] + [
+        {**comparison_json(m.result), **m.to_json(), **_media_numbers(m)} for m in media] + [
+        comparison_json(c) for c in gone]
+    checks += gone
     problems += [c.message for c in checks if not c.ok and c.status != "not_produced"]  # those: once per node, above
     if problems:
         missing_only = all(c.status == "missing" for c in checks if not c.ok) and len(problems) == sum(not c.ok for c in checks)
@@ -257,10 +264,35 @@ def _compared_nothing(result: RunResult, labels: Mapping[str, Any]) -> str:
             "PreviewAny), or set `outputs = []` in the settings file if the case only has to run.")
 
 
+def check_media(
+    result: RunResult, name: str, case: CaseSpec, store: BaselineStore, results_dir: Path,
+    mode: Mode, hash_only: bool, labels: Mapping[str, Any],
+) -> list[MediaCheck]:
+    """Every output file that is not an image (video, audio, latent, 3D, other) by its kind."""
+    checks = []
+    for file in result.files:
+        if case.outputs is not None and file.node_id not in case.outputs:
+            continue
+        settings = MediaSettings(
+            method=case.hash_method or "phash", hash_size=case.hash_size or 8,
+            tolerance=case.criteria_for(file.node_id)[0], hash_only=hash_only, **dict(case.media))
+        checks.append(check_file(store, BaselineKey(name, case.id, file.key), file, mode=mode,
+                                 results_dir=results_dir, settings=settings, node=describe_node(file.node_id, labels)))
+    return checks
+
+
+def _media_numbers(check: MediaCheck) -> dict[str, Any]:
+    """distance/tolerance at the top level of a comparison, as for images (JUnit, tables)."""
+    metrics = check.metrics
+    return {k: metrics[k] for k in ("method", "distance", "tolerance") if k in metrics}
+
+
+
+
 def _expected_outputs(result: RunResult, case: CaseSpec, labels: Mapping[str, Any]) -> list[str]:
     if case.outputs is None:
         return []
-    produced = {img.node_id for img in result.images} | {t.node_id for t in result.texts}
+    produced = {img.node_id for img in result.images} | {t.node_id for t in result.texts} | {f.node_id for f in result.files}
     problems = [f"expected output from {describe_node(n, labels)}, but it produced none" for n in case.outputs if n not in produced]
     extra = sorted(produced - set(case.outputs))
     if extra:
@@ -272,6 +304,7 @@ def _expected_outputs(result: RunResult, case: CaseSpec, labels: Mapping[str, An
 def comparison_json(check: CheckResult) -> dict[str, Any]:
     comp = check.comparison
     data: dict[str, Any] = {
+        "kind": "text" if check.baseline_path.suffix == ".txt" and check.baseline_path.name != "hashes.txt" else "image",
         "output": check.key.output_key, "node_id": check.key.output_key.rsplit("_", 1)[0], "status": check.status,
         "method": None, "distance": None, "tolerance": None, "max_abs_diff": None,
         "mean_abs_diff": None, "psnr": None, "message": check.message,

@@ -8,6 +8,9 @@ packages only:
   ComfyUI's requirements pinned to a set known to work (``embedded_constraints.txt``);
 * torchvision 0.28.0 without its dependencies, with its two fake-op registrations guarded so it
   imports beside CPU torch (ComfyUI imports it at start, uses it only for a few model families);
+* when the Python cannot import a real torchaudio, comfytest's import stand-in for it
+  (``comfytest/torchaudio_standin``: ``torchaudio.functional.resample`` only, which is all
+  ComfyUI's audio nodes use) copied into the ComfyUI copy, so those nodes load there;
 * a writable ComfyUI copy in ``<home>/comfyui`` and a base directory ``<home>/base`` holding the
   tiny random-weight SD1.5 checkpoint and comfytest's own custom node pack.
 
@@ -231,6 +234,27 @@ def _ensure_comfy_copy(src: Path, dest: Path) -> None:
     tmp.rename(dest)
 
 
+STANDIN = "torchaudio_standin"
+
+
+def _ensure_torchaudio(python: Path, comfyui_dir: Path) -> None:
+    """Our stand-in as ``<comfyui>/torchaudio`` (first on the server's sys.path), unless the
+    Python has a torchaudio that imports. Kept in step with the stand-in's source."""
+    target = comfyui_dir / "torchaudio"
+    source = Path(__file__).resolve().parent / STANDIN
+    ours = (target / "__init__.py").is_file() and "comfytest.standin" in (target / "__init__.py").read_text()
+    if not ours:
+        probe = subprocess.run([str(python), "-c", "import torchaudio.functional"], capture_output=True,
+                               cwd=str(comfyui_dir.parent))
+        if probe.returncode == 0 or target.exists():
+            return  # a real torchaudio (or something the user put there): never shadow it
+        _log("adding the torchaudio import stand-in (functional.resample) to the embedded ComfyUI")
+    target.mkdir(exist_ok=True)
+    for src in source.glob("*.py"):
+        if not (target / src.name).is_file() or (target / src.name).read_text() != src.read_text():
+            shutil.copyfile(src, target / src.name)
+
+
 def _ensure_base(base: Path, comfyui_dir: Path) -> None:
     for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user"):
         (base / sub).mkdir(parents=True, exist_ok=True)
@@ -262,6 +286,7 @@ def _already_installed(home: Path, python: Path) -> Embedded | None:
         return None
     if data.get("stamp") != _install_stamp(python) or emb.python != python:
         return None
+    _ensure_torchaudio(python, emb.comfyui_dir)
     _ensure_base(emb.base_dir, emb.comfyui_dir)
     return emb
 
@@ -287,6 +312,7 @@ def install(home: Path, python: Path | None = None) -> Embedded:
     _ensure_torchvision(py)
     emb = Embedded(home=home, python=py, comfyui_dir=home / "comfyui", base_dir=home / "base")
     _ensure_comfy_copy(src, emb.comfyui_dir)
+    _ensure_torchaudio(py, emb.comfyui_dir)
     _ensure_base(emb.base_dir, emb.comfyui_dir)
     if ensure_tiny_checkpoint(emb.checkpoint):
         _log(f"wrote tiny checkpoint {emb.checkpoint}")

@@ -8,14 +8,11 @@ from ``/history`` and ``/queue``. The deadline and the inactivity timeout interr
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-from PIL import Image
 
 from comfytest.client import ComfyClient, Disconnected
 from comfytest.diagnostics import (
@@ -52,7 +49,8 @@ from comfytest.events import (
 from comfytest.events import (
     ExecutionInterrupted as InterruptedEvent,
 )
-from comfytest.outputs import FileRef, OutputImage, OutputText
+from comfytest.media import MESH_EXT, Undecodable, decode_image, kind_of
+from comfytest.outputs import FileRef, OutputFile, OutputImage, OutputText
 from comfytest.resources import ResourceSampler, RunMemory
 from comfytest.timing import RunTiming, compute_timing
 
@@ -81,6 +79,8 @@ class RunResult:
     patches: tuple[Any, ...] = ()
     #: idle and peak memory while it ran (``--comfy-sample-ms``); None when sampling is off
     memory: RunMemory | None = None
+    #: every other output file (video, audio, latent, 3D, unknown, undecodable image), as bytes
+    files: tuple[OutputFile, ...] = field(default=(), repr=False)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +88,9 @@ class RunResult:
 
     def images_of(self, node_id: str) -> list[OutputImage]:
         return [img for img in self.images if img.node_id == str(node_id)]
+
+    def files_of(self, node_id: str, kind: str | None = None) -> list[OutputFile]:
+        return [f for f in self.files if f.node_id == str(node_id) and kind in (None, f.kind)]
 
     def raise_for_status(self) -> None:
         __tracebackhide__ = True
@@ -190,7 +193,7 @@ class Runner:
                 observer.run_ended()
         history = self._history(pid, required=follower.resynced)
         outputs = self._outputs(follower, history)
-        images, texts = self._decode(outputs) if fetch_images else ((), ())
+        images, texts, files = self._decode(outputs) if fetch_images else ((), (), ())
         memory = sampler.stop() if sampler is not None else None
         create_time = _create_time(history)
         timing = compute_timing(
@@ -202,7 +205,7 @@ class Runner:
         return RunResult(
             prompt_id=pid, status=status_str, prompt=prompt, events=tuple(follower.events),
             outputs=outputs, images=images, texts=texts, history=history, timing=timing,
-            message=message, resynced=follower.resynced, memory=memory,
+            message=message, resynced=follower.resynced, memory=memory, files=files,
         )
 
     def _server_version(self) -> str | None:
@@ -375,10 +378,16 @@ class Runner:
                     outputs.setdefault(str(node), out)
         return outputs
 
-    def _decode(self, outputs: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[OutputImage, ...], tuple[OutputText, ...]]:
+    def _decode(self, outputs: Mapping[str, Mapping[str, Any]]) -> Decoded:
+        """Images decoded with Pillow, texts, and every other file as bytes.
+
+        A file is classified by its name (SaveVideo reports its .mp4 under ``images``); one that
+        does not decode is kept as an ``OutputFile`` with the reason, for the check to report."""
         images: list[OutputImage] = []
         texts: list[OutputText] = []
+        files: list[OutputFile] = []
         for node in sorted(outputs, key=id_order):
+            taken: set[int] = set()
             for kind, values in outputs[node].items():
                 if not isinstance(values, list):
                     continue
@@ -386,21 +395,58 @@ class Runner:
                     texts.append(OutputText(node, 0, "".join(values)))
                     continue
                 for index, value in enumerate(values):
-                    if isinstance(value, Mapping) and "filename" in value:
-                        ref = FileRef.from_json(value)
-                        images.append(OutputImage(node, index, ref, self._image(ref), kind))
+                    ref = _file_ref(kind, index, value)
+                    if ref is not None:
+                        slot = _free_slot(index, taken)
+                        self._fetch(node, slot, kind, ref, images, files)
                     elif isinstance(value, str) and kind == "text":
                         texts.append(OutputText(node, index, value))
-        return tuple(images), tuple(texts)
+        return tuple(images), tuple(texts), tuple(files)
 
-    def _image(self, ref: FileRef) -> Image.Image:
-        data = self.client.view(ref)
+    def _fetch(self, node: str, index: int, key: str, ref: FileRef,
+               images: list[OutputImage], files: list[OutputFile]) -> None:
+        data, ref = self._download(ref)
+        kind = kind_of(ref.filename)
+        if kind == "image":
+            try:
+                images.append(OutputImage(node, index, ref, decode_image(data), key))
+                return
+            except Undecodable as exc:
+                files.append(OutputFile(node, index, ref, kind, data, key, str(exc)))
+                return
+        files.append(OutputFile(node, index, ref, kind, data, key))
+
+    def _download(self, ref: FileRef) -> tuple[bytes, FileRef]:
+        """``GET /view``; a 3D ``result`` path may name the input folder (Load3D's files)."""
+        if ref.type != "output?":
+            return self.client.view(ref), ref
         try:
-            img = Image.open(io.BytesIO(data))
-            img.load()
-        except Exception as exc:
-            raise ProtocolError(f"GET /view for {ref.filename} returned bytes that are not an image: {exc}") from None
-        return img
+            out = FileRef(ref.filename, ref.subfolder, "output")
+            return self.client.view(out), out
+        except ProtocolError:
+            inp = FileRef(ref.filename, ref.subfolder, "input")
+            return self.client.view(inp), inp
+
+
+Decoded = tuple[tuple[OutputImage, ...], tuple[OutputText, ...], tuple[OutputFile, ...]]
+
+
+def _file_ref(key: str, index: int, value: Any) -> FileRef | None:
+    """The file an output entry names: ``{filename, ...}``, or Preview3D's ``result`` path."""
+    if isinstance(value, Mapping) and "filename" in value:
+        return FileRef.from_json(value)
+    if key == "result" and index == 0 and isinstance(value, str) and value.lower().endswith(tuple(MESH_EXT)):
+        sub, _, name = value.replace("\\", "/").rpartition("/")
+        return FileRef(name, sub, "output?")  # output folder, else input folder
+    return None
+
+
+def _free_slot(index: int, taken: set[int]) -> int:
+    """Keys are ``<node>_<index>``: a second output key of one node gets the next free index."""
+    while index in taken:
+        index += 1
+    taken.add(index)
+    return index
 
 
 #: job states of ``GET /api/jobs/{id}`` (ComfyUI 0.26) that mean "over, read /history"

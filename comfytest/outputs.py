@@ -61,3 +61,29 @@ class OutputText:
     @property
     def key(self) -> str:
         return f"{self.node_id}_{self.index}"
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """Any other output file of a node, as downloaded: video, audio, latent, 3D or unknown.
+
+    ``kind`` is ``comfytest.media.kind_of(ref.filename)``; ``problem`` is set when the file is
+    an image Pillow could not decode (the check reports it, naming node and file).
+    """
+
+    node_id: str
+    index: int
+    ref: FileRef
+    kind: str
+    data: bytes = field(compare=False, repr=False)
+    output_key: str = "images"  # the key the server reported it under
+    problem: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.node_id}_{self.index}"
+
+    @property
+    def suffix(self) -> str:
+        name = self.ref.filename
+        return name[name.rfind("."):].lower() if "." in name else ""

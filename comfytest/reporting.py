@@ -166,6 +166,7 @@ class SessionState:
         store = self._store or self._make_store(self._fingerprint_stats())
         used = {Path(c["baseline"]).resolve() for r in self.records for c in r.get("comparisons") or [] if c.get("baseline")}
         used |= {p.parent / HASHES_FILE for p in used}
+        used |= {Path(f).resolve() for r in self.records for c in r.get("comparisons") or [] for f in c.get("baseline_files") or []}
         dirs = [Path(r["baseline_dir"]) for r in self.records if r.get("baseline_dir")]
         unchecked = [Path(r["baseline_dir"]) for r in self.records if r.get("baseline_dir") and not r.get("comparisons")]
         scope = None if self.full_run else {d.parent for d in dirs}

@@ -49,6 +49,7 @@ from comfytest.workflow import (
     read_json,
     rewrite_inputs,
     seed_inputs,
+    upload_input,
 )
 
 InputFile = str | Path | bytes | Image.Image
@@ -198,7 +199,8 @@ class ComfySession:
             wf, pins = pin_seeds(wf, seed, info)
         wf, applied = apply_patches(wf, patches or {}, info)
         if inputs:
-            wf = rewrite_inputs(wf, {sel: self.upload(f) for sel, f in inputs.items()})
+            folders = {sel: upload_input(wf, sel, info)[1] for sel in inputs}
+            wf = rewrite_inputs(wf, {sel: self.upload(f, folders[sel]) for sel, f in inputs.items()}, info)
         return Prepared(wf, pins, applied)
 
     def _as_workflow(self, value: Workflow | Mapping[str, Any] | str | Path) -> Workflow:
@@ -209,13 +211,16 @@ class ComfySession:
             return self.convert_ui(data, path)
         return parse_workflow(data, path)
 
-    def upload(self, source: InputFile) -> str:
-        """Upload an input image under a content-addressed name (same bytes, same name)."""
+    def upload(self, source: InputFile, subfolder: str = "") -> str:
+        """Upload an input file (image, audio, video, 3D...) under a content-addressed name
+        (same bytes, same name) into ``input/<subfolder>``."""
         data, suffix = _input_bytes(source)
         name = content_name(data, suffix)
-        if name not in self._uploaded:
-            self._uploaded[name] = self.guard(lambda: self.client.upload_image(data, name, overwrite=True))
-        return self._uploaded[name]
+        key = f"{subfolder}/{name}"
+        if key not in self._uploaded:
+            self._uploaded[key] = self.guard(
+                lambda: self.client.upload_image(data, name, subfolder=subfolder, overwrite=True))
+        return self._uploaded[key]
 
     def run_prompt(self, prompt: Mapping[str, Any], **kw: Any) -> RunResult:
         """Run an API-format prompt as it is (no seed pinning, no patches)."""

@@ -402,15 +402,37 @@ def content_name(data: bytes, suffix: str) -> str:
     return f"comfytest_{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
 
 
-def rewrite_inputs(workflow: Workflow, mapping: Mapping[str, str]) -> Workflow:
-    """Point the ``image`` input of LoadImage-like nodes (by selector) at uploaded names."""
+def upload_input(workflow: Workflow, selector: str, object_info: ObjectInfo | None = None) -> tuple[str, str]:
+    """``(input name, upload subfolder)`` of the loader a case's ``inputs`` entry selects.
+
+    The input is the one ``/object_info`` marks as an upload (``image_upload``,
+    ``audio_upload``, ``video_upload``, ``file_upload``...), so LoadAudio, LoadVideo, Load3D and
+    custom loaders work like LoadImage; without object_info, or with no marked input, ``image``.
+    Load3D lists files of ``input/3d``, so its uploads go there."""
+    (node_id,) = select(workflow, selector, one=True)
+    node = workflow.nodes[node_id]
+    names = [name for name in node.inputs if _is_upload(input_spec(object_info, node.class_type, name))]
+    name = names[0] if names else "image"
+    if name not in node.inputs or is_link(node.inputs[name]):
+        raise PatchError(
+            f"{workflow.name}: input file for '{selector}': node {node.label()} has no file input "
+            "to upload to (expected a loader such as LoadImage, LoadAudio, LoadVideo or Load3D, "
+            "whose input the server marks as an upload)"
+        )
+    return name, "3d" if node.class_type == "Load3D" else ""
+
+
+def _is_upload(spec: Any) -> bool:
+    options = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 else None
+    return isinstance(options, Mapping) and any(
+        str(k).endswith("_upload") and v is True for k, v in options.items())
+
+
+def rewrite_inputs(workflow: Workflow, mapping: Mapping[str, str], object_info: ObjectInfo | None = None) -> Workflow:
+    """Point the upload input of loader nodes (by selector) at uploaded names."""
     for selector, uploaded in mapping.items():
         (node_id,) = select(workflow, selector, one=True)
+        name, _ = upload_input(workflow, selector, object_info)
         node = workflow.nodes[node_id]
-        if is_link(node.inputs.get("image", [])) or "image" not in node.inputs:
-            raise PatchError(
-                f"{workflow.name}: input file for '{selector}': node {node.label()} has no "
-                "'image' file input (expected LoadImage or LoadImageMask)"
-            )
-        workflow = workflow.replace_nodes([node.with_inputs({"image": uploaded})])
+        workflow = workflow.replace_nodes([node.with_inputs({name: uploaded})])
     return workflow

@@ -8,6 +8,8 @@ The nodes let tests exercise a server without any model file:
 * ``ComfyTestSleep``       a slow node that still stops promptly when interrupted;
 * ``ComfyTestRaise``       fails with a chosen message (an ``execution_error``);
 * ``ComfyTestText``        an output node whose text shows up in ``executed`` and ``/history``;
+* ``ComfyTestFile``        an output node that writes given bytes as a file of any kind (a broken
+  video, a GLB mesh...) and reports it under a given output key (``images``, ``audio``...);
 * issue 14's nodes (``ComfyTestResize``, ``ComfyTestBlur``, ``ComfyTestDesaturate``,
   ``ComfyTestLabel``, ``ComfyTestMath``, ``ComfyTestFrames``, ``ComfyTestLevels``,
   ``ComfyTestInvert``, ``ComfyTestSink``): small copies of real pack nodes, each with the
@@ -443,7 +445,45 @@ class ComfyTestHoldMemory:
         return (image,)
 
 
+# --- issue 10: files of any kind as outputs ------------------------------------------------
+
+
+class ComfyTestFile:
+    """Writes ``content`` (text, or base64 with ``base64``) to ``output/comfytest/<name>`` and
+    reports it under ``output_key``: files of any kind, including undecodable ones, on demand."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "name": ("STRING", {"default": "file.bin"}),
+            "content": ("STRING", {"default": "", "multiline": True}),
+            "base64": ("BOOLEAN", {"default": False}),
+            "output_key": ("STRING", {"default": "images"}),
+        }}
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    CATEGORY = CATEGORY
+
+    def run(self, name: str, content: str, base64: bool, output_key: str) -> dict[str, Any]:
+        import base64 as b64
+        import os
+
+        import folder_paths
+
+        data = b64.b64decode(content) if base64 else content.encode("utf-8")
+        folder = os.path.join(folder_paths.get_output_directory(), "comfytest")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, os.path.basename(name)), "wb") as fh:
+            fh.write(data)
+        entry = {"filename": os.path.basename(name), "subfolder": "comfytest", "type": "output"}
+        extra = {"animated": [True]} if output_key == "images" and not name.endswith(".png") else {}
+        return {"ui": {output_key: [entry], **extra}}
+
+
 NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "ComfyTestFile": ComfyTestFile,
     "ComfyTestNoiseImage": ComfyTestNoiseImage,
     "ComfyTestProgress": ComfyTestProgress,
     "ComfyTestSleep": ComfyTestSleep,
@@ -454,6 +494,7 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
+    "ComfyTestFile": "Write file output (comfytest)",
     "ComfyTestNoiseImage": "Noise image (comfytest)",
     "ComfyTestProgress": "Progress steps (comfytest)",
     "ComfyTestSleep": "Sleep (comfytest)",

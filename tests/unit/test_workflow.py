@@ -313,7 +313,7 @@ def test_rewrite_inputs() -> None:
 
 
 def test_rewrite_inputs_rejects_non_image_node(txt2img: Workflow) -> None:
-    with pytest.raises(PatchError, match=r"5 'KSampler' \(KSampler\) has no 'image' file input"):
+    with pytest.raises(PatchError, match=r"5 'KSampler' \(KSampler\) has no file input to upload to"):
         rewrite_inputs(txt2img, {"KSampler": "x.png"})
 
 
