@@ -365,6 +365,8 @@ def baseline_changes(records: list[dict[str, Any]]) -> list[str]:
 def _change(comp: Mapping[str, Any]) -> str:
     if comp["status"] == "created":
         return "new"
+    if comp.get("kind") in ("video", "audio", "latent", "file"):  # their own words: what changed
+        return f"{comp['kind']}: " + str(comp.get("message") or "").split("]: ", 1)[-1]
     if comp.get("distance") is None:
         return "replaced (text changed, or the old file was unreadable)"
     diff = comp.get("max_abs_diff")
