@@ -6,7 +6,8 @@ the document goes through ``html.escape``; workflow titles and server messages a
 
 Stable hooks for tests and user scripts: ``section.test-record[data-nodeid][data-outcome]``,
 ``.comparison[data-output][data-status]``, ``img.artefact[data-role]``,
-``.not-available[data-role]``, ``.node-bar[data-node-id][data-duration-ms]`` (class ``cached``
+``.not-available[data-role]``, ``.comparison[data-kind]`` with ``video.media[data-role]`` /
+``audio.media[data-role]`` players (``baseline_media``, ``obtained_media``) and ``.compared``, ``.node-bar[data-node-id][data-duration-ms]`` (class ``cached``
 for cached nodes), ``#summary``, ``#fingerprint``. After load, the inline script sets
 ``body[data-js-test-count]`` and ``body[data-images-loaded]`` ("true" once every image decoded).
 """
@@ -51,6 +52,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin:0 0 .4em}
 pre{background:#f3f3f3;padding:.6em;overflow:auto;white-space:pre-wrap}
 .images{display:flex;flex-wrap:wrap;gap:1em}
 figure{margin:0}figure img{max-width:320px;border:1px solid #ccc;display:block}
+figure video{max-width:320px;display:block}.players{display:flex;gap:1em;margin:.5em 0}
 .not-available{display:inline-block;padding:2em 1em;border:1px dashed #aaa;color:#777}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left}
 .node-row{display:flex;align-items:center;gap:.5em;margin:.15em 0}
@@ -150,6 +152,8 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
 
 
 def _comparison(comparison: Mapping[str, Any], base_dir: Path) -> str:
+    if comparison.get("kind") in MEDIA_KINDS:
+        return _media_comparison(comparison, base_dir)
     # a passing output keeps no obtained copy (it matches the baseline): show the baseline only
     passed = comparison.get("status") in ("passed", "unchanged")
     figures = [
@@ -173,8 +177,54 @@ def _comparison(comparison: Mapping[str, Any], base_dir: Path) -> str:
     )
 
 
-def _figure(role: str, path: Any, base_dir: Path) -> str:
-    caption = f"<figcaption>{_e(role.replace('_', ' '))}</figcaption>"
+# --- video, audio, latent and other files (issue 10) -------------------------------------
+
+MEDIA_KINDS = ("video", "audio", "latent", "file")
+MEDIA_PICTURES = ("waveform", "spectrogram")
+_CAPTIONS = {"baseline": "baseline contact sheet", "obtained": "obtained contact sheet",
+             "diff": "diff contact sheet", "side_by_side": "side by side",
+             "baseline_media": "baseline", "obtained_media": "obtained"}
+
+
+def _media_comparison(comparison: Mapping[str, Any], base_dir: Path) -> str:
+    """Players for video and audio (baseline and obtained), their pictures, and how it was compared."""
+    kind, media = str(comparison.get("kind")), comparison.get("media") or {}
+    pictures = [("baseline", media.get("baseline"))] if kind == "video" else []
+    pictures += [(r, comparison.get(r)) for r in ("obtained", "diff", "side_by_side")
+                 if str(comparison.get(r) or "").endswith(".png")]
+    pictures += [(r, media.get(r)) for r in MEDIA_PICTURES if media.get(r)]
+    figures = [_figure(role, path, base_dir, _CAPTIONS.get(role)) for role, path in pictures]
+    players = [_player(kind, role, media.get(role), base_dir)
+               for role in ("baseline_media", "obtained_media") if kind in ("video", "audio")]
+    rows = [(k, comparison.get(k)) for k in ("method", "distance", "tolerance") if comparison.get(k) is not None]
+    rows += [(k, v) for k, v in (comparison.get("metrics") or {}).items() if k not in ("method", "distance", "tolerance")]
+    metrics = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_json(v))}</td></tr>" for k, v in rows if v is not None)
+    message = comparison.get("message")
+    return (
+        f'<div class="comparison" data-output="{_e(comparison.get("output"))}"'
+        f' data-status="{_e(comparison.get("status"))}" data-kind="{_e(kind)}">'
+        f"<h3>output {_e(comparison.get('output'))} ({_e(kind)}): {_e(comparison.get('status'))}</h3>"
+        f'<p class="compared">compared: {_e(comparison.get("compared"))}</p>'
+        + (f'<p class="comparison-message">{_e(message)}</p>' if message else "")
+        + (f'<table class="metrics">{metrics}</table>' if metrics else "")
+        + (f'<div class="players">{"".join(players)}</div>' if players else "")
+        + f'<div class="images">{"".join(figures)}</div></div>'
+    )
+
+
+def _player(kind: str, role: str, path: Any, base_dir: Path) -> str:
+    caption = f"<figcaption>{_e(_CAPTIONS.get(role, role))}</figcaption>"
+    uri = _data_uri(Path(str(path)), base_dir, ("video/", "audio/")) if path else None
+    title = f' title="{_e(path)}"' if path else ""
+    if uri is None:
+        return (f'<figure{title}><span class="not-available" data-role="{_e(role)}">'
+                f"not available</span>{caption}</figure>")
+    return (f'<figure{title}><{kind} class="media" data-role="{_e(role)}" controls preload="metadata"'
+            f' src="{uri}"></{kind}>{caption}</figure>')
+
+
+def _figure(role: str, path: Any, base_dir: Path, label: str | None = None) -> str:
+    caption = f"<figcaption>{_e(label or role.replace('_', ' '))}</figcaption>"
     uri = _data_uri(Path(str(path)), base_dir) if path else None
     if uri is None:
         body = f'<span class="not-available" data-role="{_e(role)}">not available</span>'
@@ -184,11 +234,11 @@ def _figure(role: str, path: Any, base_dir: Path) -> str:
     return f"<figure{title}>{body}{caption}</figure>"
 
 
-def _data_uri(path: Path, base_dir: Path) -> str | None:
-    """The image as a data URI, or None when it is missing, unreadable, too big or no image."""
+def _data_uri(path: Path, base_dir: Path, kinds: tuple[str, ...] = ("image/",)) -> str | None:
+    """The file as a data URI, or None when it is missing, unreadable, too big or not of ``kinds``."""
     full = path if path.is_absolute() else base_dir / path
     mime = mimetypes.guess_type(full.name)[0] or ""
-    if not mime.startswith("image/"):
+    if not mime.startswith(kinds):
         return None
     try:
         if full.stat().st_size > MAX_EMBED_BYTES:

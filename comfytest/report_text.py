@@ -76,6 +76,7 @@ def render_terminal(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
     if rows:
         lines.extend(_aligned([HEADERS, *rows]))
         lines.extend(memory_note(doc))
+    lines.extend(media_lines(doc))
     lines.extend(f"unused baseline: {path}" for path in doc.get("unused_baselines") or [])
     return lines
 
@@ -98,6 +99,7 @@ def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
     if rows:
         parts.extend(_markdown_table(rows))
         parts.extend([*memory_note(doc), ""] if memory_note(doc) else [])
+    parts.extend(_compared_block(doc.get("tests") or []))
     parts.extend(_failures_block(doc.get("tests") or []))
     return "\n".join(parts).rstrip() + "\n"
 
@@ -134,3 +136,43 @@ def _fenced(text: str) -> list[str]:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return [fence, text, fence]
+
+
+# --- what was compared and how (issue 10) ----------------------------------------------------
+
+MEDIA_KINDS = ("video", "audio", "latent", "file")
+
+
+def how_compared(comparison: Mapping[str, Any]) -> str:
+    """In words: ``compared exactly (sha256 ...)``, ``per-frame phash ...``, ``phash hash ...``."""
+    if comparison.get("compared"):
+        return str(comparison["compared"])
+    if comparison.get("kind") == "text":
+        return "text exactly"
+    if comparison.get("method"):
+        return f"{comparison['method']} hash, tolerance {comparison.get('tolerance')}"
+    return "-"
+
+
+def _compared_rows(tests: Sequence[Record], kinds: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+    return [(test_label(t), str(c.get("output")), str(c.get("kind") or "image"), how_compared(c), str(c.get("status")))
+            for t in tests for c in t.get("comparisons") or []
+            if kinds is None or c.get("kind") in kinds]
+
+
+def media_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Terminal: one line per video, audio, latent or file output, saying how it was compared
+    (so an exact file check is never mistaken for a perceptual one)."""
+    return [f"compared {label} {output} ({kind}): {how} -> {status}"
+            for label, output, kind, how, status in _compared_rows(doc.get("tests") or [], MEDIA_KINDS)]
+
+
+def _compared_block(tests: Sequence[Record]) -> list[str]:
+    rows = _compared_rows(tests)
+    if not rows:
+        return []
+    head = ("test", "output", "kind", "compared", "result")
+    lines = ["<details>", f"<summary>{len(rows)} output(s) compared</summary>", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    return [*lines, "", "</details>", ""]
