@@ -6,11 +6,13 @@ Python 3.11, and CI cannot fetch), so these recordings are how it is checked the
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from comfytest.compat import server_info
 from comfytest.diagnostics import is_workflow_rejection
@@ -168,3 +170,27 @@ def test_the_servers_own_description() -> None:
     stats = json.loads((TRACE_DIR.parent / "system_stats" / "0.26.0.json").read_text())
     info = server_info(stats)
     assert (info.comfyui_version, info.cache_mode) == (V, "ram-pressure")
+
+
+def test_newer_output_entry_keys_and_unknown_output_kinds_do_not_break_a_run() -> None:
+    """The recorded success run, with what later servers add to outputs: extra keys in file
+    entries (``metadata``, ``id``, ``preview_id``) and an output kind comfytest does not know."""
+    t = trace("success")
+    pid, prompt = first_prompt(t)
+    raw = json.loads(json.dumps(t.raw))
+    for event in raw["events"]:
+        msg = event.get("msg") or {}
+        if msg.get("type") == "executed":
+            for entry in msg["data"]["output"]["images"]:
+                entry.update({"metadata": {"width": 256}, "id": str(uuid.uuid4()), "preview_id": "p-1"})
+            msg["data"]["output"]["3d"] = ["mesh.glb", {"camera": [0, 0, 1]}]
+    png = io.BytesIO()
+    Image.new("RGB", (256, 192), (9, 9, 9)).save(png, format="PNG")
+    views = {e["path"]: (200, "image/png", png.getvalue()) for e in t.events
+             if e["kind"] == "http" and e["path"].startswith("/view?")}
+    with replayed(Trace("success", raw), ["A"], extra=views) as client:
+        result = Runner(client).run(prompt, prompt_id=pid)
+    assert result.ok
+    assert sorted((img.node_id, img.ref.type, img.image.size) for img in result.images) == [
+        ("6", "output", (256, 192)), ("7", "temp", (256, 192))]
+    assert result.outputs["6"]["3d"][0] == "mesh.glb"  # kept for whoever reads it, not decoded
