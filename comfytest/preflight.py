@@ -69,8 +69,10 @@ class ModelRef:
 class NodeOrigin:
     """Where a node class comes from, as a UI-format file records it (``properties``)."""
 
-    cnr_id: str  # "comfy-core" for ComfyUI's own nodes, else the node pack's registry id
+    cnr_id: str | None  # "comfy-core" for ComfyUI's own nodes, else the node pack's registry id
     ver: str | None = None
+    #: V3 dynamic inputs saved with the node (``model.width``: a sub-widget of a dynamic combo)
+    dynamic_inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def preflight(
             message = (
                 f"node class {node.class_type} is not installed: node {node.label()} of "
                 f"{workflow.name} needs it; {_where_from(node.class_type, origin, server_version)}"
+                f"{_dynamic(origin, server_version)}"
             )
             problems.append(_problem("missing_node", node, message))
     problems.extend(_missing_models(workflow, object_info))
@@ -158,9 +161,18 @@ def preflight(
     return problems
 
 
+def _dynamic(origin: NodeOrigin | None, server_version: str | None) -> str:
+    if origin is None or not origin.dynamic_inputs:
+        return ""
+    names = ", ".join(f"'{n}'" for n in origin.dynamic_inputs[:3])
+    server = f"ComfyUI {server_version}" if server_version else "this server"
+    return (f" (it uses V3 dynamic inputs such as {names}, which {server} does not declare: they need a "
+            "newer ComfyUI)")
+
+
 def _where_from(class_type: str, origin: NodeOrigin | None, server_version: str | None) -> str:
     runs = f"the server runs ComfyUI {server_version}" if server_version else "update the server"
-    if origin is None:
+    if origin is None or origin.cnr_id is None:
         return f"install {missing_pack(class_type)}"
     if origin.cnr_id == "comfy-core":
         if origin.ver and server_version and _version(server_version) >= _version(origin.ver):
@@ -256,8 +268,9 @@ def type_problem(spec: list[Any], value: Any) -> str | None:
     if is_link(value) or isinstance(value, dict) or not isinstance(kind, str):
         return None
     if kind in _PAGE_VALUES:
-        return (f"is {value!r}, but takes a {kind} value that only the frontend's 3D viewer makes: "
-                "run it with --comfy-convert frontend")
+        return (f"is {value!r}, but takes a {kind} value: the scene the browser's 3D viewer captures "
+                "when you queue in ComfyUI, which a saved workflow does not hold (a headless conversion "
+                "gives '' too); load the model with a node that takes a file instead")
     number = _NUMBERS.get(kind)
     if number is None or isinstance(value, bool):
         return None

@@ -65,11 +65,13 @@ WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 _UPLOAD_VALUES = frozenset({"image", "video", "audio"})
 #: widgets the frontend's own extensions add to core nodes (after the server's), serialized
 #: into the prompt: class → names, each taking the next saved value (default "")
-FRONTEND_WIDGETS: Mapping[str, tuple[str, ...]] = {"SaveGLB": ("image",), "PreviewAny": ("preview",)}
-#: nodes whose widgets the frontend lays out itself: widget names in saved order, None for a
-#: button (its saved value is a placeholder and is not sent)
+FRONTEND_WIDGETS: Mapping[str, tuple[str, ...]] = {
+    "SaveGLB": ("image",), "PreviewAny": ("preview",), "Preview3D": ("image",),
+}
+#: nodes whose widgets the frontend lays out itself: widget names in saved order (the frontend
+#: sends its buttons too, with their placeholder values)
 WIDGET_LAYOUTS: Mapping[str, tuple[str | None, ...]] = {
-    "Load3D": ("model_file", None, None, None, "image", "width", "height"),
+    "Load3D": ("model_file", "upload 3d model", "upload extra resources", "clear", "image", "width", "height"),
 }
 _MAX_DEPTH = 32  # subgraphs nested deeper than this are a cycle
 
@@ -131,15 +133,18 @@ def convert_ui_workflow(
 
 def node_origins(data: object, source: Path | None = None) -> dict[str, NodeOrigin]:
     """Node id (as converted, ``"56:52"`` inside subgraphs) → where its class comes from, for
-    every node whose ``properties`` name a ``cnr_id`` (preflight's advice for missing classes)."""
+    every node whose ``properties`` name a ``cnr_id`` or that has V3 dynamic inputs (``model.x``):
+    preflight's advice for missing classes."""
     converter = Converter(read_graph(data, source), None)
     converter.flatten()
     found = {}
     for ex in converter.execs.values():
         props = ex.node.properties or {}
         cnr_id, ver = props.get("cnr_id"), props.get("ver")
-        if isinstance(cnr_id, str) and cnr_id:
-            found[ex.id] = NodeOrigin(cnr_id, str(ver) if isinstance(ver, str | int | float) else None)
+        dynamic = tuple(e.name for e in ex.node.inputs if "." in e.name)
+        if (isinstance(cnr_id, str) and cnr_id) or dynamic:
+            found[ex.id] = NodeOrigin(cnr_id if isinstance(cnr_id, str) and cnr_id else None,
+                                      str(ver) if isinstance(ver, str | int | float) else None, dynamic)
     return found
 
 
@@ -156,6 +161,7 @@ class Converter:
     execs: dict[str, Exec] = field(default_factory=dict)
     _widgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     _promoted_names: dict[str, set[str]] = field(default_factory=dict)
+    _writes: dict[tuple[str | None, str], dict[str, Any]] | None = None
     #: what the conversion could not place (surplus widget values), one sentence each
     warnings: list[str] = field(default_factory=list)
 
@@ -165,6 +171,7 @@ class Converter:
 
     def prompt(self) -> dict[str, Any]:
         self.flatten()
+        self._writes = self._instance_writes()
         prompt = {ex.id: self.api_node(ex) for ex in self.execs.values() if self._emits(ex)}
         for body in prompt.values():  # inputs linked to nodes left out (muted) are dropped
             for name, value in list(body["inputs"].items()):
@@ -217,7 +224,17 @@ class Converter:
         return {"inputs": inputs, "class_type": node.type, "_meta": {"title": _title(node, info)}}
 
     def widgets_of(self, ex: Exec) -> dict[str, Any]:
-        """Widget name → value: a node's own widgets, or the widgets promoted to an instance."""
+        """Widget name → value as the prompt is made: loaded values, then what the instances'
+        ``serialize`` wrote into the widgets their inputs reach (``SubgraphNode.serialize``)."""
+        loaded = self.loaded(ex)
+        if self._writes is None:
+            return loaded
+        written = self._writes.get((ex.scope.id, ex.node.id), {})
+        return {**loaded, **{k: v for k, v in written.items() if k in loaded}}
+
+    def loaded(self, ex: Exec) -> dict[str, Any]:
+        """Widget name → value once the file is loaded: a node's own widgets, or the widgets
+        promoted to an instance."""
         if ex.id not in self._widgets:
             sub = self.subgraph(ex.node)
             if sub is not None:
@@ -229,6 +246,42 @@ class Converter:
             else:
                 self._widgets[ex.id] = {}
         return self._widgets[ex.id]
+
+    def _instance_writes(self) -> dict[tuple[str | None, str], dict[str, Any]]:
+        """Each instance's widget values, written (as its ``serialize`` does before every
+        conversion) into the inner widgets its inputs' links reach. Inner nodes are shared by the
+        instances of a definition: the last instance written wins."""
+        writes: dict[tuple[str | None, str], dict[str, Any]] = {}
+        done: set[tuple[str | None, str]] = set()
+        ordered = sorted(self.execs.values(), key=lambda e: len(e.path) > 0)  # root nodes first
+        for ex in ordered:
+            sub = self.subgraph(ex.node)
+            if sub is None or (ex.scope.id, ex.node.id) in done:
+                continue
+            done.add((ex.scope.id, ex.node.id))
+            slots = {s.name: s for s in sub.inputs}
+            names = {e.name for e in self.inputs_of(ex)}
+            for name, value in self.loaded(ex).items():
+                for link_id in slots[name].links if name in names and name in slots else ():
+                    link = sub.scope.links.get(link_id)
+                    node = sub.scope.nodes.get(link.target) if link else None
+                    # the input that holds the link (a link no input holds was dropped at load)
+                    entry = next((e for e in self.inputs_of_node(node) if e.link == link_id), None) if node else None
+                    if node is not None and entry is not None and entry.widget is not None:
+                        writes.setdefault((sub.scope.id, node.id), {})[entry.widget] = value
+        return writes
+
+    def _slot_target(self, sub: SubgraphDef, link_id: int) -> tuple[UiNode, UiInput] | None:
+        """The inner node and input a subgraph input's link reached when the instance promoted its
+        widget: the input at the saved ``target_slot`` in the frontend's slot order (1.32.9 reads
+        it there before it re-points the link, so a widget saved in another order is copied from
+        the slot that now has that index)."""
+        link = sub.scope.links.get(link_id)
+        target = sub.scope.nodes.get(link.target) if link else None
+        if link is None or target is None:
+            return None
+        inputs = self.inputs_of_node(target)
+        return (target, inputs[link.target_slot]) if 0 <= link.target_slot < len(inputs) else None
 
     def _surplus(self, ex: Exec, surplus: list[Any]) -> str:
         info = (self.object_info or {}).get(ex.node.type)
@@ -273,35 +326,44 @@ class Converter:
         return result
 
     def _inner_widget(self, ex: Exec, sub: SubgraphDef, link_id: int) -> Value | None:
-        link = sub.scope.links.get(link_id)
-        target = sub.scope.nodes.get(link.target) if link else None
-        if link is None or target is None:
+        found = self._slot_target(sub, link_id)
+        if found is None or found[1].widget is None:
             return None
-        inputs = self.inputs_of_node(target)
-        entry = next((e for e in inputs if e.link == link_id), None)
-        if entry is None and link.target_slot < len(inputs):
-            entry = inputs[link.target_slot]  # the saved slot is gone: the link points at its index
-        widget = entry.widget if entry else None
-        if widget is None:
-            return None
+        target, entry = found
         inner = Exec((*ex.path, ex.node.id), target, sub.scope, ex)
-        values = self.widgets_of(self.execs.get(inner.id, inner))
-        return Value(values[widget]) if widget in values else None
+        values = self.loaded(self.execs.get(inner.id, inner))
+        return Value(values[entry.widget]) if entry.widget in values else None
 
     def inputs_of_node(self, node: UiNode) -> tuple[UiInput, ...]:
-        """A node's input slots as the frontend builds them: saved slots the server's class has,
-        then a slot for every widget (1.32.9 gives each widget a socket)."""
+        """A node's input slots as the frontend (1.32.9) builds them: the class's sockets, then a
+        slot for each widget (each with the saved link of its name), then saved slots the class
+        lacks."""
         sub = self.subgraph(node)
         if sub is not None:
             return instance_inputs(node, sub)
         if self.object_info is None or node.type not in self.object_info:
             return node.inputs
-        widgets = [n for n in input_names(self.object_info, node.type)
-                   if is_widget(input_spec(self.object_info, node.type, n))]
-        kept = [e for e in node.inputs if e.widget is None or e.widget in widgets]
-        have = {e.name for e in kept}
-        kept += [UiInput(n, _widget_type(self.object_info, node.type, n), None, n) for n in widgets if n not in have]
-        return tuple(kept)
+        info = self.object_info
+        names = input_names(info, node.type)
+        widgets = [n for n in names if is_widget(input_spec(info, node.type, n))]
+        saved: dict[str, UiInput] = {}
+        for entry in node.inputs:
+            saved.setdefault(entry.name, entry)
+        slots = [UiInput(n, _widget_type(info, node.type, n), saved[n].link if n in saved else None,
+                         n if n in widgets else None)
+                 for n in [*(n for n in names if n not in widgets), *widgets]]  # sockets, then widgets
+        keep_next = False
+        for entry in node.inputs:  # saved slots the server's class lacks
+            if entry.name in names:
+                continue
+            # one with a widget the class lacks is dropped, and the frontend (1.32.9) then keeps
+            # the next one unchecked: it removes while walking forward
+            if keep_next or entry.widget is None:
+                slots.append(entry)
+                keep_next = False
+            else:
+                keep_next = True
+        return tuple(slots)
 
     # ---------------------------------------------------------------- links
 

@@ -55,7 +55,7 @@ def test_load3d_converted_in_python_names_the_frontend(info: dict[str, Any]) -> 
     wf = convert_ui_workflow(doc, info)
     assert wf.nodes["1"].inputs["width"] == 1024  # the button placeholders are not values
     (problem,) = [p for p in preflight(wf, info) if p.kind == "bad_type"]
-    assert "input 'image' is '', but takes a LOAD_3D value that only the frontend's 3D viewer makes" in problem.message
+    assert "input 'image' is '', but takes a LOAD_3D value: the scene the browser's 3D viewer captures" in problem.message
 
 
 def _missing(info: dict[str, Any], origin: NodeOrigin | None, version: str | None = "0.3.75") -> str:
@@ -99,3 +99,16 @@ def test_surplus_widget_values_are_a_warning_naming_the_node(info: dict[str, Any
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         convert_ui_workflow(doc, None)  # the skeleton at collection warns about nothing
+
+
+def test_v3_dynamic_inputs_of_a_missing_class_say_the_server_is_too_old(info: dict[str, Any]) -> None:
+    doc = {"nodes": [{"id": 3, "type": "Flux2ImageNode", "mode": 0, "outputs": [],
+                      "properties": {"cnr_id": "comfy-core", "ver": "0.9.0"},
+                      "inputs": [{"name": "model.width", "type": "INT", "widget": {"name": "model.width"}, "link": None},
+                                 {"name": "model.height", "type": "INT", "link": None}],
+                      "widgets_values": ["a prompt", "flux-2-pro", 1024, 1024]}], "links": []}
+    wf = convert_ui_workflow(doc, info, Path("f.json"))
+    (problem,) = preflight(wf, info, node_origins(doc), "0.3.75")
+    assert "it comes with ComfyUI 0.9.0 or later (a core node); the server runs ComfyUI 0.3.75" in problem.message
+    assert ("(it uses V3 dynamic inputs such as 'model.width', 'model.height', which ComfyUI 0.3.75 does not "
+            "declare: they need a newer ComfyUI)") in problem.message

@@ -254,5 +254,7 @@ def test_frontend_widgets_of_core_nodes(object_info: dict[str, Any]) -> None:
     _add_node(doc, 1, "Load3D", widgets_values=["toy.glb", "upload3dmodel", "uploadExtraResources", "clear", "", 512, 256])
     _add_node(doc, 2, "SaveGLB", widgets_values=["3d/out", ""], inputs=[{"name": "mesh", "type": "MESH", "link": None}])
     wf = convert_ui_workflow(doc, full)
-    assert wf.nodes["1"].inputs == {"model_file": "toy.glb", "image": "", "width": 512, "height": 256}
+    assert wf.nodes["1"].inputs == {"model_file": "toy.glb", "upload 3d model": "upload3dmodel",
+                                    "upload extra resources": "uploadExtraResources", "clear": "clear",
+                                    "image": "", "width": 512, "height": 256}
     assert wf.nodes["2"].inputs == {"filename_prefix": "3d/out", "image": ""}
