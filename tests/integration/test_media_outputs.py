@@ -69,7 +69,17 @@ def test_example_changed_input_is_a_mismatch_with_artefacts(ws: Workspace, name:
     assert recorded and not any(p.endswith((".mp4", ".webm")) for p in recorded), "no full video by default"
     ws.run().assert_outcomes(passed=1)
     (same,) = ws.comparisons()
-    assert same["status"] == "passed" and same["kind"] == name.split("_")[0] and same["compared"]
+    kind = name.split("_")[0]
+    assert same["status"] == "passed" and same["kind"] == kind and same["compared"]
+    page = (ws.results / "report.html").read_text()
+    assert f'data-kind="{kind}"' in page and f"compared: {same['compared']}" in page
+    if kind in ("video", "audio"):  # playable, beside its contact sheet / waveform
+        assert f'<{kind} class="media" data-role="obtained_media" controls' in page
+        assert f'<{kind} class="media" data-role="baseline_media"' in page or kind == "video"
+        picture = "baseline" if kind == "video" else "waveform"
+        assert f'<img class="artefact" data-role="{picture}"' in page
+    markdown = (ws.results / "report.md").read_text()
+    assert f"| {same['output']} | {kind} | {same['compared']} | passed |" in markdown
 
     change, artefacts, words = CHANGES[name]
     ws.settings(name, change(toml))
