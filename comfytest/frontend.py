@@ -45,18 +45,20 @@ INSTALL_HINT = (
 #: runs in the page: load the workflow, convert it, and say what went wrong if anything did
 _CONVERT_JS = """
 (async (workflow) => {
-  const failures = [];
-  const keep = console.error;
-  console.error = (...args) => {  // loadGraphData reports a workflow it cannot load this way
-    for (const a of args) if (a instanceof Error) failures.push(`${a.name}: ${a.message}`);
-    keep.apply(console, args);
+  // loadGraphData catches an error of graph.configure, shows a dialog and returns: catch it first
+  const graph = window.app.graph;
+  const configure = graph.configure;
+  let failure = null;
+  graph.configure = function (...args) {
+    try { return configure.apply(this, args); } catch (e) { failure = e; throw e; }
   };
   try {
     await window.app.loadGraphData(workflow, true, true, null);
   } finally {
-    console.error = keep;
+    delete graph.configure;
+    if (graph.configure !== configure) graph.configure = configure;
   }
-  if (failures.length) return {error: failures[0]};
+  if (failure) return {error: `${failure.name || "Error"}: ${failure.message || failure}`};
   const {output} = await window.app.graphToPrompt();
   return {output};
 })
