@@ -15,6 +15,10 @@ SaveImage), with a new seed (and EmptyImage colour) every run so nothing comes f
 
 Both download and decode (``Image.open(...).load()``) every image, so they do the same work.
 Without ``--url`` an embedded CPU ComfyUI is started (``--home``, default ``.comfytest``).
+
+``--sampling-ab`` instead compares comfytest with resource sampling off and on
+(``--sample-ms``, default 100: GET /system_stats and the server's RSS on a thread while each
+prompt runs), A B A B on one server, and prints the ratio of the overhead medians (goal <= 1.05).
 """
 
 from __future__ import annotations
@@ -123,9 +127,19 @@ def run_minimal(server: str, seed: int, side: Side) -> None:
 
 
 class ComfytestSide:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sample_ms: int = 0, pid: int | None = None, source: str = "http") -> None:
         self.client = ComfyClient(url)
         self.runner = Runner(self.client, timeout=120, idle_timeout=60)
+        self.samples: list[int] = []
+        if sample_ms > 0:
+            from comfytest.resources import ResourceSampler, meminfo_stats
+
+            client = self.client
+            if source == "proc":  # what a session does for a CPU server on this machine
+                cpu = {"type": "cpu", "name": "cpu"}
+                self.runner.sampler = lambda: ResourceSampler(lambda: meminfo_stats(cpu), sample_ms, pid, source="proc")
+            else:
+                self.runner.sampler = lambda: ResourceSampler(lambda: client.system_stats(timeout=2), sample_ms, pid)
         self.node_sum: list[float] = []  # per-node durations summed
         self.node_server: list[float] = []
         self.setup: list[float] = []  # execution_start -> first executing, on the server clock
@@ -144,6 +158,8 @@ class ComfytestSide:
         offset = result.timing.clock_offset_ms or 0.0  # best delivery latency (+ clock skew)
         self.setup.append(first.at.epoch_ms - offset - start.timestamp)
         assert server == result.timing.server_total_ms
+        if result.memory is not None:
+            self.samples.append(result.memory.samples)
         side.add(wall, server)
         self.node_sum.append(result.timing.executed_total_ms)
         self.node_server.append(server)
@@ -198,6 +214,42 @@ def report(a: Side, b: Side, ct: ComfytestSide) -> None:
           "is between and after nodes plus 1-ms timestamp truncation")
 
 
+def measure_sampling(
+    url: str, runs: int, warmup: int, sample_ms: int, pid: int | None, source: str,
+) -> tuple[Side, Side, ComfytestSide]:
+    """comfytest without and with the resource sampler, strictly alternating."""
+    off, on = ComfytestSide(url), ComfytestSide(url, sample_ms, pid, source)
+    seed = int(time.time())
+    for _ in range(warmup):
+        off.run(seed, Side("-"))
+        on.run(seed + 1, Side("-"))
+        seed += 2
+    on.samples.clear()
+    a, b = Side("sampling off"), Side(f"{source} {sample_ms} ms")
+    for i in range(runs):
+        off.run(seed, a)
+        on.run(seed + 1, b)
+        seed += 2
+        if (i + 1) % 50 == 0:
+            print(f"  {i + 1}/{runs} pairs", file=sys.stderr, flush=True)
+    return a, b, on
+
+
+def report_sampling(a: Side, b: Side, on: ComfytestSide) -> None:
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"runs per side: {len(a.wall)} (alternating A B A B; a new seed every run)\n")
+    print(f"{'comfytest':<18} {'overhead median':>16} {'overhead p90':>13} {'wall median':>12} {'server median':>14}")
+    for s in (a, b):
+        print(f"{s.name:<18} {statistics.median(s.overhead):>13.2f} ms {pct(s.overhead, 0.9):>10.2f} ms "
+              f"{statistics.median(s.wall):>9.2f} ms {statistics.median(s.server):>11.2f} ms")
+    print(f"\nsamples per run with sampling: median {statistics.median(on.samples):.0f}")
+    print(f"ratio on/off of median overhead: {statistics.median(b.overhead) / statistics.median(a.overhead):.3f}"
+          "   (goal <= 1.05)")
+    print(f"ratio on/off of median wall:     {statistics.median(b.wall) / statistics.median(a.wall):.3f}")
+    print(f"ratio on/off of median server:   {statistics.median(b.server) / statistics.median(a.server):.3f}")
+
+
 def start_server(home: Path):  # -> LocalServer
     from comfytest.embedded import load_embedded
     from comfytest.server import LaunchSpec, LocalServer
@@ -217,6 +269,11 @@ def main() -> None:
     parser.add_argument("--url", help="an already running ComfyUI (default: start the embedded one)")
     parser.add_argument("--home", type=Path, default=ROOT / ".comfytest", help="embedded install (default .comfytest)")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the comfytest side's runs here")
+    parser.add_argument("--sampling-ab", action="store_true", help="compare comfytest with resource sampling off and on")
+    parser.add_argument("--sample-ms", type=int, default=100, help="sampling interval for --sampling-ab (default 100)")
+    parser.add_argument("--sample-source", choices=("http", "proc"), default="http",
+                        help="--sampling-ab readings: GET /system_stats (any server, what a GPU server gets) or "
+                             "/proc/meminfo (what a session uses for a CPU server on this machine)")
     args = parser.parse_args()
 
     server = None
@@ -237,6 +294,15 @@ def main() -> None:
                 finally:
                     profiler.disable()
             ComfytestSide.run = profiled  # type: ignore[method-assign]
+        if args.sampling_ab:
+            from comfytest.resources import listening_pid
+
+            pid = server.proc.pid if server is not None and server.proc is not None else None
+            pid = pid or listening_pid(int(url.rsplit(":", 1)[1].strip("/")))
+            a, b, on = measure_sampling(url, args.runs, args.warmup, args.sample_ms, pid, args.sample_source)
+            print(f"server: {url}" + (" (embedded, --cpu, OMP_NUM_THREADS=2)" if server else ""))
+            report_sampling(a, b, on)
+            return
         a, b, ct = measure(url, args.runs, args.warmup)
         print(f"server: {url}" + (" (embedded, --cpu, OMP_NUM_THREADS=2)" if server else ""))
         report(a, b, ct)

@@ -188,7 +188,7 @@ class Runner:
             finished = client.clock.now()
         finally:
             if sampler is not None:
-                sampler.finish()  # its last sample overlaps /history below
+                sampler.finish()  # no readings after the end
             for observer in self.observers:
                 observer.run_ended()
         history = self._history(pid, required=follower.resynced)

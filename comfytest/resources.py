@@ -1,7 +1,7 @@
 """Memory while a prompt runs: ``GET /system_stats`` (and the server's RSS) sampled in the background.
 
-``ResourceSampler`` takes one sample just before the prompt is queued (the *idle* figures), then
-one every ``interval_ms`` on a daemon thread, and a last one when the run ends; ``stop()`` turns
+``ResourceSampler`` takes one sample as the prompt is queued (sent just before it; the *idle*
+figures), then one every ``interval_ms`` on a daemon thread, and a last one when the run ends; ``stop()`` turns
 them into a frozen ``RunMemory``: the idle and the peak of each figure.
 
 * **VRAM used** = ``vram_total - vram_free`` of the server's torch device (the whole device,
@@ -11,6 +11,10 @@ them into a frozen ``RunMemory``: the idle and the peak of each figure.
 * **RSS** = resident memory of the ComfyUI process itself, from ``/proc/<pid>/statm``: only when
   the server runs on this machine and its process is known (comfytest started it, or found it
   listening on the URL's loopback port).
+
+When the server is such a local process on a CPU device, the sampler reads ``/proc/meminfo``
+instead of asking the server (``meminfo_stats``: the same figures); ``RunMemory.source`` says
+which (``system_stats`` or ``proc``).
 
 On a CPU (or Apple ``mps``) device ComfyUI reports system RAM as the device's memory, so the
 VRAM figures would repeat the RAM ones: they are left ``None`` and ``device_type`` says why.
@@ -83,6 +87,7 @@ class RunMemory:
     samples: int
     failed: int
     interval_ms: int
+    source: str  # "system_stats" (GET /system_stats) or "proc" (/proc/meminfo of this machine)
     duration_ms: float
     device_type: str | None
     device_name: str | None
@@ -101,7 +106,9 @@ class RunMemory:
         return asdict(self)
 
 
-def summarize_samples(samples: Sequence[Sample], *, interval_ms: int, failed: int = 0) -> RunMemory | None:
+def summarize_samples(
+    samples: Sequence[Sample], *, interval_ms: int, failed: int = 0, source: str = "system_stats",
+) -> RunMemory | None:
     """Idle = the first sample, peak = the highest use over all of them; None without samples."""
     if not samples:
         return None
@@ -116,7 +123,7 @@ def summarize_samples(samples: Sequence[Sample], *, interval_ms: int, failed: in
     ram = used("ram_total", "ram_free")
     rss = [s.rss for s in samples]
     return RunMemory(
-        samples=len(samples), failed=failed, interval_ms=interval_ms,
+        samples=len(samples), failed=failed, interval_ms=interval_ms, source=source,
         duration_ms=round(samples[-1].at_ms - first.at_ms, 3),
         device_type=first.device_type, device_name=first.device_name,
         vram_total_bytes=None if host else first.vram_total,
@@ -200,36 +207,62 @@ def _looks_like_comfyui(entry: Path) -> bool:
     return b"main.py" in cmdline or b"comfy" in cmdline
 
 
+def meminfo_stats(device: Mapping[str, Any], proc: Path = Path("/proc")) -> dict[str, Any]:
+    """The figures ``/system_stats`` would give for a CPU device, read from ``/proc/meminfo``.
+
+    ComfyUI's ``ram_free`` is psutil's ``virtual_memory().available``, which on Linux is
+    ``MemAvailable``: the same number, without a request the server has to answer (its
+    handler costs it a few ms of CPU, which a 2-core machine feels in short runs).
+    """
+    fields: dict[str, int] = {}
+    for line in (proc / "meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("MemTotal", "MemAvailable"):
+            fields[name] = int(rest.split()[0]) * 1024
+    return {"system": {"ram_total": fields.get("MemTotal"), "ram_free": fields.get("MemAvailable")},
+            "devices": [{"name": device.get("name"), "type": device.get("type")}]}
+
+
 # --- sampling ---------------------------------------------------------------------------------
 
 
 class ResourceSampler:
-    """Samples ``read_stats()`` (and the RSS of ``pid``) from ``start()`` to ``stop()``."""
+    """Samples ``read_stats()`` (and the RSS of ``pid``) from ``start()`` to ``stop()``.
+
+    Every reading is made on the sampler's thread, so a run never waits for one: ``stop()``
+    summarises the readings that have come back (a reading still in flight is dropped), and
+    waits only when not even the idle reading has come back yet. A run shorter than the
+    interval therefore has one reading: its idle and peak figures are the same.
+    """
 
     def __init__(
         self, read_stats: StatsReader, interval_ms: int, pid: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, source: str = "system_stats",
     ) -> None:
         self.read_stats = read_stats
+        self.source = source
         self.interval_ms = interval_ms
         self.pid = pid
         self.clock = clock
         self.samples: list[Sample] = []
         self.failed = 0
         self._stop = threading.Event()
+        self._first = threading.Event()
+        self._closed = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """The idle sample now (before the prompt is queued), then one per interval."""
-        self.sample()
+        """Start sampling: the idle reading at once (it goes out before the caller queues its
+        prompt, but is not waited for), then one per interval."""
         self._thread = threading.Thread(target=self._loop, name="comfytest-sampler", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        self.sample()
+        self._first.set()
         while not self._stop.wait(self.interval_ms / 1000):
             self.sample()
-        self.sample()  # the end of the run: short runs get at least this one besides the idle one
 
     def sample(self) -> None:
         at_ms = self.clock() * 1000
@@ -237,23 +270,23 @@ class ResourceSampler:
             stats = self.read_stats()
         except Exception:  # a slow or failed reading must never fail the run it watches
             with self._lock:
-                self.failed += 1
+                self.failed += 0 if self._closed else 1
             return
         rss = process_rss(self.pid) if self.pid is not None else None
         with self._lock:
-            self.samples.append(parse_sample(stats, at_ms, rss))
+            if not self._closed:
+                self.samples.append(parse_sample(stats, at_ms, rss))
 
     def finish(self) -> None:
-        """The run ended: take a last sample on the thread and stop (does not wait for it)."""
+        """The run ended: no further readings."""
         self._stop.set()
 
-    def stop(self) -> RunMemory | None:
-        """End sampling (after ``finish``, the last sample overlaps the caller's own requests);
-        the run's idle and peak figures."""
+    def stop(self, first_timeout: float = 5.0) -> RunMemory | None:
+        """End sampling; the run's idle and peak figures from the readings that came back."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+            self._first.wait(first_timeout)
         with self._lock:
+            self._closed = True
             samples = sorted(self.samples, key=lambda s: s.at_ms)
-            return summarize_samples(samples, interval_ms=self.interval_ms, failed=self.failed)
+            return summarize_samples(samples, interval_ms=self.interval_ms, failed=self.failed, source=self.source)

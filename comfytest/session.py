@@ -33,7 +33,7 @@ from comfytest.errors import (
 from comfytest.execution import Runner, RunResult
 from comfytest.packimport import check_log
 from comfytest.preflight import NodeOrigin
-from comfytest.resources import ResourceSampler, listening_pid
+from comfytest.resources import HOST_MEMORY_DEVICES, ResourceSampler, listening_pid, meminfo_stats
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.settings import Settings
 from comfytest.uiformat import node_origins
@@ -115,10 +115,21 @@ class ComfySession:
         return None
 
     def new_sampler(self) -> ResourceSampler:
-        """A sampler for one run, reading /system_stats on this session's HTTP connection."""
+        """A sampler for one run, reading /system_stats on this session's HTTP connection, or
+        /proc/meminfo for a CPU server on this machine (the same figures; see ``resources``)."""
         interval = self.settings.sample_ms
+        device = self._device()
+        if self.server_pid is not None and device.get("type") in HOST_MEMORY_DEVICES and os.path.isfile("/proc/meminfo"):
+            return ResourceSampler(lambda: meminfo_stats(device), interval, self.server_pid, source="proc")
         timeout = max(2.0, interval / 1000)  # a slow reading delays only its own sample
         return ResourceSampler(lambda: self.client.system_stats(timeout=timeout), interval, self.server_pid)
+
+    def _device(self) -> Mapping[str, Any]:
+        try:
+            devices = self.system_stats().get("devices") or [{}]
+        except ComfyTestError:
+            return {}
+        return devices[0] if isinstance(devices[0], Mapping) else {}
 
     @property
     def url(self) -> str:
