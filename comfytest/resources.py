@@ -1,8 +1,8 @@
 """Memory while a prompt runs: ``GET /system_stats`` (and the server's RSS) sampled in the background.
 
-``ResourceSampler`` takes one sample as the prompt is queued (sent just before it; the *idle*
-figures), then one every ``interval_ms`` on a daemon thread, and a last one when the run ends; ``stop()`` turns
-them into a frozen ``RunMemory``: the idle and the peak of each figure.
+``ResourceSampler`` takes one reading as the prompt is queued (sent just before it, not waited
+for: the *idle* figures), then one every ``interval_ms`` on a daemon thread until the run ends;
+``stop()`` turns them into a frozen ``RunMemory``: the idle and the peak of each figure.
 
 * **VRAM used** = ``vram_total - vram_free`` of the server's torch device (the whole device,
   every process on it); **torch VRAM** = ``torch_vram_total - torch_vram_free``, what torch's

@@ -1,6 +1,7 @@
 """Live progress in real sessions: on a terminal (a pseudo-terminal here) one line rewritten in
 place and erased, pytest's own output intact; without a terminal nothing extra, unless
-``--comfy-progress nodes`` asks for a line per node."""
+``--comfy-progress nodes`` asks for a line per node. ``--comfy-previews`` keeps the binary
+preview frames for the HTML report."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import sys
 from pathlib import Path
 
 from comfytest.progress import CLEAR, RESTORE, SAVE
-from tests.integration.test_reports import ENV_DROPPED, TIMED, fresh_seed
+from tests.browser import DomIndex
+from tests.integration.test_reports import ENV_DROPPED, TIMED, fresh_seed, read_report
 
 
 def suite(root: Path) -> list[str]:
@@ -73,3 +75,24 @@ def test_without_a_terminal_nothing_extra_unless_nodes_asks(tmp_path: Path, comf
     assert [line.split()[2:4] for line in lines] == [["1", "ComfyTestNoiseImage"], ["2", "ComfyTestProgress"],
                                                      ["3", "SaveImage"]], nodes.stdout
     assert lines[1].endswith(" it/s)") and "(4 steps, " in lines[1]
+
+
+PREVIEWED = {
+    "1": {"class_type": "ComfyTestNoiseImage", "inputs": {"width": 24, "height": 16, "seed": 3, "batch_size": 2}},
+    "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "previewed"}},
+}
+
+
+def test_previews_are_saved_and_shown_in_the_html_report(tmp_path: Path, comfy_url: str) -> None:
+    args = suite(tmp_path)
+    (tmp_path / "workflows" / "timed.json").write_text(json.dumps(PREVIEWED))
+    done = subprocess.run([sys.executable, "-m", "pytest", *args, f"--comfy-url={comfy_url}", "--comfy-previews"],
+                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout
+    (record,) = read_report(tmp_path / "r")["tests"]
+    assert [(p["node_id"], p["format"]) for p in record["previews"]] == [("2", "png"), ("2", "png")]
+    assert all((tmp_path / "r" / p["path"]).read_bytes().startswith(b"\x89PNG") for p in record["previews"])
+    dom = DomIndex((tmp_path / "r" / "report.html").read_text())
+    previews = dom.find("img", "preview")
+    assert len(previews) == 2 and all(p.attrs["src"].startswith("data:image/png;base64,") for p in previews)
