@@ -24,10 +24,12 @@ from comfytest.baselines import (
 from comfytest.calibrate import measure_runs, repeat
 from comfytest.casefile import CaseSpec
 from comfytest.comparemedia import MediaCheck, check_file
+from comfytest.comparevideo import as_animation
 from comfytest.diagnostics import describe_node, node_info
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
 from comfytest.execution import RunResult
-from comfytest.media import MediaSettings
+from comfytest.media import MediaSettings, Undecodable
+from comfytest.outputs import OutputFile
 from comfytest.preflight import NodeOrigin, model_references, preflight, server_models
 from comfytest.previews import PREVIEWS_DIR, save_previews
 from comfytest.report import summarize_runs
@@ -122,7 +124,9 @@ def calibrate_case(
 
     def run(_: int) -> dict[str, Any]:
         runs.append(fresh_run(session, prompt, case.timeout))
-        return {i.key: i.image for i in runs[-1].images if case.outputs is None or i.node_id in case.outputs}
+        wanted = [i for i in runs[-1].images if case.outputs is None or i.node_id in case.outputs]
+        videos = [f for f in runs[-1].files if f.kind == "video" and (case.outputs is None or f.node_id in case.outputs)]
+        return {i.key: i.image for i in wanted} | {f.key: _video_frames(f, case) for f in videos}
 
     images = repeat(run, times)
     record["prompt_id"] = runs[0].prompt_id
@@ -131,6 +135,15 @@ def calibrate_case(
     record["stats"] = summarize_runs(record["runs"]) if times > 1 else None
     spreads = measure_runs(images, method=case.hash_method or "phash", hash_size=case.hash_size or 8)
     record["calibration"] = [s.to_json(case.tolerance) for s in spreads]
+
+
+def _video_frames(file: OutputFile, case: CaseSpec) -> Any:
+    """A video output as the animation of its hashed frames (calibration of video frames)."""
+    try:
+        return as_animation(file.data, int(case.media.get("video_frames", MediaSettings.video_frames)))
+    except Undecodable as exc:
+        raise ComparisonError(f"video {file.ref.filename} of node {file.node_id} cannot be decoded for "
+                              f"calibration: {exc}") from None
 
 
 def fresh_run(session: ComfySession, prompt: Mapping[str, Any], timeout: float | None) -> RunResult:

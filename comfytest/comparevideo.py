@@ -332,3 +332,19 @@ def check_video(store: BaselineStore, key: BaselineKey, file: OutputFile, *, mod
     how = (f"frame count, size and fps exactly; {len(sig.hashes)} of {sig.frames} frames by "
            f"{settings.method}:{settings.hash_size} hash, tolerance {settings.tolerance}")
     return MediaCheck(result, "video", how, metrics, kind.files)
+
+
+def as_animation(data: bytes, limit: int) -> Image.Image:
+    """The hashed frames (as compared: scaled to ``HASH_SIDE``) as one animated image, so the
+    calibration of images measures a video's frame-to-frame spread the same way."""
+    import io
+
+    frames: dict[int, Image.Image] = {}
+    decode_video(data, lambda count: sample_indices(count, limit), frames.__setitem__, max_side=HASH_SIDE)
+    ordered = [frames[i] for i in sorted(frames)]
+    buf = io.BytesIO()
+    ordered[0].save(buf, format="PNG", save_all=True, append_images=ordered[1:], duration=1)
+    buf.seek(0)
+    img = Image.open(buf)
+    img.load()
+    return img

@@ -207,3 +207,25 @@ def test_media_table_in_the_settings_file(tmp_path: Path) -> None:
     path.write_text("[media]\nkeep_video = 1\n")
     with pytest.raises(ConfigError, match=r"'media\.keep_video' must be true or false"):
         load_cases(path, wf)
+
+
+def test_calibration_sees_a_video_as_the_animation_of_its_hashed_frames() -> None:
+    from comfytest.comparevideo import HASH_SIDE, as_animation
+
+    data = video(5, size=160)
+    assert getattr(as_animation(data, 240), "n_frames", 1) == 5
+    sampled = as_animation(data, 3)
+    assert getattr(sampled, "n_frames", 1) == 3 and max(sampled.size) == HASH_SIDE
+
+
+def test_profiles_read_the_common_baseline_and_write_their_own(env: dict[str, Any], tmp_path: Path) -> None:
+    data = output("v.mp4", video(4, seed=3))
+    check(env, data, "update")
+    profiled = {**env, "store": BaselineStore(env["store"].root, profile="gpu-x")}
+    assert check(profiled, data).result.status == "passed", "falls back to the common baseline"
+    changed = output("v.mp4", video(4, seed=4))
+    assert check(profiled, changed, "update").result.status == "updated"
+    names = sorted(files(env["store"].root))
+    assert "_profiles/gpu-x/flow/case/9_0.video.txt" in names and "flow/case/9_0.video.txt" in names
+    assert check(profiled, changed).result.status == "passed"
+    assert check(env, changed).result.status == "mismatch", "the common baseline is untouched"
