@@ -64,3 +64,21 @@ def test_compare_an_output_with_a_baseline(comfy: Any, tmp_path: Path) -> None:
     same = check()  # the same seed gives the same image: within the tolerance
     assert same.ok, same.message
     assert same.error() is None  # else a ComparisonError, ready to raise
+
+
+def test_video_and_audio_outputs_from_python(comfy: Any) -> None:
+    from comfytest.media import decode_audio, decode_video
+
+    # a video output: SaveVideo's mp4 is in result.files (kind "video"), as bytes
+    video = comfy.run(WORKFLOWS / "video_noise.json", patches={"title:Make video": {"fps": 12.0}})
+    (mp4,) = video.files_of("3", "video")
+    frames: list[int] = []
+    info = decode_video(mp4.data, lambda count: range(count), lambda index, image: frames.append(index))
+    assert (info.frames, info.width, float(info.fps), frames) == (8, 64, 12.0, list(range(8)))
+
+    # an audio output of ComfyUI's own audio nodes, on an uploaded clip (LoadAudio's audio_upload)
+    audio = comfy.run(WORKFLOWS / "audio_volume.json",
+                      inputs={"title:Load clip": WORKFLOWS / "inputs" / "chirp_16k.wav"})
+    (flac,) = audio.files_of("3", "audio")
+    clip = decode_audio(flac.data)
+    assert (clip.sample_rate, clip.channels, round(clip.duration_ms)) == (16000, 1, 1000)
