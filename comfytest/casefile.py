@@ -21,7 +21,7 @@ Example (``tiny_txt2img.toml``)::
     [cases.img2img]
     inputs = { "title:Load input image" = "inputs/cliff.png" }   # relative to this file
 
-    [cases.samplers]          # 4 tests: samplers[sampler_name=euler-steps=2], ...
+    [cases.samplers]          # 4 tests: samplers[euler-2], samplers[euler-4], ...
     matrix = { "KSampler.sampler_name" = ["euler", "dpmpp_2m"], "KSampler.steps" = [2, 4] }
 
     [cases.later]
@@ -60,7 +60,8 @@ difference of a latent value, default 1e-4).
 
 A matrix key is ``"<selector>.<input>"``, split at the last dot (``"KSampler.positive.text"``
 is input ``text`` of the node linked into KSampler's positive). Each combination becomes a case
-``name[input=value-input=value]``; the values are applied as patches over the case's own.
+``name[value-value]`` (the values only, like pytest's parametrize ids, so ``-k`` can select
+them); the values are applied as patches over the case's own.
 
 Precedence, per setting: the case > the file's top-level default > the command line / ini file
 > comfytest's built-in default. Case and file are merged here (:func:`load_cases`: a case's
@@ -529,24 +530,18 @@ def _frozen_patches(patches: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Ma
 
 def _expand(base: CaseSpec, matrix: Mapping[str, list[Any]]) -> list[CaseSpec]:
     keys = list(matrix)
-    labels = _key_labels(keys)
     specs = []
     for combo in itertools.product(*(matrix[k] for k in keys)):
         extra: dict[str, dict[str, Any]] = {}
         for key, value in zip(keys, combo):
             selector, _, name = key.rpartition(".")
             extra.setdefault(selector, {})[name] = value
-        label = "-".join(f"{labels[k]}={_value_label(v)}" for k, v in zip(keys, combo))
+        # values only, as pytest's own parametrize ids: "samplers[euler-4]" works with -k ('=' does not)
+        label = "-".join(_value_label(v) for v in combo)
         patches = _frozen_patches(_merge_patches(base.patches, extra))
         params = MappingProxyType(dict(zip(keys, combo)))
         specs.append(replace(base, id=f"{base.id}[{label}]", patches=patches, params=params))
     return _unique_ids(specs)
-
-
-def _key_labels(keys: list[str]) -> dict[str, str]:
-    """The input name alone, unless two keys share it (then the whole key)."""
-    names = [k.rpartition(".")[2] for k in keys]
-    return {k: n if names.count(n) == 1 else _value_label(k) for k, n in zip(keys, names)}
 
 
 def _value_label(value: object) -> str:

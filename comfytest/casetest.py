@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytest.baselines import (
+    UPDATE_OPTION,
     BaselineKey,
     BaselineStore,
     CheckResult,
@@ -32,6 +33,7 @@ from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
 from comfytest.preflight import NodeOrigin, model_references, preflight, server_models
 from comfytest.previews import PREVIEWS_DIR, save_previews
+from comfytest.interface import check_interfaces
 from comfytest.report import summarize_runs
 from comfytest.report_memory import summarize_memory
 from comfytest.session import ComfySession
@@ -80,6 +82,26 @@ def run_case(
     if settings.calibrate:  # spread between runs, no baseline read or written
         calibrate_case(session, prompt, case, record, settings.calibrate)
         return
+    interface_problems: list[str] = []
+    if settings.interface:
+        classes = [str(node["class_type"]) for node in prompt.values()]
+        interface_problems, written = check_interfaces(store.root, info, classes, update=settings.update_baselines)
+        record["interface_written"] = written
+    try:
+        _run_and_check(session, prompt, timeout, name, case, record, store)
+    except ComparisonError as exc:
+        if interface_problems:
+            raise type(exc)("\n\n".join([*interface_problems, str(exc)])) from exc
+        raise
+    if interface_problems:
+        raise ComparisonError(f"{name}::{case.id}: " + "\n\n".join(interface_problems))
+
+
+def _run_and_check(
+    session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, name: str, case: CaseSpec,
+    record: dict[str, Any], store: BaselineStore,
+) -> None:
+    settings = session.settings
     for _ in range(settings.warmup):
         _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache).raise_for_status()
     runs: list[RunResult] = []
@@ -249,8 +271,20 @@ def check_outputs(
     problems += [c.message for c in checks if not c.ok and c.status != "not_produced"]  # those: once per node, above
     if problems:
         missing_only = all(c.status == "missing" for c in checks if not c.ok) and len(problems) == sum(not c.ok for c in checks)
+        if missing_only:
+            raise BaselineMissing(_first_run(name, case, [c for c in checks if not c.ok], results_dir))
         cls = BaselineMissing if missing_only else ImageMismatch if any(c.status == "mismatch" for c in checks) else ComparisonError
         raise cls(f"{name}::{case.id}: {len(problems)} output check(s) failed\n\n" + "\n\n".join(problems))
+
+
+def _first_run(name: str, case: CaseSpec, missing: list[CheckResult], results_dir: Path) -> str:
+    """A case's first run: one short paragraph, not one failure per output."""
+    folder = missing[0].baseline_path.parent
+    obtained = results_dir / BaselineKey(name, case.id, "").relative_dir
+    keys = ", ".join(c.key.output_key for c in missing)
+    return (f"no baseline yet for {name}::{case.id} ({len(missing)} output(s): {keys}); they belong in {folder}/ and "
+            f"the obtained outputs are in {obtained}/. Review them, then run pytest with {UPDATE_OPTION} to create "
+            "the baselines.")
 
 
 def _not_produced_summary(gone: list[CheckResult], checks: list[CheckResult], labels: Mapping[str, Any]) -> list[str]:

@@ -32,7 +32,7 @@ from comfytest.report_memory import memory_properties
 
 SCHEMA = "comfytest.report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
-FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing", "unsupported", "usage", "memory")
+FAILURE_KINDS = ("regression", "infrastructure", "preflight", "timing", "unsupported", "usage", "memory", "no baseline")
 
 #: every key of a test record with its default; ``new_record`` fills the missing ones
 RECORD_DEFAULTS: Mapping[str, Any] = {

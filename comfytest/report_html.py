@@ -15,13 +15,18 @@ for cached nodes), ``#summary``, ``#fingerprint``. After load, the inline script
 from __future__ import annotations
 
 import base64
+import io
 import json
+import math
 import mimetypes
 from collections.abc import Iterable, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from comfytest.criteria import fmt
 from comfytest.report import (
     Record,
     format_ms,
@@ -51,7 +56,10 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin:0 0 .4em}
 .badge-error{background:#6a1b9a}.badge-skipped{background:#757575}
 pre{background:#f3f3f3;padding:.6em;overflow:auto;white-space:pre-wrap}
 .images{display:flex;flex-wrap:wrap;gap:1em}
-figure{margin:0}figure img{max-width:320px;border:1px solid #ccc;display:block}
+figure{margin:0}figure img{max-width:320px;border:1px solid #ccc;display:block;image-rendering:pixelated}
+.overview td.num{text-align:right;font-variant-numeric:tabular-nums}
+.overview tr.failed td:first-child{border-left:4px solid #c62828}
+pre.text-output{max-width:40em}
 figure video{max-width:320px;display:block}.players{display:flex;gap:1em;margin:.5em 0}
 .not-available{display:inline-block;padding:2em 1em;border:1px dashed #aaa;color:#777}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left}
@@ -103,6 +111,7 @@ def render_html(doc: Mapping[str, Any], base_dir: Path, *, trends: str = "") -> 
             f"<style>{CSS}</style></head>",
             f'<body data-test-count="{len(tests)}">',
             _summary(doc),
+            _overview(tests),
             *(_record(record, index, base_dir) for index, record in enumerate(tests)),
             _unused(doc.get("unused_baselines") or []),
             trends,
@@ -139,9 +148,10 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
         f"{_e(outcome)}{_e(kind)}</span></h2>",
         f'<p class="nodeid"><code>{_e(record.get("nodeid"))}</code></p>',
     ]
-    if record.get("message"):
-        parts.append(f'<pre class="message">{_e(record["message"])}</pre>')
-    parts.extend(_comparison(c, base_dir) for c in record.get("comparisons") or [])
+    message = str(record.get("message") or "")
+    if message:
+        parts.append(f'<pre class="message">{_e(message)}</pre>')
+    parts.extend(_comparison(c, base_dir, message) for c in record.get("comparisons") or [])
     parts.append(_timing(record))
     parts.append(_memory(record))
     parts.append(_previews(record, base_dir))
@@ -151,22 +161,61 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _comparison(comparison: Mapping[str, Any], base_dir: Path) -> str:
+def _num(value: Any) -> str:
+    """Numbers rounded for reading; everything else as it is."""
+    return fmt(float(value)) if isinstance(value, float) else "" if value is None else str(value)
+
+
+OVERVIEW = ("test", "output", "status", "distance", "max diff", "mean diff", "PSNR dB", "criteria")
+
+
+def _overview(tests: Iterable[Record]) -> str:
+    """One row per output (failures first), so a reviewer sees every metric at a glance."""
+    rows = []
+    for index, record in enumerate(tests):
+        failed = record.get("outcome") not in ("passed", "skipped")
+        comps = record.get("comparisons") or [{}]
+        for comp in comps:
+            cells = [test_label(record), comp.get("output") or "-", comp.get("status") or record.get("outcome"),
+                     comp.get("distance"), comp.get("max_abs_diff"), comp.get("mean_abs_diff"), comp.get("psnr"),
+                     comp.get("criteria")]
+            html = "".join(
+                f'<td{" class=num" if isinstance(c, int | float) else ""}>'
+                + (f'<a href="#test-{index}">{_e(c)}</a>' if i == 0 else _e(_num(c))) + "</td>"
+                for i, c in enumerate(cells))
+            rows.append((not failed, index, f'<tr class="{"failed" if failed else "passed"}">{html}</tr>'))
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in OVERVIEW)
+    body = "".join(row for *_, row in sorted(rows, key=lambda r: (r[0], r[1])))
+    return f'<table class="overview"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _comparison(comparison: Mapping[str, Any], base_dir: Path, record_message: str = "") -> str:
     if comparison.get("kind") in MEDIA_KINDS:
         return _media_comparison(comparison, base_dir)
     # a passing output keeps no obtained copy (it matches the baseline): show the baseline only
     passed = comparison.get("status") in ("passed", "unchanged")
-    figures = [
+    is_text = "text" in comparison
+    figures = [] if is_text else [
         _figure(role, comparison.get(role), base_dir)
         for role in IMAGE_ROLES
         if comparison.get(role) or role == "baseline" or (role == "obtained" and not passed)
     ]
+    if is_text:
+        figures.append(f'<figure><pre class="text-output" data-role="obtained">{_e(comparison["text"])}</pre>'
+                       "<figcaption>obtained text</figcaption></figure>")
+        if comparison.get("baseline_text") not in (None, comparison["text"]):
+            figures.insert(0, f'<figure><pre class="text-output" data-role="baseline">'
+                              f'{_e(comparison["baseline_text"])}</pre><figcaption>baseline text</figcaption></figure>')
     metrics = "".join(
-        f"<tr><th>{_e(key)}</th><td>{_e(comparison.get(key))}</td></tr>"
+        f"<tr><th>{_e(key)}</th><td>{_e(_num(comparison.get(key)))}</td></tr>"
         for key in METRICS
         if comparison.get(key) is not None
     )
     message = comparison.get("message")
+    if message and str(message) in record_message:
+        message = None  # the test's message already says it: each message once
     return (
         f'<div class="comparison" data-output="{_e(comparison.get("output"))}"'
         f' data-status="{_e(comparison.get("status"))}">'
@@ -229,9 +278,26 @@ def _figure(role: str, path: Any, base_dir: Path, label: str | None = None) -> s
     if uri is None:
         body = f'<span class="not-available" data-role="{_e(role)}">not available</span>'
     else:
-        body = f'<img class="artefact" data-role="{_e(role)}" alt="{_e(role)}" src="{uri}">'
+        body = f'<img class="artefact" data-role="{_e(role)}" alt="{_e(role)}" src="{uri}"{_scale(uri)}>'
     title = f' title="{_e(path)}"' if path else ""
     return f"<figure{title}>{body}{caption}</figure>"
+
+
+#: small images are shown at least this wide, enlarged by a whole factor with crisp pixels
+MIN_SHOWN_PX = 128
+
+
+def _scale(uri: str) -> str:
+    """A width attribute enlarging a small image by a whole factor (``image-rendering:
+    pixelated`` in the CSS keeps its pixels sharp)."""
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as img:
+            width = img.width
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return ""
+    if not width or width >= MIN_SHOWN_PX:
+        return ""
+    return f' width="{width * math.ceil(MIN_SHOWN_PX / width)}"'
 
 
 def _data_uri(path: Path, base_dir: Path, kinds: tuple[str, ...] = ("image/",)) -> str | None:

@@ -19,6 +19,7 @@ from comfytest.calibrate import render_table as render_calibration
 from comfytest.casefile import CaseSpec
 from comfytest.compat import info_from_dict, newer_warning, server_info
 from comfytest.errors import (
+    BaselineMissing,
     ComfyTestError,
     ComparisonError,
     ConfigError,
@@ -59,6 +60,8 @@ def failure_kind(exc: BaseException) -> str:
         return "preflight"
     if isinstance(exc, (ConfigError, StorageError)):
         return "usage"  # the user's set-up (an option, a read-only folder), not the code under test
+    if isinstance(exc, BaselineMissing):
+        return "no baseline"  # the first run of a case, not a regression
     return "regression"
 
 

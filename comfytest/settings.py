@@ -142,6 +142,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-diff", "largest per-channel pixel difference (0-255) that still passes; default: 4 when the baseline was made on this device profile, unchecked on others", non_negative_int),
     Option("mean-diff", "largest mean per-channel pixel difference that still passes", non_negative_float),
     Option("min-psnr", "lowest PSNR in dB that still passes", non_negative_float),
+    Option("interface", "snapshot the /object_info of the node classes each workflow uses under <baselines>/_interface/ and fail when it changes", flag=True, default=False),
     Option("exact", "require identical pixels (the same as --comfy-max-diff 0)", flag=True, default=False),
     Option("profile", "baseline profile (default: derived from the server's device)"),
     Option("runs", "measured runs per test (timing statistics)", positive_int, default=1),
@@ -216,6 +217,7 @@ class Settings:
     hash_size: int = 8
     tolerance: int = 2
     hash_only: bool = False
+    interface: bool = False
     max_diff: int | None = None
     mean_diff: float | None = None
     min_psnr: float | None = None
@@ -335,6 +337,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         hash_size=values["comfy_hash_size"],
         tolerance=values["comfy_tolerance"],
         hash_only=bool(values["comfy_hash_only"]),
+        interface=bool(values["comfy_interface"]),
         max_diff=0 if values["comfy_exact"] else values["comfy_max_diff"],
         mean_diff=values["comfy_mean_diff"],
         min_psnr=values["comfy_min_psnr"],

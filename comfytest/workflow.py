@@ -269,8 +269,10 @@ def select(workflow: Workflow, selector: str, *, one: bool) -> tuple[str, ...]:
     """Node ids matching ``selector`` (syntax in the module docstring)."""
     ids = _match(workflow, selector.strip())
     if not ids:
+        titled = [n.title for n in workflow.nodes.values() if n.title and n.title.lower() == selector.strip().lower()]
+        hint = f"\nDid you mean 'title:{titled[0]}'? A bare name selects a node class." if titled else ""
         raise PatchError(
-            f"{workflow.name}: selector '{selector}' matches no node. Nodes:\n"
+            f"{workflow.name}: selector '{selector}' matches no node.{hint} Nodes:\n"
             + _listing(workflow, workflow.nodes)
         )
     if one and len(ids) > 1:

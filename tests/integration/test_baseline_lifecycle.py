@@ -24,8 +24,9 @@ def test_tiny_txt2img_walks_the_whole_lifecycle(ws: Workspace) -> None:
     # 1. no baseline: fails, says so, keeps the obtained image, writes nothing under baselines/
     missing = ws.run()
     missing.assert_outcomes(failed=1)
-    assert f"no baseline for output 7_0 of tiny_txt2img[base]: {png} does not exist" in text(missing)
-    assert f"Run pytest with {UPDATE} to create the baseline" in text(missing)
+    assert f"no baseline yet for tiny_txt2img::base (1 output(s): 7_0); they belong in {png.parent}/" in text(missing)
+    assert f"run pytest with {UPDATE} to create the baselines" in text(missing)
+    assert ws.report()["tests"][0]["failure_kind"] == "no baseline", "a first run is not a regression"
     assert ws.artefact("tiny_txt2img", "base", "7_0.obtained.png").is_file()
     assert ws.snapshot() == {}
     assert [c["status"] for c in ws.comparisons()] == ["missing"]

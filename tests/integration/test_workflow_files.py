@@ -121,8 +121,10 @@ def test_k_m_and_matrix_ids(pytester: pytest.Pytester, inner_args: list[str]) ->
     result = run(pytester, inner_args, files, "--collect-only", "-q")
     result.stdout.fnmatch_lines([
         "wf/n.json::alpha", "wf/n.json::beta",
-        "wf/n.json::grid[[]seed=3-width=8[]]", "wf/n.json::grid[[]seed=4-width=8[]]",
+        "wf/n.json::grid[[]3-8[]]", "wf/n.json::grid[[]4-8[]]",
     ])
+    only_matrix = pytester.runpytest(*inner_args, "--collect-only", "-q", "-k", "grid[4-8]", "wf")
+    only_matrix.stdout.fnmatch_lines(["wf/n.json::grid[[]4-8[]]", "*1/4 tests collected (3 deselected)*"])
     only_k = pytester.runpytest(*inner_args, "--collect-only", "-q", "-k", "beta", "wf")
     only_k.stdout.fnmatch_lines(["wf/n.json::beta", "*1/4 tests collected (3 deselected)*"])
     only_m = pytester.runpytest(*inner_args, "--collect-only", "-q", "-m", "slow", "wf")

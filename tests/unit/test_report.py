@@ -105,7 +105,7 @@ def test_summary_counts_outcomes_kinds_and_comparisons() -> None:
     assert (summary["total"], summary["passed"], summary["failed"]) == (5, 1, 2)
     assert (summary["skipped"], summary["error"], summary["unused_baselines"]) == (1, 1, 1)
     assert summary["failure_kinds"] == {
-        "regression": 1, "infrastructure": 1, "preflight": 0, "timing": 1, "unsupported": 0, "usage": 0, "memory": 0,
+        "regression": 1, "infrastructure": 1, "preflight": 0, "timing": 1, "unsupported": 0, "usage": 0, "memory": 0, "no baseline": 0,
     }
     assert summary["comparisons"] == {"mismatch": 1}
 
