@@ -10,6 +10,7 @@ regressions in ``report_compare``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -293,10 +294,8 @@ def format_change(previous_ms: float | None, current_ms: float | None) -> str:
     """``+12% (412 → 461 ms)``; empty when either side has no number to compare."""
     if previous_ms is None or current_ms is None:
         return ""
-    if previous_ms <= 0:
-        return f"({format_ms(previous_ms)} → {format_ms(current_ms)} ms)"
     delta = current_ms - previous_ms
-    percent = delta / previous_ms * 100
+    percent = delta / previous_ms * 100 if previous_ms > 0 else math.inf
     if previous_ms < 1 or abs(percent) >= 1000:  # from ~0 a percentage means nothing: "+184970 %"
         return f"{delta:+,.1f} ms ({format_ms(previous_ms)} → {format_ms(current_ms)} ms)"
     return f"{percent:+.0f}% ({format_ms(previous_ms)} → {format_ms(current_ms)} ms)"

@@ -95,7 +95,7 @@ def test_every_change_in_the_table_fails_with_the_defaults(
     assert "node interface of ComfyTestLevels changed" in message("levels")
     assert "ComfyTestLevels input 'strength': default 0.8 -> 0.5" in message("levels")
     assert records["invert"]["failure_kind"] == "timing"
-    assert "node 2 ComfyTestInvert: slower" in message("invert") and " ms (" in message("invert")
+    assert "node 2 ComfyTestInvert: slower +" in message("invert") and " ms (" in message("invert")
     assert "phash distance" in out  # the hash is reported beside the pixel criteria
 
 

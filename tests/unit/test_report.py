@@ -376,3 +376,15 @@ def test_read_history_names_the_bad_line(tmp_path: Path) -> None:
     path.write_text('{"tests": {}}\n\nnot json\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"history.jsonl:3"):
         read_history(path)
+
+
+@pytest.mark.parametrize(("previous", "current", "text"), [
+    (0.0, 30.0, "+30.0 ms (0 → 30 ms)"),
+    (0.5, 20.4, "+19.9 ms"),
+    (20.0, 185000.0, "+184,980.0 ms"),
+    (412.0, 461.0, "+12% (412 → 461 ms)"),
+])
+def test_a_change_from_about_zero_is_shown_in_ms_not_percent(previous: float, current: float, text: str) -> None:
+    from comfytest.report import format_change
+
+    assert text in format_change(previous, current)
