@@ -29,11 +29,11 @@ from comfytest.comparevideo import as_animation
 from comfytest.diagnostics import describe_node, node_info
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
 from comfytest.execution import RunResult
+from comfytest.interface import check_interfaces
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
 from comfytest.preflight import NodeOrigin, model_references, preflight, server_models
 from comfytest.previews import PREVIEWS_DIR, save_previews
-from comfytest.interface import check_interfaces
 from comfytest.report import summarize_runs
 from comfytest.report_memory import summarize_memory
 from comfytest.session import ComfySession
@@ -88,7 +88,7 @@ def run_case(
         interface_problems, written = check_interfaces(store.root, info, classes, update=settings.update_baselines)
         record["interface_written"] = written
     try:
-        _run_and_check(session, prompt, timeout, name, case, record, store)
+        _run_and_check(session, prompt, timeout, name, case, record, store, loader_nodes(prepared.workflow, info))
     except ComparisonError as exc:
         if interface_problems:
             raise type(exc)("\n\n".join([*interface_problems, str(exc)])) from exc
@@ -99,13 +99,12 @@ def run_case(
 
 def _run_and_check(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, name: str, case: CaseSpec,
-    record: dict[str, Any], store: BaselineStore,
+    record: dict[str, Any], store: BaselineStore, loaders: dict[str, tuple[str, ...]],
 ) -> None:
     settings = session.settings
     for _ in range(settings.warmup):
         _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache).raise_for_status()
     runs: list[RunResult] = []
-    loaders = loader_nodes(prepared.workflow, info)
     for index in range(settings.runs):
         result = _run(session, prompt, timeout, fetch_images=index == 0, free=settings.free_cache)
         runs.append(result)
