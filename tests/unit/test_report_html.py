@@ -131,3 +131,27 @@ def test_broken_image_is_reported_by_the_page(
     body = DomIndex(run_chromium(chromium, page, tmp_path / "profile")).one("body")
     assert body.attrs["data-images-loaded"] == "false"
     assert body.attrs["data-images-decoded"] == "3"
+
+
+def test_overview_table_leads_failures_first_with_rounded_metrics_and_text_outputs(
+    tmp_path: Path, report_doc: dict[str, Any],
+) -> None:
+    text_pass = new_record(
+        "workflows/0.json::text", workflow="workflows/0.json", case="text",
+        comparisons=[{"output": "1_0", "status": "passed", "text": "2730.6666666666665",
+                      "baseline_text": "2730.6666666666665", "mean_abs_diff": None}],
+    )
+    report_doc["tests"].insert(0, text_pass)
+    report_doc["tests"][1]["comparisons"][0]["mean_abs_diff"] = 0.123456789
+    markup = render_html(report_doc, tmp_path)
+    dom = DomIndex(markup)
+    rows = [e for e in dom.find("tr") if e.classes & {"failed", "passed"}]
+    assert [r.classes for r in rows][0] == {"failed"}, "failures first"
+    assert markup.index('class="overview"') < markup.index('class="test-record"')
+    assert "0.123" in markup and "0.123456789" not in markup
+    (obtained,) = [e for e in dom.find("pre", "text-output")]
+    assert "2730.6666666666665" in markup and obtained.attrs["data-role"] == "obtained"
+    small = [e for e in dom.find("img", "artefact") if e.attrs.get("data-role") == "diff"]
+    assert small and small[0].attrs["width"] == "128", "a 32 px diff is shown 4x, crisp"
+    assert "image-rendering:pixelated" in markup
+    assert markup.count(HOSTILE.replace("<", "&lt;").replace(">", "&gt;")[:20]) >= 1
