@@ -146,7 +146,7 @@ def test_overview_table_leads_failures_first_with_rounded_metrics_and_text_outpu
     markup = render_html(report_doc, tmp_path)
     dom = DomIndex(markup)
     rows = [e for e in dom.find("tr") if e.classes & {"failed", "passed"}]
-    assert [r.classes for r in rows][0] == {"failed"}, "failures first"
+    assert rows[0].classes == {"failed"}, "failures first"
     assert markup.index('class="overview"') < markup.index('class="test-record"')
     assert "0.123" in markup and "0.123456789" not in markup
     (obtained,) = [e for e in dom.find("pre", "text-output")]
