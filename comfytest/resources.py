@@ -172,7 +172,7 @@ def listening_pid(port: int, proc: Path = Path("/proc")) -> int | None:
     if not inodes:
         return None
     for entry in proc.iterdir():
-        if entry.name.isdigit() and _holds_socket(entry, inodes) and _looks_like_comfyui(entry):
+        if entry.name.isdigit() and _looks_like_comfyui(entry) and _holds_socket(entry, inodes):  # cheap test first
             return int(entry.name)
     return None
 
