@@ -65,7 +65,8 @@ COMMANDS: tuple[Command, ...] = (
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="comfytest-report", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="comfytest-report",
+                                  description="Work with saved comfytest reports and history files, without running tests.")
     subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = subs.add_parser(command.name, help=command.help, description=command.help)
