@@ -67,6 +67,8 @@ _UPLOAD_VALUES = frozenset({"image", "video", "audio"})
 #: into the prompt: class → names, each taking the next saved value (default "")
 FRONTEND_WIDGETS: Mapping[str, tuple[str, ...]] = {
     "SaveGLB": ("image",), "PreviewAny": ("preview",), "Preview3D": ("image",),
+    # the frontend's audio extension adds its player widget to these (serialized as "")
+    **{name: ("audioUI",) for name in ("LoadAudio", "SaveAudio", "SaveAudioMP3", "SaveAudioOpus", "PreviewAudio")},
 }
 #: nodes whose widgets the frontend lays out itself: widget names in saved order (the frontend
 #: sends its buttons too, with their placeholder values)
@@ -545,9 +547,13 @@ def read_widgets(node: UiNode, object_info: ObjectInfo) -> tuple[dict[str, Any],
 
 def _extra_values(spec: Sequence[Any], name: str, following: list[Any]) -> int:
     """How many values after this widget's belong to a companion widget (0 or 1)."""
-    if not following or not isinstance(following[0], str):
+    if not following:
         return 0
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
+    if following[0] is None and any(str(k).endswith("upload") for k in options):
+        return 1  # an upload button saved without a value (the frontend's audio/video upload)
+    if not isinstance(following[0], str):
+        return 0
     seed_like = options.get("control_after_generate") or name in SEED_NAMES or spec[0] == "INT"
     if seed_like and following[0] in CONTROL_VALUES:
         return 1
