@@ -19,8 +19,10 @@ from comfytest.errors import ComfyTestError, NodePackImportError, ServerError
 from comfytest.progress import ProgressDisplay
 from comfytest.reporting import SessionState, failure_kind
 from comfytest.settings import OPTIONS, Option, join_dash_values, resolve
+from comfytest.signals import SigtermAsInterrupt
 
 STATE: pytest.StashKey[SessionState] = pytest.StashKey()
+SIGTERM: pytest.StashKey[SigtermAsInterrupt] = pytest.StashKey()
 EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: the server or the machine failed, not the code under test
 EXIT_PACK_BROKEN = 1  # a custom node pack that does not import is the code under test failing
 
@@ -106,6 +108,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     state.deselected = narrowed(config)
     config.stash[STATE] = state
+    config.stash[SIGTERM] = SigtermAsInterrupt()
+    config.stash[SIGTERM].install()
     config.pluginmanager.register(Reporter(state), "comfytest-reporter")
 
 
@@ -133,6 +137,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.close()
         del config.stash[STATE]
         config.pluginmanager.unregister(name="comfytest-reporter")
+    sigterm = config.stash.get(SIGTERM, None)
+    if sigterm is not None:  # after close(): a SIGTERM during clean-up must not orphan the server
+        sigterm.restore()
+        del config.stash[SIGTERM]
 
 
 def state_of(config: pytest.Config) -> SessionState:

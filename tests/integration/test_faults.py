@@ -8,11 +8,15 @@ All of them share the session's one real ComfyUI; timeouts are small so the faul
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,8 @@ from comfytest.execution import Runner, new_prompt_id
 from comfytest.outputs import FileRef
 from tests.faultproxy import PASS, Fault, FaultProxy, proxy_to
 from tests.integration.test_client import noise_prompt
+
+REPO = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -192,3 +198,97 @@ def test_a_403_from_view_is_not_blamed_on_credentials(comfy: Any) -> None:
     text = str(err.value)
     assert "HTTP 403" in text and "outside its output folder" in text
     assert "credentials" not in text
+
+
+# ---------------------------------------------------------------- cleanup: signals to pytest
+
+GATE = """
+import time
+from pathlib import Path
+
+def pytest_runtest_setup(item):
+    if "b_slow" in item.nodeid:  # let the outer test arrange the queue first
+        Path("ready.txt").write_text("1")
+        deadline = time.monotonic() + 60
+        while not Path("go.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+"""
+
+
+def write_signalled_suite(root: Path) -> None:
+    """a_quick.json finishes; b_slow.json sleeps 60 s; conftest.py lets the outer test go first."""
+    quick = noise_prompt(int.from_bytes(os.urandom(3), "big"))
+    (root / "a_quick.json").write_text(json.dumps(quick))
+    (root / "b_slow.json").write_text(json.dumps(noise_prompt(110, sleep=60)))
+    (root / "conftest.py").write_text(GATE)
+
+
+def queued_ids(client: ComfyClient) -> tuple[set[str], set[str]]:
+    q = client.queue_state()
+    return ({str(i[1]) for i in q["queue_running"]}, {str(i[1]) for i in q["queue_pending"]})
+
+
+def inner_pytest(pytester: pytest.Pytester, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(check: Any, within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {within} s")
+
+
+@pytest.mark.parametrize(("sig", "blocked"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["SIGTERM-running", "SIGINT-pending"])
+def test_signal_to_pytest_leaves_the_shared_queue_clean_and_writes_the_report(
+    comfy: Any, pytester: pytest.Pytester, tmp_path: Path, sig: int, blocked: bool,
+) -> None:
+    """--comfy-url mode (a shared server): our prompt, running or still pending behind someone
+    else's, is gone from the queue; the report of what finished is written; pytest exits."""
+    idle_server(comfy)
+    write_signalled_suite(pytester.path)
+    results = tmp_path / "results"
+    other = new_prompt_id()
+    proc = inner_pytest(pytester, ".", f"--comfy-url={comfy.url}", f"--comfy-results={results}",
+                        f"--comfy-baselines={tmp_path / 'baselines'}", "--comfy-update-baselines")
+    try:
+        wait_for((pytester.path / "ready.txt").is_file, 90, "the slow test starting")
+        if blocked:  # someone else's prompt keeps the server busy: ours waits as pending
+            comfy.client.queue_prompt(noise_prompt(111, sleep=60), other)
+            wait_for(lambda: other in queued_ids(comfy.client)[0], 10, "the other prompt running")
+        (pytester.path / "go.txt").write_text("1")
+
+        def ours() -> str | None:
+            running, pending = queued_ids(comfy.client)
+            return next(iter((pending if blocked else running) - {other}), None)
+
+        pid = wait_for(ours, 30, "our prompt reaching the queue")
+        signalled = time.monotonic()
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+        took = elapsed_since(signalled)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if blocked:
+            comfy.client.delete_pending([other])
+            comfy.client.interrupt(other)
+    text = out.decode(errors="replace")
+    running, pending = queued_ids(comfy.client)
+    assert pid not in running | pending, "our prompt must not stay on the shared server"
+    if not blocked:
+        assert wait_for(lambda: comfy.client.history(pid).get("status"), 10, "history")["status_str"] == "error"
+    assert proc.returncode == 2, text  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in text and "Traceback" not in text
+    assert took < 10, f"exited {took:.1f} s after the signal"
+    doc = json.loads((results / "report.json").read_text())
+    assert [(t["nodeid"], t["outcome"]) for t in doc["tests"]] == [("a_quick.json::default", "passed")], \
+        "the report holds what finished"
+    idle_server(comfy)
