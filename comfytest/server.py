@@ -14,12 +14,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import urllib3
 
 from comfytest.errors import LaunchError
 from comfytest.launchargs import ComfyFlags, failure_hint, own_state_args, read_flags
@@ -73,7 +75,9 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.spec.host}:{self.port}"
+        # ComfyUI serves https (and wss) when it was given a certificate (--tls-certfile)
+        scheme = "https" if any(str(a).startswith("--tls-certfile") for a in self.spec.args) else "http"
+        return f"{scheme}://{self.spec.host}:{self.port}"
 
     def command(self) -> list[str]:
         spec = self.spec
@@ -122,7 +126,10 @@ class LocalServer:
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        with requests.Session() as http:
+        with requests.Session() as http, warnings.catch_warnings():
+            # our own child process on this machine: readiness only; the client verifies TLS
+            http.verify = False
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
             while time.monotonic() < deadline:
                 if not self.alive:
                     return False

@@ -27,6 +27,7 @@ from comfytest.execution import Runner, new_prompt_id
 from comfytest.outputs import FileRef
 from tests.faultproxy import PASS, Fault, FaultProxy, proxy_to
 from tests.integration.test_client import noise_prompt
+from tests.tlscert import self_signed
 
 REPO = Path(__file__).parents[2]
 
@@ -292,3 +293,46 @@ def test_signal_to_pytest_leaves_the_shared_queue_clean_and_writes_the_report(
     assert [(t["nodeid"], t["outcome"]) for t in doc["tests"]] == [("a_quick.json::default", "passed")], \
         "the report holds what finished"
     idle_server(comfy)
+
+
+# ---------------------------------------------------------------- TLS and the CA bundle
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def tls_proxy(comfy_url: str, certificate: tuple[Path, Path]) -> Iterator[FaultProxy]:
+    """Real TLS (Python's ssl) terminated in front of the real server: https and wss."""
+    with proxy_to(comfy_url, tls=(str(certificate[0]), str(certificate[1]))) as p:
+        yield p
+
+
+def test_ca_bundle_is_trusted_by_http_and_the_websocket(tls_proxy: FaultProxy, certificate: tuple[Path, Path]) -> None:
+    client = ComfyClient(tls_proxy.url, ca_bundle=str(certificate[0]), request_timeout=5)
+    try:
+        result = Runner(client, timeout=20, idle_timeout=5).run(noise_prompt(120))
+        assert result.ok and result.images and tls_proxy.connections["ws"] == 1
+    finally:
+        client.close()
+
+
+def test_requests_ca_bundle_env_reaches_the_websocket_too(
+    tls_proxy: FaultProxy, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+    client = ComfyClient(tls_proxy.url, request_timeout=5)
+    try:
+        assert Runner(client, timeout=20, idle_timeout=5).run(noise_prompt(121)).ok
+    finally:
+        client.close()
+
+
+def test_an_untrusted_certificate_is_named_as_such(tls_proxy: FaultProxy) -> None:
+    client = ComfyClient(tls_proxy.url, request_timeout=5)
+    with pytest.raises(ServerUnavailable, match="TLS certificate not trusted"):
+        client.system_stats()
+    with pytest.raises(ServerUnavailable, match="WebSocket /ws: TLS certificate not trusted"):
+        client.connect()
