@@ -27,7 +27,7 @@ from comfytest.casefile import CaseSpec
 from comfytest.comparemedia import MediaCheck, check_file
 from comfytest.comparevideo import as_animation
 from comfytest.diagnostics import describe_node, node_info
-from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError
+from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError, clip
 from comfytest.execution import RunResult
 from comfytest.interface import check_interfaces
 from comfytest.media import MediaSettings, Undecodable
@@ -215,7 +215,7 @@ def timing_json(timing: RunTiming, loaders: Mapping[str, Any] | None = None) -> 
         "status": timing.status,
         "nodes": [
             {
-                "node_id": n.node_id, "class_type": n.class_type, "title": n.title,
+                "node_id": n.node_id, "class_type": n.class_type, "title": clip(n.title, 200) if n.title else None,
                 "duration_ms": _round(n.duration_ms), "cached": n.cached,
                 "steps": n.steps, "steps_per_s": _round(n.steps_per_s),
                 "model_load": n.node_id in loaders and not n.cached,

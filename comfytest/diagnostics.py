@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from comfytest.errors import clip
+
 
 @dataclass(frozen=True)
 class NodeLabel:
@@ -44,7 +46,8 @@ def describe_node(node_id: str | None, info: NodeInfo, class_type: str | None = 
     label = info.get(str(node_id))
     cls = class_type or (label.class_type if label else "?")
     title = label.title if label and label.title else None
-    return f"node {node_id} '{title}' ({cls})" if title else f"node {node_id} ({cls})"
+    node_id, cls = clip(str(node_id), 40), clip(cls)
+    return f"node {node_id} '{clip(title)}' ({cls})" if title else f"node {node_id} ({cls})"
 
 
 def _error_line(err: Mapping[str, Any]) -> str:

@@ -30,6 +30,14 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
 from __future__ import annotations
 
 
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with the count of what was left out: node titles and
+    values come from workflow files and servers, and a 5 MB title must not fill a terminal."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
 class ComfyTestError(Exception):
     """Base of every comfytest error; ``str(err)`` is the user-facing message."""
 

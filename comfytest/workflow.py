@@ -45,7 +45,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
-from comfytest.errors import PatchError, WorkflowError
+from comfytest.errors import PatchError, WorkflowError, clip
 
 ObjectInfo = Mapping[str, Any]
 
@@ -69,8 +69,8 @@ class Node:
 
     def label(self) -> str:
         """``5 'KSampler' (KSampler)``: how messages name a node."""
-        title = f" '{self.title}'" if self.title else ""
-        return f"{self.id}{title} ({self.class_type})"
+        title = f" '{clip(self.title)}'" if self.title else ""
+        return f"{clip(self.id, 40)}{title} ({clip(self.class_type)})"
 
     def with_inputs(self, updates: Mapping[str, Any]) -> Node:
         inputs = {**self.inputs, **copy.deepcopy(dict(updates))}
@@ -166,7 +166,45 @@ def parse_workflow(data: object, source: Path | None = None) -> Workflow:
     nodes = {str(k): _parse_node(where, str(k), v) for k, v in data.items()}
     for node in nodes.values():
         _check_links(where, node, nodes)
+    _check_cycles(where, nodes)
     return Workflow(MappingProxyType(nodes), source)
+
+
+def _check_cycles(where: str, nodes: Mapping[str, Node]) -> None:
+    """A cycle of links cannot run (ComfyUI rejects or recurses on it): name every link of it."""
+    done: set[str] = set()
+    for start in nodes:
+        if start in done:
+            continue
+        path: list[tuple[str, str]] = []  # (node, input) links followed from start
+        stack = [(start, iter(_links(nodes[start])))]
+        on_path = {start}
+        while stack:
+            node_id, links = stack[-1]
+            step = next(links, None)
+            if step is None:
+                stack.pop()
+                on_path.discard(node_id)
+                done.add(node_id)
+                if path:
+                    path.pop()
+                continue
+            name, target = step
+            if target in on_path:
+                cycle = [*path[next((i for i, (n, _) in enumerate(path) if n == target), len(path)):], (node_id, name)]
+                steps = " → ".join(f"node {nodes[n].label()} input '{clip(i, 40)}'" for n, i in cycle)
+                raise WorkflowError(
+                    f"{where}: the links form a cycle: {steps} → node {nodes[target].label()}. "
+                    "A workflow must be acyclic; connect one of these inputs to another node."
+                )
+            if target not in done and target in nodes:
+                path.append((node_id, name))
+                on_path.add(target)
+                stack.append((target, iter(_links(nodes[target]))))
+
+
+def _links(node: Node) -> list[tuple[str, str]]:
+    return [(name, str(value[0])) for name, value in node.inputs.items() if is_link(value)]
 
 
 def _parse_node(where: str, node_id: str, raw: object) -> Node:

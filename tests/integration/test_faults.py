@@ -336,3 +336,48 @@ def test_an_untrusted_certificate_is_named_as_such(tls_proxy: FaultProxy) -> Non
         client.system_stats()
     with pytest.raises(ServerUnavailable, match="WebSocket /ws: TLS certificate not trusted"):
         client.connect()
+
+
+LAUNCHED_GATE = GATE.replace(
+    'Path("ready.txt").write_text("1")',
+    'from comfytest.plugin import state_of\n'
+    '        server = state_of(item.config).started.server\n'
+    '        Path("server.txt").write_text(f"{server.proc.pid} {server.url}")\n'
+    '        Path("ready.txt").write_text("1")',
+)
+
+
+def test_sigterm_stops_a_launched_tls_server_and_orphans_nothing(
+    pytester: pytest.Pytester, tmp_path: Path, certificate: tuple[Path, Path],
+) -> None:
+    """ComfyUI's own TLS (--tls-certfile/--tls-keyfile) with --comfy-ca-bundle, then SIGTERM
+    while a prompt runs: the launched server is stopped, the report written."""
+    write_signalled_suite(pytester.path)
+    (pytester.path / "conftest.py").write_text(LAUNCHED_GATE)
+    cert, key = certificate
+    results = tmp_path / "results"
+    proc = inner_pytest(
+        pytester, ".", f"--comfy-embedded-home={REPO / '.comfytest'}", f"--comfy-results={results}",
+        f"--comfy-baselines={tmp_path / 'baselines'}", "--comfy-update-baselines",
+        f"--comfy-launch-args=--tls-keyfile {key} --tls-certfile {cert}", f"--comfy-ca-bundle={cert}",
+        "--comfy-startup-timeout=300",
+    )
+    try:
+        wait_for((pytester.path / "ready.txt").is_file, 330, "the slow test starting")
+        server_pid, url = (pytester.path / "server.txt").read_text().split()
+        (pytester.path / "go.txt").write_text("1")
+        time.sleep(1.0)  # the slow prompt is queued and running
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=40)
+        took = elapsed_since(signalled)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode(errors="replace")
+    assert url.startswith("https://127.0.0.1:")
+    assert proc.returncode == 2, text
+    assert not Path(f"/proc/{server_pid}").exists(), "the launched ComfyUI must not outlive pytest"
+    assert took < 20, f"exited {took:.1f} s after SIGTERM"
+    doc = json.loads((results / "report.json").read_text())
+    assert [(t["nodeid"], t["outcome"]) for t in doc["tests"]] == [("a_quick.json::default", "passed")], text

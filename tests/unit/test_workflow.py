@@ -429,3 +429,36 @@ def test_preflight_bad_values(
     (problem,) = preflight(patched, info)
     assert problem.kind == "bad_value" and problem.node_id == "5"
     assert message in problem.message
+
+
+# -- issue 11: a cycle is named; huge titles are clipped
+
+
+def test_a_cycle_names_every_link_of_it() -> None:
+    data = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
+        "2": {"class_type": "ImageInvert", "_meta": {"title": "Flip"}, "inputs": {"image": ["3", 0]}},
+        "3": {"class_type": "ImageBlur", "inputs": {"image": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}},
+    }
+    with pytest.raises(WorkflowError) as err:
+        parse_workflow(data)
+    text = str(err.value)
+    assert "the links form a cycle" in text
+    assert "node 2 'Flip' (ImageInvert) input 'image' → node 3 (ImageBlur) input 'image' → node 2" in text \
+        or "node 3 (ImageBlur) input 'image' → node 2 'Flip' (ImageInvert) input 'image' → node 3" in text, text
+
+
+def test_a_node_linked_to_itself_is_a_cycle() -> None:
+    with pytest.raises(WorkflowError, match="cycle: node 1 \\(ImageInvert\\) input 'image' → node 1"):
+        parse_workflow({"1": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}}})
+
+
+def test_huge_titles_are_clipped_in_messages() -> None:
+    from comfytest.diagnostics import describe_node, node_info
+
+    prompt = {"1": {"class_type": "EmptyImage", "_meta": {"title": "T" * 5_000_000}, "inputs": {"width": ["9", 0]}}}
+    with pytest.raises(WorkflowError) as err:
+        parse_workflow(prompt)
+    assert len(str(err.value)) < 400 and "(4999920 more characters)" in str(err.value)
+    assert len(describe_node("1", node_info(prompt))) < 200
