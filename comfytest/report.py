@@ -14,10 +14,10 @@ import math
 import os
 import platform
 import re
+import secrets
 import socket
 import statistics
 import subprocess
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -167,10 +167,14 @@ def summarize(tests: Sequence[Record], unused_baselines: Sequence[str] = ()) -> 
 
 
 def write_json(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write atomically: a reader (or a crashed run) never sees half a report."""
+    """Write atomically: a reader (or a crashed run) never sees half a report.
+
+    The file gets the permissions the umask gives report.md and report.html (mkstemp's 0600
+    would hide report.json from a CI artefact uploader or another user)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, ensure_ascii=False)

@@ -127,14 +127,14 @@ class LocalServer:
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with requests.Session() as http, warnings.catch_warnings():
-            # our own child process on this machine: readiness only; the client verifies TLS
-            http.verify = False
+            # our own child process on this machine: readiness only; the client verifies TLS.
+            # verify per request: REQUESTS_CA_BUNDLE in the environment overrides a session's
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
             while time.monotonic() < deadline:
                 if not self.alive:
                     return False
                 try:
-                    if http.get(self.url + "/system_stats", timeout=2).status_code == 200:
+                    if http.get(self.url + "/system_stats", timeout=2, verify=False).status_code == 200:
                         return True
                 except requests.RequestException:
                     pass

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from comfytest.client import ComfyClient
-from comfytest.errors import ServerUnavailable
+from comfytest.errors import ProtocolError, ServerUnavailable
 from comfytest.server import free_port
+from comfytest.session import check_comfyui
 from tests.fakehttp import canned_server
 
 SEEN: list[dict[str, str]] = []
@@ -50,3 +51,29 @@ def test_unreachable_server_error_is_short_and_names_url_and_hint() -> None:
     text = str(err.value)
     assert text.startswith(f"No ComfyUI server answers at {url} (GET /system_stats: connection refused).")
     assert text.endswith("set --comfy-url") and "tok-123" not in text
+
+
+# -- issue 11: who is to blame for an answer
+
+
+def test_a_web_page_is_not_a_comfyui_server() -> None:
+    page = b"<html><head><title>Grafana  login</title></head><body>" + b"x" * 5000 + b"</body></html>"
+    with canned_server({"/system_stats": (200, "text/html", page)}) as url, pytest.raises(ProtocolError) as err:
+        ComfyClient(url).system_stats()
+    text = str(err.value)
+    assert "a web page titled 'Grafana login'" in text and "does not look like a ComfyUI server" in text
+    assert len(text) < 500 and "xxxx" not in text
+
+
+def test_json_that_is_not_comfyui_is_named() -> None:
+    with canned_server({"/system_stats": (200, "application/json", b'{"status": "ok"}')}) as url:
+        client = ComfyClient(url)
+        with pytest.raises(ProtocolError, match=r"is not a ComfyUI server.*keys: status"):
+            check_comfyui(client, client.system_stats())
+
+
+def test_401_blames_the_credentials() -> None:
+    """ComfyUI never answers 401: it comes from an authenticating proxy (a fake here)."""
+    with canned_server({"/system_stats": (401, "text/plain", b"who are you")}) as url, \
+            pytest.raises(ServerUnavailable, match="HTTP 401: check the credentials"):
+        ComfyClient(url).system_stats()
