@@ -8,7 +8,7 @@ converted to API format when they run (``uiformat``; the conversion needs the se
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,13 @@ from comfytest.baselines import BaselineKey
 from comfytest.casefile import CaseDefaults, CaseSpec, load_cases, settings_path
 from comfytest.casetest import run_case
 from comfytest.criteria import PixelLimits
-from comfytest.errors import ComfyTestError, PreflightError
+from comfytest.errors import ComfyTestError, ComparisonError, PreflightError
+from comfytest.reporting import SessionState
+from comfytest.session import ComfySession
 from comfytest.uiformat import convert_ui_workflow
 from comfytest.workflow import Workflow, is_ui_format, is_workflow_file, parse_workflow, read_json
+
+OpenSession = Callable[[pytest.Config], ComfySession]  # the plugin's session_or_exit
 
 
 def baseline_name(path: Path, roots: Iterable[Path], rootdir: Path) -> str:
@@ -36,6 +40,24 @@ def baseline_name(path: Path, roots: Iterable[Path], rootdir: Path) -> str:
         return resolved.stem
 
 
+def moved_baselines(baselines: Path, path: Path, roots: Iterable[Path], rootdir: Path, name: str, case: str) -> str | None:
+    """Why baselines look missing when they were written under another name of this workflow:
+    adding (or removing) its folder in ini ``comfy_workflows`` changes ``workflows/x`` to ``x``."""
+    roots = list(roots)
+    names = {baseline_name(path, [], rootdir), *(baseline_name(path, [r], rootdir) for r in roots)} - {name}
+    for old in sorted(names):
+        old_dir = baselines / BaselineKey(old, case, "").relative_dir
+        if old_dir.is_dir():
+            new_dir = baselines / BaselineKey(name, case, "").relative_dir
+            why = ("its folder is listed in ini comfy_workflows, so names are relative to that folder"
+                   if roots and any(r in path.resolve().parents for r in roots)
+                   else "names are relative to the rootdir when the workflow is not under an ini comfy_workflows folder")
+            return (f"The baselines of this case exist under the workflow's former name: {old_dir} "
+                    f"(now {new_dir}; {why}). Move them, e.g. `git mv {old_dir.parent} {new_dir.parent}`, "
+                    "instead of recording new ones.")
+    return None
+
+
 def is_collectable(path: Path, roots: Iterable[Path]) -> bool:
     """A ``.json`` file at or under one of ``roots`` (resolved paths)."""
     if path.suffix != ".json" or path.name.startswith("."):
@@ -46,6 +68,11 @@ def is_collectable(path: Path, roots: Iterable[Path]) -> bool:
 
 class WorkflowFile(pytest.File):
     """One workflow file; yields a ``WorkflowItem`` per case."""
+
+    def __init__(self, *, state: SessionState, open_session: OpenSession, **kw: Any) -> None:
+        super().__init__(**kw)
+        # passed in by the plugin, which owns them (no import back into the plugin)
+        self.state, self.open_session = state, open_session
 
     def collect(self) -> Iterator[WorkflowItem]:
         try:
@@ -59,11 +86,12 @@ class WorkflowFile(pytest.File):
             cases = load_cases(settings_path(self.path), workflow)
         except ComfyTestError as exc:
             raise self.CollectError(str(exc)) from None
-        from comfytest.plugin import state_of  # the plugin owns the session state
-
-        name = baseline_name(self.path, state_of(self.config).workflow_roots, self.config.rootpath)
+        name = baseline_name(self.path, self.state.workflow_roots, self.config.rootpath)
         for case in cases:
-            item = WorkflowItem.from_parent(self, name=case.id, workflow=workflow, case=case, key=name, ui_data=ui_data)
+            item = WorkflowItem.from_parent(
+                self, name=case.id, workflow=workflow, case=case, key=name, ui_data=ui_data,
+                state=self.state, open_session=self.open_session,
+            )
             for mark in case.marks:
                 item.add_marker(mark)
             item.add_marker("comfy")
@@ -73,8 +101,12 @@ class WorkflowFile(pytest.File):
 class WorkflowItem(pytest.Item):
     """One case of one workflow: run it on the session's server and check its outputs."""
 
-    def __init__(self, *, workflow: Workflow, case: CaseSpec, key: str, ui_data: Any = None, **kw: Any) -> None:
+    def __init__(
+        self, *, workflow: Workflow, case: CaseSpec, key: str, state: SessionState, open_session: OpenSession,
+        ui_data: Any = None, **kw: Any,
+    ) -> None:
         super().__init__(**kw)
+        self.state, self.open_session = state, open_session
         self.workflow = workflow
         self.ui_data = ui_data  # the UI-format JSON, converted once the server is known
         self.key = key  # the workflow's name in baselines/ and results/
@@ -82,9 +114,7 @@ class WorkflowItem(pytest.Item):
         self.comfy_record: dict[str, Any] | None = None
 
     def runtest(self) -> None:
-        from comfytest.plugin import session_or_exit, state_of  # the plugin owns the session state
-
-        state = state_of(self.config)
+        state = self.state
         settings = state.settings
         case = self.case.with_defaults(
             CaseDefaults(
@@ -96,12 +126,17 @@ class WorkflowItem(pytest.Item):
         self.comfy_record = state.new_record(self.nodeid, case, self.path, BaselineKey(self.key, case.id, "").relative_dir)
         if case.skip:
             pytest.skip(case.skip)
-        session = session_or_exit(self.config)
+        session = self.open_session(self.config)
         if self.ui_data is not None:
             self.workflow = session.convert_ui(self.ui_data, self.path)
             self.comfy_record["conversion"] = session.conversions[str(self.path)].to_json()
         try:
             run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key)
+        except ComparisonError as exc:
+            hint = moved_baselines(settings.baselines, self.path, state.workflow_roots, self.config.rootpath, self.key, case.id)
+            if hint and any(c.get("status") == "missing" for c in self.comfy_record.get("comparisons") or []):
+                raise type(exc)(f"{exc}\n\n{hint}") from None
+            raise
         except PreflightError as exc:
             if settings.missing == "skip":
                 pytest.skip(str(exc))
@@ -114,12 +149,6 @@ class WorkflowItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, None, str]:
         return self.path, None, f"{self.path.name}::{self.case.id}"
-
-
-def unused_baselines(config: pytest.Config) -> list[str]:
-    from comfytest.plugin import state_of
-
-    return state_of(config).unused_baselines()
 
 
 __all__ = ["WorkflowFile", "WorkflowItem", "baseline_name", "is_collectable"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from comfytest.collection import WorkflowFile, is_collectable, unused_baselines
+from comfytest.collection import WorkflowFile, is_collectable
 from comfytest.errors import ComfyTestError, NodePackImportError, ServerError
 from comfytest.progress import ProgressDisplay
 from comfytest.reporting import SessionState, failure_kind
@@ -148,8 +148,9 @@ def state_of(config: pytest.Config) -> SessionState:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> WorkflowFile | None:
-    if is_collectable(file_path, state_of(parent.config).collect_roots):
-        return WorkflowFile.from_parent(parent, path=file_path)
+    state = state_of(parent.config)
+    if is_collectable(file_path, state.collect_roots):
+        return WorkflowFile.from_parent(parent, path=file_path, state=state, open_session=session_or_exit)
     return None
 
 
@@ -252,7 +253,7 @@ class Reporter:
             if output is not None and self.state.started is not None:
                 output["comfytest_fingerprint"] = self.state.fingerprint()
             return
-        self.state.finish_session(unused_baselines(session.config))
+        self.state.finish_session(self.state.unused_baselines())
         if exitstatus == pytest.ExitCode.TESTS_FAILED and self.state.only_infrastructure_failures():
             session.exitstatus = EXIT_INFRASTRUCTURE
 

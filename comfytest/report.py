@@ -413,9 +413,6 @@ def _safe(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", str(value))
 
 
-# Renderers for text live in report_text; re-exported so ``report`` is the one entry point.
-from comfytest.report_text import render_markdown, render_terminal  # noqa: E402
-
 __all__ = [
     "SCHEMA",
     "check_schema",
@@ -426,8 +423,6 @@ __all__ = [
     "new_document",
     "new_record",
     "redact_url",
-    "render_markdown",
-    "render_terminal",
     "summarize",
     "summarize_runs",
     "write_json",
