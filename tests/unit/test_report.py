@@ -18,8 +18,6 @@ from comfytest.report import (
     new_document,
     new_record,
     redact_url,
-    render_markdown,
-    render_terminal,
     summarize_runs,
     write_json,
 )
@@ -30,6 +28,7 @@ from comfytest.report_compare import (
     read_history,
     regressions,
 )
+from comfytest.report_text import render_markdown, render_terminal
 
 Rec = dict[str, Any]
 
