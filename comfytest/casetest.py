@@ -31,6 +31,7 @@ from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, Pr
 from comfytest.execution import RunResult
 from comfytest.interface import check_interfaces
 from comfytest.media import MediaSettings, Undecodable
+from comfytest.modelorder import workflow_models
 from comfytest.outputs import OutputFile
 from comfytest.preflight import NodeOrigin, model_references, preflight, server_models
 from comfytest.previews import PREVIEWS_DIR, save_previews
@@ -77,6 +78,7 @@ def run_case(
     record["workflow_digest"] = prepared.workflow.digest()
     if case.timing:
         record["timing_thresholds"] = dict(case.timing)
+    record["models"] = sorted(set(workflow_models(prepared.workflow)) | set(case.requires.models))
     prompt = prepared.workflow.to_prompt()
     timeout = case.timeout
     if settings.calibrate:  # spread between runs, no baseline read or written

@@ -19,6 +19,7 @@ from comfytest.casefile import CaseDefaults, CaseSpec, load_cases, settings_path
 from comfytest.casetest import run_case
 from comfytest.criteria import PixelLimits
 from comfytest.errors import ComfyTestError, ComparisonError, PreflightError
+from comfytest.modelorder import ModelSet, case_models
 from comfytest.reporting import SessionState
 from comfytest.session import ComfySession
 from comfytest.uiformat import convert_ui_workflow
@@ -127,10 +128,12 @@ class WorkflowItem(pytest.Item):
         if case.skip:
             pytest.skip(case.skip)
         session = self.open_session(self.config)
-        if self.ui_data is not None:
-            self.workflow = session.convert_ui(self.ui_data, self.path)
-            self.comfy_record["conversion"] = session.conversions[str(self.path)].to_json()
+        self.comfy_record["server"] = session.server_info()
+        dead_before = len(session.dead)
         try:
+            if self.ui_data is not None:
+                self.workflow = session.convert_ui(self.ui_data, self.path)
+                self.comfy_record["conversion"] = session.conversions[str(self.path)].to_json()
             run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key)
         except ComparisonError as exc:
             hint = moved_baselines(settings.baselines, self.path, state.workflow_roots, self.config.rootpath, self.key, case.id)
@@ -141,6 +144,9 @@ class WorkflowItem(pytest.Item):
             if settings.missing == "skip":
                 pytest.skip(str(exc))
             raise
+        finally:
+            if len(session.dead) > dead_before:  # its server died under it (the session moved on)
+                self.comfy_record["server"]["died"] = True
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ComfyTestError):
@@ -151,4 +157,9 @@ class WorkflowItem(pytest.Item):
         return self.path, None, f"{self.path.name}::{self.case.id}"
 
 
-__all__ = ["WorkflowFile", "WorkflowItem", "baseline_name", "is_collectable"]
+def model_keys(items: Iterable[pytest.Item]) -> list[ModelSet | None]:
+    """Each item's model set (workflow cases), None for other tests."""
+    return [case_models(i.workflow, i.case) if isinstance(i, WorkflowItem) else None for i in items]
+
+
+__all__ = ["WorkflowFile", "WorkflowItem", "baseline_name", "is_collectable", "model_keys"]

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from comfytest.collection import WorkflowFile, is_collectable
+from comfytest.collection import WorkflowFile, is_collectable, model_keys
 from comfytest.errors import ComfyTestError, NodePackImportError, ServerError
+from comfytest.modelorder import NodeidModels, group_name, ordered, shard_groups
 from comfytest.progress import ProgressDisplay
 from comfytest.reporting import SessionState, failure_kind
 from comfytest.settings import OPTIONS, Option, join_dash_values, resolve
@@ -77,8 +78,9 @@ def metavar(opt: Option) -> str:
     name = getattr(opt.parse, "__name__", "")
     if name.startswith("one of "):
         return "{" + name.removeprefix("one of ").replace("|", ",") + "}"
-    known = {"comfy_url": "URL", "positive_float": "SECONDS", "int": "N", "positive_int": "N",
-             "non_negative_int": "N", "non_negative_float": "X", "header": "'NAME: VALUE'", "split": "'ARGS'"}
+    known = {"comfy_url": "URL", "gpu_list": "0,1", "shard": "i/N", "positive_float": "SECONDS", "int": "N",
+             "positive_int": "N", "non_negative_int": "N", "non_negative_float": "X", "header": "'NAME: VALUE'",
+             "split": "'ARGS'"}
     if name in known:
         return known[name]
     if opt.name == "profile":
@@ -107,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
         Path(config.invocation_params.dir, a.split("::")[0]).resolve() for a in explicit
     )
     state.deselected = narrowed(config)
+    state.use_pool(getattr(config, "workerinput", {}).get("comfytest_servers"))
     config.stash[STATE] = state
     config.stash[SIGTERM] = SigtermAsInterrupt()
     config.stash[SIGTERM].install()
@@ -252,16 +255,24 @@ class Reporter:
             output = getattr(session.config, "workeroutput", None)
             if output is not None and self.state.started is not None:
                 output["comfytest_fingerprint"] = self.state.fingerprint()
+                output["comfytest_dead"] = self.state.all_dead()
             return
         self.state.finish_session(self.state.unused_baselines())
         if exitstatus == pytest.ExitCode.TESTS_FAILED and self.state.only_infrastructure_failures():
             session.exitstatus = EXIT_INFRASTRUCTURE
 
     @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller: the servers are started (or probed) once, here, for all workers."""
+        node.workerinput["comfytest_servers"] = self.state.pool_for_workers()
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        fingerprint = getattr(node, "workeroutput", {}).get("comfytest_fingerprint")
+        output = getattr(node, "workeroutput", {})
+        fingerprint = output.get("comfytest_fingerprint")
         if fingerprint and self.state.worker_fingerprint is None:
             self.state.worker_fingerprint = fingerprint
+        self.state.dead_servers.extend(d for d in output.get("comfytest_dead", []) if d not in self.state.dead_servers)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = self.state.summary_lines()
@@ -303,6 +314,41 @@ def progress_display(config: pytest.Config, mode: str) -> ProgressDisplay | None
 
     return ProgressDisplay(write, "line" if mode == "auto" else "nodes",
                            column=lambda: int(tw.width_of_current_line), width=lambda: int(tw.fullwidth))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--comfy-shard keeps this job's share; --comfy-order models puts cases sharing models
+    back to back (other tests keep their places)."""
+    settings = state_of(config).settings
+    keys = model_keys(items)
+    if settings.shard is not None:
+        index, count = settings.shard
+        names = [group_name(item.nodeid, key) for item, key in zip(items, keys)]
+        chosen = shard_groups({n: names.count(n) for n in dict.fromkeys(names)}, count)
+        dropped = [item for item, name in zip(items, names) if chosen[name] != index]
+        keys = [key for key, name in zip(keys, names) if chosen[name] == index]
+        items[:] = [item for item, name in zip(items, names) if chosen[name] == index]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            state_of(config).deselected = True
+    if settings.order == "models":
+        items[:] = [items[i] for i in ordered(keys)]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under -n with the default --dist load: model groups as xdist work units (one worker
+    loads each group's models once). An explicit --dist is the user's choice and stays."""
+    if state_of(config).settings.order != "models" or config.getvalue("dist") != "load" or _dist_given(config):
+        return None
+    from comfytest.scheduling import ModelGroupScheduling  # needs xdist, which is running
+
+    return ModelGroupScheduling(config, log, NodeidModels(config.rootpath))
+
+
+def _dist_given(config: pytest.Config) -> bool:
+    words = [*config.invocation_params.args, *os.environ.get("PYTEST_ADDOPTS", "").split(), *config.getini("addopts")]
+    return any(str(w).startswith("--dist") for w in words)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

@@ -36,6 +36,7 @@ MODEL_FOLDERS: Mapping[str, str] = MappingProxyType({
 })
 
 _MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+MODEL_SUFFIXES = _MODEL_SUFFIXES  # public: modelorder reads model names without /object_info
 
 #: (class-name pattern, node pack): custom node packs whose classes are easy to recognise
 NODE_PACKS: tuple[tuple[str, str], ...] = (

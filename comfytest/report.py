@@ -60,6 +60,9 @@ RECORD_DEFAULTS: Mapping[str, Any] = {
     "memory_stats": None,
     "model_loads": [],
     "previews": [],
+    # where it ran and which models it loaded (several servers, model-aware order)
+    "server": None,  # {"url", "label", "device", "moved_from"?, "died"?}
+    "models": [],  # the model files the case loads, "folder/name"
 }
 
 Document = dict[str, Any]

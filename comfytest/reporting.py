@@ -44,7 +44,8 @@ from comfytest.report_compare import append_history, compare_timings, regression
 from comfytest.report_html import render_html
 from comfytest.report_memory import compare_memory, memory_regressions
 from comfytest.report_text import render_markdown, render_terminal
-from comfytest.session import ComfySession, open_session
+from comfytest.servers import ServerPool, death_lines, pool_error, server_list
+from comfytest.session import ComfySession, open_session, server_stats, start_pool
 from comfytest.settings import Settings, redact
 from comfytest.trend import load_history, trend_section
 
@@ -95,6 +96,12 @@ class SessionState:
         self.collect_roots: tuple[Path, ...] = ()
         self.worker_fingerprint: dict[str, Any] | None = None  # xdist: a worker's, for the controller
         self._store: BaselineStore | None = None
+        # several servers (issue 9): the pool a worker got from the xdist controller, or the one
+        # the controller started for its workers; servers that died, as workers reported them
+        self.pool: ServerPool | None = None
+        self.pool_failure: ComfyTestError | None = None
+        self.owns_pool = False
+        self.dead_servers: list[str] = []
         if settings.compare is not None:
             self.previous = load_report(settings.compare)
 
@@ -108,7 +115,9 @@ class SessionState:
             first = str(self._start_error).splitlines()[0]
             raise type(self._start_error)(f"(failing fast: the server could not be used) {first}")
         try:
-            self._session = open_session(self.settings, self.settings.results, self.worker)
+            if self.pool_failure is not None:
+                raise self.pool_failure
+            self._session = open_session(self.settings, self.settings.results, self.worker, self.pool)
         except ComfyTestError as exc:
             self._start_error = exc
             raise
@@ -123,14 +132,38 @@ class SessionState:
         if self._session is not None:
             self._session.close()
             self._session = None
+        if self.owns_pool and self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def pool_for_workers(self) -> list[dict[str, Any]] | dict[str, str]:
+        """On the xdist controller: start (or probe) the servers once for every worker; what a
+        worker receives in ``workerinput`` (the entries, or the error that stopped them)."""
+        if self.pool is None and self.pool_failure is None:
+            try:
+                self.pool = start_pool(self.settings, self.settings.results, "controller")
+                self.owns_pool = True
+            except ComfyTestError as exc:
+                self.pool_failure = exc
+        if self.pool_failure is not None:
+            return {"error": self.redact(str(self.pool_failure)), "kind": type(self.pool_failure).__name__}
+        assert self.pool is not None
+        return self.pool.to_json()
+
+    def use_pool(self, data: Any) -> None:
+        """On an xdist worker: the servers the controller started or probed."""
+        if isinstance(data, dict):
+            self.pool_failure = pool_error(data)
+        elif data:
+            self.pool = ServerPool.from_json(data)
 
     def attach_log(self, exc: ComfyTestError) -> None:
         """Give a failure the server log's tail when this session started the server (not for
         differing outputs or bad input files, where the log has nothing to add)."""
         session = self._session
-        if session is not None and session.server is not None and exc.server_log_tail is None:
+        if session is not None and exc.server_log_tail is None:
             if not isinstance(exc, (ComparisonError, ConfigError, WorkflowError, PreflightError, StorageError)):
-                exc.server_log_tail = session.server.log_tail()
+                exc.server_log_tail = session.log_tail()
 
     @staticmethod
     def pinned_summary(record: Mapping[str, Any]) -> str:
@@ -224,7 +257,10 @@ class SessionState:
 
     def fingerprint(self) -> dict[str, Any]:
         if self._session is None and self.worker_fingerprint is not None:
-            return self.worker_fingerprint  # the xdist controller never talks to the server
+            fingerprint = dict(self.worker_fingerprint)  # the xdist controller runs no test
+            if self.pool is not None:
+                fingerprint["servers"] = server_list(self.pool, lambda url: server_stats(url, self.settings), self.all_dead())
+            return fingerprint
         stats: dict[str, Any] | None = None
         url = None
         if self._session is not None:
@@ -237,7 +273,21 @@ class SessionState:
         fingerprint["server_source"] = "url" if self.settings.url else "launch" if self.settings.launch else "embedded"
         if stats:
             fingerprint["comfyui"] = server_info(stats).as_dict()
+        pool = self._session.pool if self._session is not None else self.pool
+        if pool is not None:
+            fingerprint["servers"] = server_list(pool, lambda url: server_stats(url, self.settings), self.all_dead())
         return fingerprint
+
+    def server_notes(self) -> list[str]:
+        """URLs that did not answer at the start; servers that died and how many tests moved."""
+        pool = self._session.pool if self._session is not None else self.pool
+        notes = list(pool.notes) if pool is not None else []
+        return notes + death_lines(self.all_dead(), self.doc["tests"] if self.doc else self.records)
+
+    def all_dead(self) -> list[str]:
+        """Names of the servers that died (this process's session's, and the workers')."""
+        here = [e.name for e in self._session.dead] if self._session is not None else []
+        return list(dict.fromkeys(here + self.dead_servers))
 
     def document(self, unused: list[str]) -> dict[str, Any]:
         records = sorted(self.records, key=lambda r: str(r.get("nodeid")))
@@ -331,12 +381,13 @@ class SessionState:
     def summary_lines(self) -> list[str]:
         doc = self.doc
         if not doc:
-            return list(self.summary_notes)
+            return list(self.summary_notes) + self.server_notes()
         lines = render_terminal(doc, self.previous) + render_calibration(doc["tests"]) + self._warnings()
         lines.extend(version_warnings(doc))
         if self.settings.update_baselines:
             lines.extend(baseline_changes(doc["tests"]))
         lines.extend(self.summary_notes)
+        lines.extend(self.server_notes())
         if self.written:
             lines.append("reports: " + ", ".join(_rel(p) for p in self.written))
         return lines

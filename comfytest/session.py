@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ from comfytest.packimport import check_log
 from comfytest.preflight import NodeOrigin
 from comfytest.resources import HOST_MEMORY_DEVICES, ResourceSampler, listening_pid, meminfo_stats
 from comfytest.server import LaunchSpec, LocalServer, check_comfyui_dir
+from comfytest.servers import ServerEntry, ServerPool, bound_index, log_tail
 from comfytest.settings import Settings
 from comfytest.uiformat import node_origins
 from comfytest.workflow import (
@@ -83,14 +85,26 @@ EMBEDDED_THREADS = "2"  # pinned: thread count changes CPU results by ±1 (TINY_
 
 
 class ComfySession:
-    """A connected server plus what a session learns about it (object_info, system_stats)."""
+    """A connected server plus what a session learns about it (object_info, system_stats).
 
-    def __init__(self, client: ComfyClient, settings: Settings, server: LocalServer | None = None) -> None:
+    With a pool of several servers the session is bound to one of them; when that one dies,
+    the test that was running fails (with the log) and the session moves to the next live
+    server of the pool (``moved_from`` names the dead one). Only when none is left does every
+    later call fail fast."""
+
+    def __init__(self, client: ComfyClient, settings: Settings, server: LocalServer | None = None, *,
+                 pool: ServerPool | None = None, index: int = 0, owns_pool: bool = False) -> None:
         self.client = client
         self.settings = settings
         self.server = server
+        self.pool = pool or ServerPool([ServerEntry(client.url, "", str(server.log_path) if server else None)],
+                                       [server])
+        self.index = index
+        self.owns_pool = owns_pool or pool is None
         self.runner = Runner(client, timeout=settings.timeout, idle_timeout=settings.idle_timeout)
         self.broken: ComfyTestError | None = None
+        self.dead: list[ServerEntry] = []  # servers that died under this session, in order
+        self.moved_from: ServerEntry | None = None  # the dead server this session left
         self._object_info: dict[str, Any] | None = None
         self._system_stats: dict[str, Any] | None = None
         self._uploaded: dict[str, str] = {}
@@ -130,6 +144,24 @@ class ComfySession:
         except ComfyTestError:
             return {}
         return devices[0] if isinstance(devices[0], Mapping) else {}
+
+    @property
+    def entry(self) -> ServerEntry:
+        """The server this session runs on now."""
+        return self.pool.entries[self.index]
+
+    def server_info(self) -> dict[str, Any]:
+        """``{"url", "label", "device"}`` of the current server, for the report (no credentials)."""
+        try:
+            devices = self.system_stats().get("devices") or [{}]
+        except ComfyTestError:
+            devices = [{}]
+        device = devices[0].get("name") if isinstance(devices[0], Mapping) else None
+        info: dict[str, Any] = {"url": re.sub(r"//[^/@]*@", "//", self.url), "label": self.entry.label or None,
+                                "device": device}
+        if self.moved_from is not None:
+            info["moved_from"] = self.moved_from.name
+        return info
 
     @property
     def url(self) -> str:
@@ -249,40 +281,78 @@ class ComfySession:
             return call()
         except ServerError as exc:
             if self._server_gone():
-                self.broken = self._died(exc)
-                raise self.broken from None
+                died = self._died(exc)
+                self.dead.append(self.entry)
+                if not self._fail_over():
+                    self.broken = died
+                raise died from None
             raise self.with_log(exc) from None
 
     def _server_gone(self) -> bool:
         """Dead (our process exited) or frozen (alive but silent, e.g. SIGSTOP or a stalled link)."""
         if self.server is not None and not self.server.alive:
             return True
+        return not self._answers(self.url)
+
+    def _answers(self, url: str) -> bool:
         try:
-            self.client.system_stats(timeout=min(3.0, self.client.request_timeout))
+            server_stats(url, self.settings, timeout=min(3.0, self.client.request_timeout))
         except ComfyTestError:
-            return True
+            return False
+        return True
+
+    def _fail_over(self) -> bool:
+        """Move to the next live server of the pool; False when none is left."""
+        count = len(self.pool.entries)
+        dead = {e.url for e in self.dead}
+        for step in range(1, count):
+            index = (self.index + step) % count
+            entry = self.pool.entries[index]
+            if entry.url not in dead and self.pool.alive(index, self._answers):
+                self.moved_from = self.moved_from or self.entry
+                self._bind(index)
+                return True
         return False
+
+    def _bind(self, index: int) -> None:
+        entry = self.pool.entries[index]
+        self.client.close()
+        self.index = index
+        self.server = self.pool.local[index]
+        self.client = _client(entry.url, self.settings, self.client.hint)
+        self.runner = Runner(self.client, timeout=self.settings.timeout, idle_timeout=self.settings.idle_timeout)
+        self._object_info = self._system_stats = None  # another server: other nodes, models, device
+        self._uploaded = {}
 
     def _died(self, exc: ComfyTestError) -> ServerUnavailable:
         if self.server is not None and self.server.proc is None:
             return self.with_log(ServerUnavailable(str(exc)))
         code = self.server.proc.poll() if self.server and self.server.proc else None
         what = f"exited (code {code})" if code is not None else "stopped answering"
-        err = ServerUnavailable(f"The ComfyUI server at {self.url} {what} during the session: {exc}")
+        label = f" ({self.entry.label})" if self.entry.label else ""
+        err = ServerUnavailable(f"The ComfyUI server at {self.url}{label} {what} during the session: {exc}")
         return self.with_log(err)
 
+    def log_tail(self) -> str | None:
+        """The tail of the current server's log when comfytest started it (here or in the
+        xdist controller); None for a server the user runs."""
+        if self.server is not None:
+            return self.server.log_tail()
+        return log_tail(self.entry.log_path) if self.entry.log_path else None
+
     def with_log(self, exc: E) -> E:
-        """Attach the tail of the server log when this session started the server."""
-        if self.server is not None and exc.server_log_tail is None:
-            exc.server_log_tail = self.server.log_tail()
+        """Attach the tail of the server log when comfytest started the server."""
+        tail = self.log_tail() if exc.server_log_tail is None else None
+        if tail is not None:
+            exc.server_log_tail = tail
         return exc
 
     def close(self) -> None:
         if self._converter is not None:
             self._converter.close()
         self.client.close()
-        if self.server is not None:
-            self.server.stop()
+        if self.owns_pool:
+            self.pool.close()
 
 
 def _hint(settings: Settings) -> str:
@@ -293,21 +363,35 @@ def _hint(settings: Settings) -> str:
     )
 
 
-def open_session(settings: Settings, session_dir: Path, worker: str = "main") -> ComfySession:
-    """Connect to, launch or start the embedded server, as the settings say."""
-    if settings.url:
-        client = _client(settings.url, settings, _hint(settings))
-        check_comfyui(client, client.system_stats(timeout=min(4.0, client.request_timeout)))
-        return ComfySession(client, settings)
-    server = LocalServer(_launch_spec(settings, session_dir), _server_dir(session_dir, worker))
-    server.start(settings.startup_timeout)
+def open_session(settings: Settings, session_dir: Path, worker: str = "main",
+                 pool: ServerPool | None = None) -> ComfySession:
+    """A session on the worker's server of ``pool`` (given by the xdist controller), or on a
+    pool connected to, launched or started here as the settings say (then owned here)."""
+    owns = pool is None
+    pool = pool or start_pool(settings, session_dir, worker)
+    index = bound_index(worker, len(pool.entries))
+    entry = pool.entries[index]
+    hint = _hint(settings) if settings.urls else f"ComfyUI was started by comfytest; log: {entry.log_path}"
+    client = _client(entry.url, settings, hint)
+    return ComfySession(client, settings, pool.local[index], pool=pool, index=index, owns_pool=owns)
+
+
+def start_pool(settings: Settings, session_dir: Path, worker: str = "main") -> ServerPool:
+    """Every server of the session: the URLs (probed), or N launched/embedded servers."""
+    if settings.urls:
+        return ServerPool.attach(settings.urls, lambda url: _probe(url, settings), _hint(settings))
+    spec = _launch_spec(settings, session_dir)
+    count = settings.servers
+    dirs = [_server_dir(session_dir, worker if count == 1 else f"{worker}.{k + 1}") for k in range(count)]
+    pool = ServerPool.launch(spec, dirs, settings.startup_timeout, settings.gpus)
     try:  # a pack that failed to import is reported once, here, not as N preflight failures
-        check_log(server.log_path.read_text(encoding="utf-8", errors="replace"), str(server.log_path))
+        for server in pool.local:
+            if server is not None:
+                check_log(server.log_path.read_text(encoding="utf-8", errors="replace"), str(server.log_path))
     except NodePackImportError:
-        server.stop()
+        pool.close()
         raise
-    client = _client(server.url, settings, f"ComfyUI was started by comfytest; log: {server.log_path}")
-    return ComfySession(client, settings, server)
+    return pool
 
 
 def _client(url: str, settings: Settings, hint: str) -> ComfyClient:
@@ -315,6 +399,17 @@ def _client(url: str, settings: Settings, hint: str) -> ComfyClient:
     request_timeout = min(30.0, settings.idle_timeout, settings.timeout)
     ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
     return ComfyClient(url, settings.headers, hint=hint, request_timeout=request_timeout, ca_bundle=ca_bundle)
+
+
+def server_stats(url: str, settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
+    """``/system_stats`` of one server, with the session's headers, CA bundle and timeouts."""
+    return _client(url, settings, "").system_stats(timeout=timeout)
+
+
+def _probe(url: str, settings: Settings) -> None:
+    """Raise unless a ComfyUI answers at ``url`` (within 4 s)."""
+    client = _client(url, settings, _hint(settings))
+    check_comfyui(client, client.system_stats(timeout=min(4.0, client.request_timeout)))
 
 
 def check_comfyui(client: ComfyClient, stats: Mapping[str, Any]) -> None:

@@ -22,6 +22,7 @@ HASH_METHODS = ("phash", "dhash", "ahash", "whash", "colorhash")
 MISSING_POLICIES = ("fail", "skip")
 CONVERT_MODES = ("python", "frontend", "auto")
 PROGRESS_MODES = ("auto", "nodes", "off")
+ORDERS = ("models", "file")
 
 
 def positive_float(text: str) -> float:
@@ -80,6 +81,25 @@ def comfy_url(text: str) -> str:
     return url
 
 
+def gpu_list(text: str) -> tuple[str, ...]:
+    """``0,1,3`` (or GPU UUIDs): one launched ComfyUI per entry, via CUDA_VISIBLE_DEVICES."""
+    gpus = tuple(g.strip() for g in text.split(",") if g.strip())
+    if not gpus:
+        raise argparse.ArgumentTypeError(f"{text!r} names no GPU; expected e.g. 0,1")
+    repeated = sorted({g for g in gpus if gpus.count(g) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{text!r} lists GPU {', '.join(repeated)} twice; one server per GPU")
+    return gpus
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``i/N`` with 1 <= i <= N: this job runs the i-th of N deterministic shares."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard; expected i/N with 1 <= i <= N, e.g. 2/4")
+    return int(match.group(1)), int(match.group(2))
+
+
 def header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
@@ -117,7 +137,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("url", "URL of a running ComfyUI server", comfy_url, env="COMFYUI_URL"),
+    Option("url", "URL of a running ComfyUI server; repeat it (ini: one per line) for several servers", comfy_url, env="COMFYUI_URL", repeat=True, default=()),
     Option("launch", "start the ComfyUI found in this folder (your checkout) for the session"),
     Option("python", "Python that runs a launched ComfyUI (default: the embedded or current one)"),
     Option("launch-args", "extra arguments for a launched ComfyUI, e.g. '--cpu --lowvram'", shlex.split, default=(), dash_value=True),
@@ -159,6 +179,11 @@ OPTIONS: tuple[Option, ...] = (
     # --- UI-format conversion (issue 8) ---
     Option("convert", "how UI-format workflows become API prompts: python (comfytest's converter), frontend (the server's own web UI in headless Chromium) or auto (frontend when a browser is found)", choice(*CONVERT_MODES), default="auto"),
     Option("chromium", "Chromium/Chrome for --comfy-convert frontend (default: chromium, chromium-browser, google-chrome on PATH)"),
+    # --- several servers, order and shards (issue 9)
+    Option("gpus", "with --comfy-launch: start one ComfyUI per GPU in this list (CUDA_VISIBLE_DEVICES), e.g. 0,1", gpu_list),
+    Option("servers", "start this many servers (embedded or --comfy-launch); xdist worker k uses server k mod N", positive_int, default=1),
+    Option("order", "test order: models (cases sharing model files run back to back) or file (pytest's order)", choice(*ORDERS), default="models"),
+    Option("shard", "run only share i of N (i/N, e.g. 2/4): deterministic, cases sharing models stay together", shard),
     # ---
     Option("calibrate", "run each case N times from a cleared cache and report the spread of its outputs and a suggested tolerance, instead of comparing baselines", positive_int),
     # --- resources, progress, previews (issue 12) ---
@@ -199,7 +224,7 @@ def _expand_env(value: str, option: str, env: Mapping[str, str]) -> str:
 class Settings:
     """All options of one session, resolved; see the module docstring for precedence."""
 
-    url: str | None = None
+    urls: tuple[str, ...] = ()
     launch: Path | None = None
     python: Path | None = None
     launch_args: tuple[str, ...] = ()
@@ -241,6 +266,15 @@ class Settings:
     progress: str = "auto"
     previews: bool = False
     url_source: str = "default"
+    gpus: tuple[str, ...] = ()
+    servers: int = 1
+    order: str = "models"
+    shard: tuple[int, int] | None = None
+
+    @property
+    def url(self) -> str | None:
+        """The first (or only) server URL."""
+        return self.urls[0] if self.urls else None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -270,7 +304,10 @@ def _resolve_one(opt: Option, cli: Getter, ini: Getter, env: Mapping[str, str]) 
     if not (value is None or value is False or value in ((), [])):  # 0 is a value (--comfy-sample-ms=0)
         return value, opt.cli
     if opt.env and env.get(opt.env):
-        return _parse(opt, env[opt.env], f"environment variable {opt.env}"), opt.env
+        where = f"environment variable {opt.env}"
+        if opt.repeat:  # several values: separated by spaces or commas
+            return tuple(_parse(opt, v, where) for v in re.split(r"[\s,]+", env[opt.env]) if v), opt.env
+        return _parse(opt, env[opt.env], where), opt.env
     raw = ini(opt)
     if raw not in (None, "", []):
         return _parse_ini(opt, raw), f"ini {opt.ini}"
@@ -310,15 +347,21 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         if not env.get(token_env):
             raise ConfigError(f"--comfy-token-env {token_env}: environment variable {token_env} is not set")
         headers["Authorization"] = f"Bearer {env[token_env]}"
-    if values["comfy_url"] and values["comfy_launch"]:
+    urls = _urls(values["comfy_url"], sources["comfy_url"])
+    if urls and values["comfy_launch"]:
         raise ConfigError(
             f"both a server URL ({sources['comfy_url']}) and --comfy-launch are given; choose one"
         )
+    _check_server_counts(urls, values)
     if values["comfy_calibrate"] and values["comfy_update_baselines"]:
         raise ConfigError("--comfy-calibrate compares runs with each other, not with baselines; "
                           "it cannot be combined with --comfy-update-baselines")
     settings = Settings(
-        url=values["comfy_url"],
+        urls=urls,
+        gpus=tuple(values["comfy_gpus"] or ()),
+        servers=len(values["comfy_gpus"] or ()) or values["comfy_servers"],
+        order=values["comfy_order"],
+        shard=values["comfy_shard"],
         url_source=sources["comfy_url"],
         launch=_path(values["comfy_launch"], rootdir),
         python=_path(values["comfy_python"], rootdir),
@@ -382,6 +425,37 @@ def _check_folders(settings: Settings, sources: Mapping[str, str]) -> None:
             f"{settings.baselines} ({sources['comfy_baselines']}) overlap; comfytest clears result folders, "
             "which would delete baselines. Use separate folders, e.g. --comfy-results comfytest-results."
         )
+
+
+def _urls(value: Any, source: str) -> tuple[str, ...]:
+    """One URL or several; a URL listed twice is an error naming it (two workers would share it
+    believing they had a server each)."""
+    urls = (value,) if isinstance(value, str) else tuple(value or ())
+    seen: dict[str, str] = {}
+    for url in urls:
+        key = url.lower().rstrip("/")
+        if key in seen:
+            raise ConfigError(f"{source}: the server URL {_without_password(url)} is listed twice; "
+                              "list each server once (-n larger than the number of servers shares them)")
+        seen[key] = url
+    return urls
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def _check_server_counts(urls: tuple[str, ...], values: Mapping[str, Any]) -> None:
+    gpus, servers = values["comfy_gpus"], values["comfy_servers"]
+    if gpus and not values["comfy_launch"]:
+        raise ConfigError("--comfy-gpus starts your ComfyUI once per GPU: it needs --comfy-launch DIR "
+                          "(the embedded server is CPU-only; --comfy-servers N starts N of it)")
+    if gpus and servers not in (None, 1, len(gpus)):
+        raise ConfigError(f"--comfy-gpus lists {len(gpus)} GPU(s) but --comfy-servers is {servers}; "
+                          "give one of them (--comfy-gpus starts one server per GPU)")
+    if urls and servers not in (None, 1):
+        raise ConfigError("--comfy-servers starts servers; with --comfy-url list every server URL instead "
+                          "(--comfy-url URL1 --comfy-url URL2)")
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:

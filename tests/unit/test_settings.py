@@ -110,3 +110,62 @@ def test_ca_bundle_from_cli_env_or_ini_must_exist(tmp_path: Path) -> None:
     assert settings(ini={"ca-bundle": str(pem)}).ca_bundle == pem
     with pytest.raises(ConfigError, match=r"COMFYTEST_CA_BUNDLE .*no such file"):
         settings(env={"COMFYTEST_CA_BUNDLE": str(tmp_path / "missing.pem")})
+
+
+# --- several servers, order, shards (issue 9)
+
+
+def test_several_urls_from_cli_ini_and_env() -> None:
+    assert settings({"url": ["http://a:1", "http://b:2"]}).urls == ("http://a:1", "http://b:2")
+    assert settings(ini={"url": ["http://a:1", "http://b:2"]}).urls == ("http://a:1", "http://b:2")
+    s = settings(env={"COMFYUI_URL": "http://a:1, http://b:2"})
+    assert s.urls == ("http://a:1", "http://b:2") and s.url == "http://a:1"
+
+
+def test_a_url_listed_twice_is_one_error_naming_it() -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(ini={"url": ["http://u:secret@a:1", "http://b:2", "http://U:secret@A:1/"]})
+    assert "ini comfy_url: the server URL http://A:1 is listed twice; list each server once" in str(err.value)
+    assert "secret" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("cli", "fragment"),
+    [
+        ({"gpus": ("0", "1")}, "--comfy-gpus starts your ComfyUI once per GPU: it needs --comfy-launch DIR"),
+        ({"gpus": ("0", "1"), "launch": "/c", "servers": 3}, "--comfy-gpus lists 2 GPU(s) but --comfy-servers is 3"),
+        ({"url": ["http://a:1"], "servers": 2}, "with --comfy-url list every server URL instead"),
+    ],
+)
+def test_server_count_conflicts(cli: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(cli)
+    assert fragment in str(err.value)
+
+
+def test_gpus_make_one_server_each() -> None:
+    s = settings({"gpus": ("0", "1"), "launch": "/c"})
+    assert s.gpus == ("0", "1") and s.servers == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("gpus", "0,1,0", "lists GPU 0 twice"),
+        ("gpus", ",", "names no GPU"),
+        ("shard", "3/2", "expected i/N with 1 <= i <= N"),
+        ("shard", "0/2", "expected i/N with 1 <= i <= N"),
+        ("order", "random", "is not one of: models, file"),
+        ("servers", "0", "must be 1 or more"),
+    ],
+)
+def test_bad_scale_out_values(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(ini={name: value})
+    assert fragment in str(err.value)
+
+
+def test_shard_and_order_values() -> None:
+    s = settings(ini={"shard": " 2 / 4 ", "order": "file"})
+    assert s.shard == (2, 4) and s.order == "file"
+    assert settings().order == "models" and settings().shard is None

@@ -1,0 +1,46 @@
+"""Which worker uses which server, the pool's JSON hand-over, death lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from comfytest.client import ComfyClient
+from comfytest.errors import LaunchError, ServerError, ServerUnavailable
+from comfytest.server import free_port
+from comfytest.servers import ServerEntry, ServerPool, bound_index, death_lines, pool_error
+
+
+@pytest.mark.parametrize(("worker", "count", "index"), [("main", 3, 0), ("gw0", 2, 0), ("gw1", 2, 1), ("gw5", 2, 1), ("gw4", 4, 0)])
+def test_worker_k_uses_server_k_mod_n(worker: str, count: int, index: int) -> None:
+    assert bound_index(worker, count) == index
+
+
+def test_entries_travel_as_json_without_credentials_in_their_name() -> None:
+    entry = ServerEntry("http://user:pw@gpu-box:8188", "GPU 1", "/logs/a.log")
+    pool = ServerPool.from_json(ServerPool([entry]).to_json())
+    assert pool.entries == (entry,) and pool.local == (None,)
+    assert entry.name == "http://gpu-box:8188 (GPU 1)"
+
+
+def test_controller_errors_are_rebuilt_in_the_worker() -> None:
+    assert isinstance(pool_error({"kind": "LaunchError", "error": "x"}), LaunchError)
+    assert isinstance(pool_error({"kind": "ServerUnavailable", "error": "x"}), ServerUnavailable)
+    err = pool_error({"kind": "Other", "error": "why"})
+    assert type(err) is ServerError and str(err) == "why"
+
+
+def test_death_line_counts_the_tests_that_moved() -> None:
+    records = [{"server": {"moved_from": "http://a:1 (server 1)"}}, {"server": {"url": "http://b:2"}}, {"server": None},
+               {"server": {"moved_from": "http://a:1 (server 1)"}}]
+    assert death_lines(["http://a:1 (server 1)"], records) == [
+        "server http://a:1 (server 1) died during the session; 2 test(s) moved to another server"]
+
+
+def test_unreachable_urls_in_a_list_are_named_and_none_answering_is_an_error() -> None:
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    with pytest.raises(ServerUnavailable) as err:
+        ServerPool.attach(dead, lambda url: ComfyClient(url).system_stats(timeout=4) and None, "hint: set --comfy-url")
+    text = str(err.value)
+    assert text.startswith("None of the 2 ComfyUI servers answers:")
+    assert all(f"No ComfyUI server answers at {u} (GET /system_stats: connection refused)" in text for u in dead)
+    assert text.endswith("hint: set --comfy-url")
