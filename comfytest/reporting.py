@@ -282,7 +282,8 @@ class SessionState:
         """URLs that did not answer at the start; servers that died and how many tests moved."""
         pool = self._session.pool if self._session is not None else self.pool
         notes = list(pool.notes) if pool is not None else []
-        return notes + death_lines(self.all_dead(), self.doc["tests"] if self.doc else self.records)
+        count = len(pool.entries) if pool is not None else 1
+        return notes + death_lines(self.all_dead(), self.doc["tests"] if self.doc else self.records, count)
 
     def all_dead(self) -> list[str]:
         """Names of the servers that died (this process's session's, and the workers')."""

@@ -185,11 +185,16 @@ def server_list(pool: ServerPool, stats: Callable[[str], Mapping[str, Any]], dea
         return list(workers.map(describe, pool.entries))
 
 
-def death_lines(dead: Sequence[str], records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``server X died during the session; 5 test(s) moved to other servers`` per dead server."""
+def death_lines(dead: Sequence[str], records: Sequence[Mapping[str, Any]], servers: int = 0) -> list[str]:
+    """Per dead server: ``server X died during the session; 5 test(s) moved to another server``;
+    when none of the ``servers`` is left, that the rest failed fast."""
     lines = []
     for name in dead:
         moved = sum(1 for r in records if (r.get("server") or {}).get("moved_from") == name)
         lines.append(f"server {name} died during the session; {moved} test(s) moved to another server")
+    if dead and len(dead) >= servers:
+        lines.append("no live server was left: the tests after that failed fast")
     return lines
+
+
 __all__ = ["ServerEntry", "ServerPool", "bound_index", "death_lines", "log_tail", "pool_error", "server_list"]

@@ -32,8 +32,12 @@ def test_controller_errors_are_rebuilt_in_the_worker() -> None:
 def test_death_line_counts_the_tests_that_moved() -> None:
     records = [{"server": {"moved_from": "http://a:1 (server 1)"}}, {"server": {"url": "http://b:2"}}, {"server": None},
                {"server": {"moved_from": "http://a:1 (server 1)"}}]
-    assert death_lines(["http://a:1 (server 1)"], records) == [
+    assert death_lines(["http://a:1 (server 1)"], records, servers=2) == [
         "server http://a:1 (server 1) died during the session; 2 test(s) moved to another server"]
+    assert death_lines(["http://a:1"], [], servers=1) == [
+        "server http://a:1 died during the session; 0 test(s) moved to another server",
+        "no live server was left: the tests after that failed fast"]
+    assert death_lines([], records, servers=2) == []
 
 
 def test_unreachable_urls_in_a_list_are_named_and_none_answering_is_an_error() -> None:
