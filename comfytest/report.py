@@ -166,7 +166,26 @@ def summarize(tests: Sequence[Record], unused_baselines: Sequence[str] = ()) -> 
     summary["failure_kinds"] = {kind: kinds.get(kind, 0) for kind in FAILURE_KINDS}
     summary["comparisons"] = dict(sorted(comparisons.items()))
     summary["unused_baselines"] = len(unused_baselines)
+    summary.update(model_load_counts(tests))
     return summary
+
+
+def model_load_counts(tests: Sequence[Record]) -> dict[str, int]:
+    """``model_loads``: loader nodes that executed (not cached), over all tests;
+    ``model_sets``: distinct model sets; ``servers``: distinct servers the tests ran on."""
+    loads = sum(len(t.get("model_loads") or []) for t in tests)
+    sets = {tuple(t.get("models") or []) for t in tests if t.get("models")}
+    servers = {(t.get("server") or {}).get("url") for t in tests if t.get("server")}
+    return {"model_loads": loads, "model_sets": len(sets), "servers": len(servers)}
+
+
+def model_load_line(doc: Mapping[str, Any]) -> str | None:
+    """``model loads: 2 (loader nodes executed) for 2 distinct model sets on 1 server``."""
+    counts = model_load_counts(doc.get("tests") or [])
+    if not counts["model_sets"]:
+        return None
+    return (f"model loads: {counts['model_loads']} (loader nodes executed, not cached) for "
+            f"{counts['model_sets']} distinct model set(s) on {counts['servers']} server(s)")
 
 
 def write_json(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -233,7 +252,28 @@ def merge_documents(docs: Sequence[Mapping[str, Any]]) -> Document:
     for doc in docs[1:]:
         unused &= set(doc.get("unused_baselines") or [])
     created = min(str(d.get("created") or "") for d in docs) or None
-    return new_document(docs[0].get("fingerprint") or {}, tests, unused, created=created)
+    return new_document(_merged_fingerprint(docs), tests, unused, created=created)
+
+
+def _merged_fingerprint(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The first document's fingerprint; with several (CI shards), ``servers`` lists every
+    server of every document (with its host) and ``merged_from`` says what each one ran."""
+    fingerprint = dict(docs[0].get("fingerprint") or {})
+    if all((d.get("fingerprint") or {}) == fingerprint for d in docs[1:]):
+        return fingerprint  # xdist workers of one session
+    servers: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        prints = doc.get("fingerprint") or {}
+        for server in prints.get("servers") or []:
+            entry = {"host": prints.get("hostname"), **server}
+            servers.setdefault(json.dumps(entry, sort_keys=True), entry)
+    fingerprint["servers"] = list(servers.values())
+    fingerprint["merged_from"] = [
+        {key: (d.get("fingerprint") or {}).get(key) for key in ("hostname", "git_commit", "server_url")}
+        | {"created": d.get("created"), "tests": len(d["tests"])}
+        for d in docs
+    ]
+    return fingerprint
 
 
 # --- values derived from records, shared by every renderer -------------------------------
@@ -423,6 +463,7 @@ __all__ = [
     "junit_properties",
     "load_report",
     "merge_documents",
+    "model_load_line",
     "new_document",
     "new_record",
     "redact_url",

@@ -5,15 +5,18 @@ arguments to its parser and runs it. Exit codes: 0 done, 2 bad input (one messag
 naming the file and how to fix it).
 
     comfytest-report trend HISTORY -o DIR [--last N]
+    comfytest-report merge shard*/report.json -o DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from comfytest.errors import ComfyTestError, ConfigError
 
@@ -58,9 +61,76 @@ def _trend(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- merge -------------------------------------------------------------------------------------
+
+ARTEFACT_KEYS = ("baseline", "obtained", "diff", "side_by_side")
+
+
+def _merge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json", help="report.json of each shard")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
+                        help="folder for the merged report.json, report.md and report.html")
+
+
+def merge_reports(paths: Sequence[Path]) -> dict[str, Any]:
+    """One document from the reports of disjoint runs (CI shards, ``--comfy-shard i/N``); a test
+    in two of them is an error naming both files."""
+    from comfytest.report import load_report, merge_documents
+
+    docs: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        doc = load_report(path)
+        for record in doc["tests"]:
+            nodeid = str(record.get("nodeid"))
+            if nodeid in seen:
+                raise ConfigError(f"{nodeid} is in both {seen[nodeid]} and {path}: merge reports of disjoint "
+                                  "runs (one per shard), or leave one of them out")
+            seen[nodeid] = path
+            _relocate(record, path.parent)
+        docs.append(doc)
+    return merge_documents(docs)
+
+
+def _relocate(record: dict[str, Any], folder: Path) -> None:
+    """Artefact paths are the shard machine's; point them at the copies beside the report
+    (the downloaded artifact) when the original paths are not here."""
+    for comparison in record.get("comparisons") or []:
+        for key in ARTEFACT_KEYS:
+            value = comparison.get(key)
+            if value and not Path(value).exists():
+                parts = Path(value).parts
+                found = next((folder.joinpath(*parts[i:]) for i in range(1, len(parts))
+                              if folder.joinpath(*parts[i:]).is_file()), None)
+                comparison[key] = str(found) if found else value
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Write every rendering of the merged document, as a session would (keeping the previous
+    report.json as report.previous.json)."""
+    from comfytest.report import summary_line, write_json
+    from comfytest.report_html import render_html
+    from comfytest.report_text import render_markdown
+
+    doc = merge_reports(args.reports)
+    out: Path = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "report.json"
+    if target.is_file():
+        os.replace(target, out / "report.previous.json")
+    written = [write_json(doc, target)]
+    (out / "report.md").write_text(render_markdown(doc), encoding="utf-8")
+    (out / "report.html").write_text(render_html(doc, out), encoding="utf-8")
+    written += [out / "report.md", out / "report.html"]
+    print(f"merged {len(args.reports)} report(s): {summary_line(doc)}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 #: every subcommand; add a row for a new one
 COMMANDS: tuple[Command, ...] = (
     Command("trend", "render a history file as charts (HTML) and a table (markdown)", _trend_arguments, _trend),
+    Command("merge", "merge the report.json of CI shards into one and render every format", _merge_arguments, _merge),
 )
 
 

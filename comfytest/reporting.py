@@ -35,6 +35,7 @@ from comfytest.report import (
     fully_cached,
     junit_properties,
     load_report,
+    model_load_line,
     new_document,
     new_record,
     test_label,
@@ -388,6 +389,7 @@ class SessionState:
         if self.settings.update_baselines:
             lines.extend(baseline_changes(doc["tests"]))
         lines.extend(self.summary_notes)
+        lines.extend(line for line in [model_load_line(doc)] if line)
         lines.extend(self.server_notes())
         if self.written:
             lines.append("reports: " + ", ".join(_rel(p) for p in self.written))
