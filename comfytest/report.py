@@ -354,6 +354,20 @@ def previous_totals(previous: Mapping[str, Any] | None) -> dict[str, float | Non
     return {str(t.get("nodeid")): server_total_ms(t) for t in previous.get("tests") or []}
 
 
+def test_server(record: Record) -> str:
+    """``http://10.0.0.5:8188 (GPU 1, cuda:0 NVIDIA L4)``: where a test ran ("-" if unknown)."""
+    server = record.get("server") or {}
+    if not server.get("url"):
+        return "-"
+    detail = ", ".join(str(v) for v in (server.get("label"), server.get("device")) if v)
+    text = f"{server['url']} ({detail})" if detail else str(server["url"])
+    return text + (f" [moved from {server['moved_from']}]" if server.get("moved_from") else "")
+
+
+def several_servers(doc: Mapping[str, Any]) -> bool:
+    return len({(t.get("server") or {}).get("url") for t in doc.get("tests") or [] if t.get("server")}) > 1
+
+
 def server_line(doc: Mapping[str, Any]) -> str | None:
     """``server: ComfyUI 0.26.0 (frontend 1.45.19, templates 0.10.3, cache ram-pressure)``."""
     info = info_from_dict((doc.get("fingerprint") or {}).get("comfyui"))
@@ -394,6 +408,8 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
     props.extend(memory_properties(record))
     if record.get("failure_kind"):
         props.append(("comfy_failure_kind", str(record["failure_kind"])))
+    if record.get("server"):
+        props.append(("comfy_server", test_server(record)))
     return props
 
 
@@ -467,7 +483,9 @@ __all__ = [
     "new_document",
     "new_record",
     "redact_url",
+    "several_servers",
     "summarize",
     "summarize_runs",
+    "test_server",
     "write_json",
 ]

@@ -35,6 +35,7 @@ from comfytest.report import (
     server_total_ms,
     summary_line,
     test_label,
+    test_server,
 )
 from comfytest.report_memory import figures, memory_lines
 
@@ -148,6 +149,8 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
         f"{_e(outcome)}{_e(kind)}</span></h2>",
         f'<p class="nodeid"><code>{_e(record.get("nodeid"))}</code></p>',
     ]
+    if record.get("server"):
+        parts.append(f'<p class="server">ran on {_e(test_server(record))}</p>')
     message = str(record.get("message") or "")
     if message:
         parts.append(f'<pre class="message">{_e(message)}</pre>')

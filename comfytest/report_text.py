@@ -21,9 +21,11 @@ from comfytest.report import (
     sampler_speeds,
     server_line,
     server_total_ms,
+    several_servers,
     slowest_nodes,
     summary_line,
     test_label,
+    test_server,
 )
 from comfytest.report_memory import HOST_DEVICE_NOTE, memory_cell
 
@@ -31,9 +33,16 @@ HEADERS = ("test", "result", "server ms", "change", "it/s", "cached", "peak memo
 
 
 def table_rows(doc: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[tuple[str, ...]]:
-    """One row of cells per test, in the column order of ``HEADERS``."""
+    """One row of cells per test, in the column order of ``headers(doc)``."""
     before = previous_totals(previous)
-    return [_row(t, before) for t in doc.get("tests") or []]
+    rows = [_row(t, before) for t in doc.get("tests") or []]
+    if several_servers(doc):  # which server each test ran on, after its result
+        rows = [(*row[:2], test_server(t), *row[2:]) for row, t in zip(rows, doc.get("tests") or [])]
+    return rows
+
+
+def headers(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    return (*HEADERS[:2], "server", *HEADERS[2:]) if several_servers(doc) else HEADERS
 
 
 def _row(record: Record, before: Mapping[str, float | None]) -> tuple[str, ...]:
@@ -74,7 +83,7 @@ def render_terminal(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
     server = server_line(doc)
     lines.extend([server] if server else [])
     if rows:
-        lines.extend(_aligned([HEADERS, *rows]))
+        lines.extend(_aligned([headers(doc), *rows]))
         lines.extend(memory_note(doc))
     lines.extend(media_lines(doc))
     lines.extend(f"unused baseline: {path}" for path in doc.get("unused_baselines") or [])
@@ -83,7 +92,7 @@ def render_terminal(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
 
 def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
     # the last column (slowest nodes) is free text, so only the others are padded
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS) - 1)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
@@ -97,15 +106,15 @@ def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
     parts = [f"### comfytest: {summary_line(doc)}", "", *([server, ""] if server else [])]
     rows = table_rows(doc, previous)
     if rows:
-        parts.extend(_markdown_table(rows))
+        parts.extend(_markdown_table(headers(doc), rows))
         parts.extend([*memory_note(doc), ""] if memory_note(doc) else [])
     parts.extend(_compared_block(doc.get("tests") or []))
     parts.extend(_failures_block(doc.get("tests") or []))
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _markdown_table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+def _markdown_table(names: Sequence[str], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
     return [*lines, ""]
 

@@ -99,7 +99,7 @@ def fetch_info(args: argparse.Namespace) -> dict[str, Any]:
     from comfytest.session import open_session
     from comfytest.settings import Settings
 
-    settings = Settings(url=args.url, launch=args.launch, python=args.python,
+    settings = Settings(urls=(args.url,) if args.url else (), launch=args.launch, python=args.python,
                         embedded_home=args.home, launch_args=("--cpu",) if args.launch else ())
     with tempfile.TemporaryDirectory(prefix="comfytest-node-") as tmp:
         session = open_session(settings, Path(tmp))

@@ -387,3 +387,25 @@ def test_a_change_from_about_zero_is_shown_in_ms_not_percent(previous: float, cu
     from comfytest.report import format_change
 
     assert text in format_change(previous, current)
+
+
+# --- several servers (issue 9)
+
+
+def test_with_several_servers_every_rendering_names_each_tests_server() -> None:
+    from comfytest.report_html import render_html
+    from comfytest.report_text import render_markdown, render_terminal
+
+    a = new_record("wf/x.json::a", outcome="passed", server={"url": "http://h:1", "label": "GPU 0", "device": "cuda:0 L4"})
+    b = new_record("wf/x.json::b", outcome="passed",
+                   server={"url": "http://h:2", "label": "GPU 1", "device": "cuda:0 L4", "moved_from": "http://h:3 (GPU 2)"})
+    doc = new_document({}, [a, b], created="t")
+    lines = render_terminal(doc)
+    assert lines[1].split()[:3] == ["test", "result", "server"]
+    assert any("http://h:1 (GPU 0, cuda:0 L4)" in line for line in lines)
+    assert any("http://h:2 (GPU 1, cuda:0 L4) [moved from http://h:3 (GPU 2)]" in line for line in lines)
+    assert "| test | result | server |" in render_markdown(doc)
+    assert "ran on http://h:1 (GPU 0, cuda:0 L4)" in render_html(doc, Path("."))
+    assert ("comfy_server", "http://h:1 (GPU 0, cuda:0 L4)") in junit_properties(a)
+    one = new_document({}, [a], created="t")
+    assert render_terminal(one)[1].split()[:4] == ["test", "result", "server", "ms"], "one server: no column"
