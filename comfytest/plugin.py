@@ -264,7 +264,8 @@ class Reporter:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         """xdist controller: the servers are started (or probed) once, here, for all workers."""
-        node.workerinput["comfytest_servers"] = self.state.pool_for_workers()
+        if not node.config.option.collectonly:  # nothing runs: no server to start
+            node.workerinput["comfytest_servers"] = self.state.pool_for_workers()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
