@@ -43,6 +43,9 @@ def test_a_preflight_failure_carries_no_server_log() -> None:
     class Session:
         server = Server()
 
+        def log_tail(self) -> str:  # the session's tail of the server it runs on
+            return self.server.log_tail()
+
     state = SessionState(Settings(), "main", "/tmp")
     state._session = Session()  # type: ignore[assignment]
     missing = PreflightError("sdXL_v10VAEFix.safetensors is not installed")
