@@ -127,13 +127,24 @@ B = TypeVar("B")
 class _Kind(ABC, Generic[B]):
     """What one kind of output supplies to the lifecycle: load, compare, dump, artefacts."""
 
+    #: the baseline record's file name, for kinds that keep one record per output
+    name = ""
+
     def __init__(self, store: BaselineStore, key: BaselineKey) -> None:
         self.store, self.key = store, key
         self.source: Path | None = None  # the file the baseline was read from
 
     @property
-    @abstractmethod
-    def target(self) -> Path: ...
+    def target(self) -> Path:
+        """Where an update writes the baseline record."""
+        return self.store.write_dir(self.key) / self.name
+
+    def find_record(self) -> Path | None:
+        """The baseline record (the device profile's first), marked as used; None when missing."""
+        self.source = self.store.find_file(self.key, self.name)
+        if self.source is not None:
+            self.store.mark_used(self.source)
+        return self.source
 
     @abstractmethod
     def load(self) -> B | None: ...
@@ -251,18 +262,17 @@ class _ImageKind(_Kind[list[Image.Image]]):
         return self.store.write_dir(self.key) / self.name
 
     def load(self) -> list[Image.Image] | None:
-        self.source = self.store.find_file(self.key, self.name)
-        if self.source is None:
+        source = self.find_record()
+        if source is None:
             return None
-        self.store.mark_used(self.source)
-        hashes = self.source.parent / HASHES_FILE
+        hashes = source.parent / HASHES_FILE
         if hashes.exists():
             self.store.mark_used(hashes)
             try:  # the PNG is the baseline; its line only says which device made it
                 self.stored = read_hashes(hashes).get(self.key.stem)
             except BaselineCorrupt:
                 self.stored = None
-        return _read_png(self.source)
+        return _read_png(source)
 
     def compare(self, baseline: list[Image.Image]) -> _Outcome:
         p, criteria = self.params, self.criteria()
@@ -389,19 +399,14 @@ class _TextKind(_Kind[str]):
         self.obtained, self.name = obtained, f"{key.stem}.txt"
         self.baseline: str | None = None
 
-    @property
-    def target(self) -> Path:
-        return self.store.write_dir(self.key) / self.name
-
     def load(self) -> str | None:
-        self.source = self.store.find_file(self.key, self.name)
-        if self.source is None:
+        source = self.find_record()
+        if source is None:
             return None
-        self.store.mark_used(self.source)
         try:
-            return self.source.read_bytes().decode("utf-8")
+            return source.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise BaselineCorrupt(f"baseline text {self.source} cannot be read ({exc})") from exc
+            raise BaselineCorrupt(f"baseline text {source} cannot be read ({exc})") from exc
 
     def compare(self, baseline: str) -> _Outcome:
         self.baseline = baseline

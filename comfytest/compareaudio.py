@@ -214,20 +214,15 @@ class AudioKind(OutputKind[AudioSignature]):
         self.cmp: AudioComparison | None = None
         self.files: dict[str, Path | None] = {}
 
-    @property
-    def target(self) -> Path:
-        return self.store.write_dir(self.key) / self.name
-
     def load(self) -> AudioSignature | None:
-        self.source = self.store.find_file(self.key, self.name)
-        if self.source is None:
+        source = self.find_record()
+        if source is None:
             return None
-        self.store.mark_used(self.source)
-        full = self.source.parent / self.full_name
+        full = source.parent / self.full_name
         if full.is_file():
             self.store.mark_used(full)
             self.files["baseline_media"] = full
-        return AudioSignature.parse(self.source)
+        return AudioSignature.parse(source)
 
     def compare(self, baseline: AudioSignature) -> Outcome:
         if baseline.bin_ms != self.sig.bin_ms:

@@ -124,22 +124,17 @@ class FileKind(OutputKind[FileSummary]):
         self.summary = summarize_file(file.ref.filename, file.data)
         self.obtained_path: Path | None = None
 
-    @property
-    def target(self) -> Path:
-        return self.store.write_dir(self.key) / self.name
-
     def load(self) -> FileSummary | None:
-        self.source = self.store.find_file(self.key, self.name)
-        if self.source is None:
+        source = self.find_record()
+        if source is None:
             return None
-        self.store.mark_used(self.source)
-        rec = read_record(self.source, ("sha256", "size"))
+        rec = read_record(source, ("sha256", "size"))
         counts = [int(one(rec, n)) if n in rec else None for n in ("vertices", "faces")]
         try:
             return FileSummary(one(rec, "sha256"), int(one(rec, "size")), counts[0], counts[1],
                                " ".join(rec.get("digest_of", ["the whole file"])))
         except ValueError as exc:
-            raise BaselineCorrupt(f"baseline record {self.source} has a bad size ({exc})") from exc
+            raise BaselineCorrupt(f"baseline record {source} has a bad size ({exc})") from exc
 
     def compare(self, baseline: FileSummary) -> Outcome:
         same = baseline.sha256 == self.summary.sha256

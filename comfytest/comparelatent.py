@@ -79,22 +79,17 @@ class LatentKind(OutputKind[LatentBaseline]):
         self.by_stats = False
         self.files: dict[str, Path | None] = {}
 
-    @property
-    def target(self) -> Path:
-        return self.store.write_dir(self.key) / self.name
-
     def load(self) -> LatentBaseline | None:
-        self.source = self.store.find_file(self.key, self.name)
-        if self.source is None:
+        source = self.find_record()
+        if source is None:
             return None
-        self.store.mark_used(self.source)
-        rec = read_record(self.source, ("tensor",))
+        rec = read_record(source, ("tensor",))
         try:
             summaries = dict(TensorSummary.parse(line) for line in rec["tensor"])
         except ValueError as exc:
-            raise BaselineCorrupt(f"baseline record {self.source} is malformed ({exc}); rewrite it with "
+            raise BaselineCorrupt(f"baseline record {source} is malformed ({exc}); rewrite it with "
                                   "--comfy-update-baselines") from exc
-        full = self.source.parent / self.full_name
+        full = source.parent / self.full_name
         tensors = None
         if full.is_file():
             self.store.mark_used(full)

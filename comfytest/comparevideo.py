@@ -228,20 +228,15 @@ class VideoKind(OutputKind[VideoSignature]):
         self.cmp: VideoComparison | None = None
         self.files: dict[str, Path | None] = {}
 
-    @property
-    def target(self) -> Path:
-        return self.store.write_dir(self.key) / self.name
-
     def load(self) -> VideoSignature | None:
-        self.source = self.store.find_file(self.key, self.name)
-        if self.source is None:
+        source = self.find_record()
+        if source is None:
             return None
-        self.store.mark_used(self.source)
         for name, role in ((self.sheet_name, "baseline"), (self.full_name, "baseline_media")):
-            if (self.source.parent / name).is_file():
-                self.store.mark_used(self.source.parent / name)
-                self.files[role] = self.source.parent / name
-        return VideoSignature.parse(self.source)
+            if (source.parent / name).is_file():
+                self.store.mark_used(source.parent / name)
+                self.files[role] = source.parent / name
+        return VideoSignature.parse(source)
 
     def compare(self, baseline: VideoSignature) -> Outcome:
         s = self.settings
