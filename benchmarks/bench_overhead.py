@@ -5,7 +5,7 @@ Overhead = client wall time - server total, where the server total is
 what a client adds around the work the worker does: socket set-up, POST /prompt (validation on
 the server included), event delivery, /history, /view and decoding the image.
 
-Two clients run the same model-free prompt (EmptyImage 64x64 -> ImageAddNoise(seed) ->
+Two clients run the same model-free prompt (EmptyImage 64x64 or ``--size`` -> ImageAddNoise(seed) ->
 SaveImage), with a new seed (and EmptyImage colour) every run so nothing comes from cache, alternately A B A B:
 
 * ``minimal``: the hand-written client of the 9elements/comfyui-api article (below): a new
@@ -48,8 +48,11 @@ from comfytest.client import ComfyClient  # noqa: E402
 from comfytest.events import Executing, ExecutionStart, ExecutionSuccess  # noqa: E402
 from comfytest.execution import Runner  # noqa: E402
 
+SIZE = 64  # image side (--size): 64 gives runs of a few ms, 1024 of a few hundred
 
-def workflow(seed: int, size: int = 64) -> dict[str, Any]:
+
+def workflow(seed: int, size: int | None = None) -> dict[str, Any]:
+    size = size or SIZE
     return {
         "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1, "color": seed % 0x1000000}},
         "2": {"class_type": "ImageAddNoise", "inputs": {"image": ["1", 0], "seed": seed, "strength": 0.5}},
@@ -122,7 +125,7 @@ def run_minimal(server: str, seed: int, side: Side) -> None:
     t0 = time.perf_counter()
     stamps, images = minimal_run(server, prompt)
     wall = (time.perf_counter() - t0) * 1000
-    assert len(images) == 1 and images[0].size == (64, 64), images
+    assert len(images) == 1 and images[0].size == (SIZE, SIZE), images
     side.add(wall, stamps["execution_success"] - stamps["execution_start"])
 
 
@@ -137,9 +140,10 @@ class ComfytestSide:
             client = self.client
             if source == "proc":  # what a session does for a CPU server on this machine
                 cpu = {"type": "cpu", "name": "cpu"}
-                self.runner.sampler = lambda: ResourceSampler(lambda: meminfo_stats(cpu), sample_ms, pid, source="proc")
+                self.runner.sampler = ResourceSampler(lambda: meminfo_stats(cpu), sample_ms, pid, source="proc",
+                                                      cheap=True)
             else:
-                self.runner.sampler = lambda: ResourceSampler(lambda: client.system_stats(timeout=2), sample_ms, pid)
+                self.runner.sampler = ResourceSampler(lambda: client.system_stats(timeout=2), sample_ms, pid)
         self.node_sum: list[float] = []  # per-node durations summed
         self.node_server: list[float] = []
         self.setup: list[float] = []  # execution_start -> first executing, on the server clock
@@ -149,7 +153,7 @@ class ComfytestSide:
         t0 = time.perf_counter()
         result = self.runner.run(prompt, fetch_images=True)
         wall = (time.perf_counter() - t0) * 1000
-        assert result.ok and len(result.images) == 1 and result.images[0].image.size == (64, 64), result
+        assert result.ok and len(result.images) == 1 and result.images[0].image.size == (SIZE, SIZE), result
         assert not result.timing.cached_nodes, result.timing.cached_nodes
         start = next(e for e in result.events if isinstance(e, ExecutionStart))
         end = next(e.timestamp for e in result.events if isinstance(e, ExecutionSuccess))
@@ -238,7 +242,7 @@ def measure_sampling(
 def report_sampling(a: Side, b: Side, on: ComfytestSide) -> None:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"runs per side: {len(a.wall)} (alternating A B A B; a new seed every run)\n")
+    print(f"runs per side: {len(a.wall)} (alternating A B A B; a new seed every run), image {SIZE}x{SIZE}\n")
     print(f"{'comfytest':<18} {'overhead median':>16} {'overhead p90':>13} {'wall median':>12} {'server median':>14}")
     for s in (a, b):
         print(f"{s.name:<18} {statistics.median(s.overhead):>13.2f} ms {pct(s.overhead, 0.9):>10.2f} ms "
@@ -274,7 +278,12 @@ def main() -> None:
     parser.add_argument("--sample-source", choices=("http", "proc"), default="http",
                         help="--sampling-ab readings: GET /system_stats (any server, what a GPU server gets) or "
                              "/proc/meminfo (what a session uses for a CPU server on this machine)")
+    parser.add_argument("--size", type=int, default=64,
+                        help="image side in pixels (default 64: runs of a few ms; 1024: a few hundred ms, "
+                             "several sampling intervals)")
     args = parser.parse_args()
+    global SIZE
+    SIZE = args.size
 
     server = None
     url = args.url

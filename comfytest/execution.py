@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -150,7 +150,7 @@ class RunObserver(Protocol):
 class Runner:
     """Runs prompts on one ``ComfyClient`` with a deadline and an inactivity timeout.
 
-    ``sampler``, when set, makes a ``ResourceSampler`` for each run (memory, in ``RunResult``);
+    ``sampler``, when set, samples memory during each run (``RunResult.memory``);
     ``observers`` see every run's events live.
     """
 
@@ -158,7 +158,7 @@ class Runner:
         self.client = client
         self.timeout = timeout
         self.idle_timeout = idle_timeout
-        self.sampler: Callable[[], ResourceSampler] | None = None
+        self.sampler: ResourceSampler | None = None
         self.observers: list[RunObserver] = []
 
     def run(
@@ -177,7 +177,7 @@ class Runner:
         if client.drain():  # the socket ended since the last run: a fresh one before queueing
             client.connect()
         pid = prompt_id or new_prompt_id()
-        sampler = self.sampler() if self.sampler is not None else None
+        sampler = self.sampler
         for observer in self.observers:
             observer.run_started(pid, {k: (v.class_type, v.title) for k, v in info.items()})
         try:

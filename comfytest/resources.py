@@ -1,8 +1,9 @@
 """Memory while a prompt runs: ``GET /system_stats`` (and the server's RSS) sampled in the background.
 
-``ResourceSampler`` takes one reading as the prompt is queued (sent just before it, not waited
-for: the *idle* figures), then one every ``interval_ms`` on a daemon thread until the run ends;
-``stop()`` turns them into a frozen ``RunMemory``: the idle and the peak of each figure.
+``ResourceSampler`` (one per session) takes one reading as each prompt is queued (sent just
+before it, not waited for: the *idle* figures), then one every ``interval_ms`` on its daemon
+thread until the run ends; ``stop()`` turns them into a frozen ``RunMemory``: the idle and the
+peak of each figure.
 
 * **VRAM used** = ``vram_total - vram_free`` of the server's torch device (the whole device,
   every process on it); **torch VRAM** = ``torch_vram_total - torch_vram_free``, what torch's
@@ -27,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -214,79 +215,154 @@ def meminfo_stats(device: Mapping[str, Any], proc: Path = Path("/proc")) -> dict
     ``MemAvailable``: the same number, without a request the server has to answer (its
     handler costs it a few ms of CPU, which a 2-core machine feels in short runs).
     """
-    fields: dict[str, int] = {}
-    for line in (proc / "meminfo").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("MemTotal", "MemAvailable"):
-            fields[name] = int(rest.split()[0]) * 1024
-    return {"system": {"ram_total": fields.get("MemTotal"), "ram_free": fields.get("MemAvailable")},
+    fields: dict[bytes, int] = {}
+    with open(proc / "meminfo", "rb") as fh:
+        for line in fh:
+            name, _, rest = line.partition(b":")
+            if name in (b"MemTotal", b"MemAvailable"):
+                fields[name] = int(rest.split()[0]) * 1024
+                if len(fields) == 2:  # both come first in the file: the rest is not read
+                    break
+    return {"system": {"ram_total": fields.get(b"MemTotal"), "ram_free": fields.get(b"MemAvailable")},
             "devices": [{"name": device.get("name"), "type": device.get("type")}]}
 
 
 # --- sampling ---------------------------------------------------------------------------------
 
 
-class ResourceSampler:
-    """Samples ``read_stats()`` (and the RSS of ``pid``) from ``start()`` to ``stop()``.
+@dataclass(eq=False)
+class _Run:
+    """What the sampler gathers for one run (mutable, guarded by the sampler's lock)."""
 
-    Every reading is made on the sampler's thread, so a run never waits for one: ``stop()``
-    summarises the readings that have come back (a reading still in flight is dropped), and
-    waits only when not even the idle reading has come back yet. A run shorter than the
-    interval therefore has one reading: its idle and peak figures are the same.
+    next_at: float  # clock() of the next reading, in seconds
+    samples: list[Sample] = field(default_factory=list)
+    failed: int = 0
+    first: threading.Event = field(default_factory=threading.Event)  # the idle reading is back
+    ended: bool = False  # finish(): no further readings
+    closed: bool = False  # stop(): a reading still in flight is dropped
+
+
+class ResourceSampler:
+    """Samples ``read_stats()`` (and the RSS of ``pid``) from ``start()`` to ``stop()`` of each run.
+
+    One sampler serves a whole session: its one daemon thread sleeps between runs, so a run
+    pays for no thread start. Readings are made on that thread, so a run never waits for one:
+    ``stop()`` summarises the readings that have come back (a reading still in flight is
+    dropped) and waits only when not even the idle reading is back yet. A ``cheap`` reader (a
+    local file, not a request) takes the idle reading on the caller's thread instead, which
+    saves waking the thread for runs shorter than the interval. A run shorter than the
+    interval has one reading: its idle and peak figures are the same.
     """
 
     def __init__(
         self, read_stats: StatsReader, interval_ms: int, pid: int | None = None,
-        clock: Callable[[], float] = time.monotonic, source: str = "system_stats",
+        clock: Callable[[], float] = time.monotonic, source: str = "system_stats", *, cheap: bool = False,
     ) -> None:
         self.read_stats = read_stats
         self.source = source
         self.interval_ms = interval_ms
         self.pid = pid
         self.clock = clock
-        self.samples: list[Sample] = []
-        self.failed = 0
-        self._stop = threading.Event()
-        self._first = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self.cheap = cheap
+        self._run: _Run | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._idle = False  # the thread waits with no deadline (no run going on)
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The readings of the current (or last) run so far."""
+        with self._lock:
+            return list(self._run.samples) if self._run is not None else []
 
     def start(self) -> None:
-        """Start sampling: the idle reading at once (it goes out before the caller queues its
-        prompt, but is not waited for), then one per interval."""
-        self._thread = threading.Thread(target=self._loop, name="comfytest-sampler", daemon=True)
-        self._thread.start()
+        """A run starts: the idle reading at once (it goes out before the caller queues its
+        prompt, but is not waited for unless ``cheap``), then one per interval."""
+        now = self.clock()
+        run = _Run(next_at=now if not self.cheap else now + self.interval_ms / 1000)
+        with self._lock:
+            if self._run is not None:
+                self._run.closed = self._run.ended = True
+            self._run = run
+        if self.cheap:
+            self._read(run)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="comfytest-sampler", daemon=True)
+                self._thread.start()
+            elif self._idle or not self.cheap:  # a sleeping thread has a deadline before next_at
+                self._wake.notify()
 
     def _loop(self) -> None:
-        self.sample()
-        self._first.set()
-        while not self._stop.wait(self.interval_ms / 1000):
-            self.sample()
+        interval = self.interval_ms / 1000
+        me = threading.current_thread()
+        while True:
+            with self._lock:
+                run = self._run
+                if self._thread is not me:  # closed: a later start() has a thread of its own
+                    return
+                if run is None or run.ended:
+                    self._idle = True
+                    self._wake.wait()
+                    self._idle = False
+                    continue
+                delay = run.next_at - self.clock()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                run.next_at = max(run.next_at + interval, self.clock())
+            self._read(run)
 
-    def sample(self) -> None:
+    def _read(self, run: _Run) -> None:
         at_ms = self.clock() * 1000
         try:
             stats = self.read_stats()
+            rss = process_rss(self.pid) if self.pid is not None else None
+            sample: Sample | None = parse_sample(stats, at_ms, rss)
         except Exception:  # a slow or failed reading must never fail the run it watches
-            with self._lock:
-                self.failed += 0 if self._closed else 1
-            return
-        rss = process_rss(self.pid) if self.pid is not None else None
+            sample = None
         with self._lock:
-            if not self._closed:
-                self.samples.append(parse_sample(stats, at_ms, rss))
+            if not run.closed:
+                if sample is None:
+                    run.failed += 1
+                else:
+                    run.samples.append(sample)
+        run.first.set()
+
+    def sample(self) -> None:
+        """One reading for the current run, now (on the caller's thread)."""
+        with self._lock:
+            run = self._run
+        if run is not None:
+            self._read(run)
 
     def finish(self) -> None:
-        """The run ended: no further readings."""
-        self._stop.set()
+        """The run ended: no further readings (the thread goes idle when it next wakes)."""
+        with self._lock:
+            if self._run is not None:
+                self._run.ended = True
 
     def stop(self, first_timeout: float = 5.0) -> RunMemory | None:
-        """End sampling; the run's idle and peak figures from the readings that came back."""
-        self._stop.set()
-        if self._thread is not None:
-            self._first.wait(first_timeout)
+        """End the run; its idle and peak figures from the readings that came back."""
         with self._lock:
-            self._closed = True
-            samples = sorted(self.samples, key=lambda s: s.at_ms)
-            return summarize_samples(samples, interval_ms=self.interval_ms, failed=self.failed, source=self.source)
+            run = self._run
+            if run is None:
+                return None
+            run.ended = True
+        run.first.wait(first_timeout)
+        with self._lock:
+            run.closed = True
+            samples = sorted(run.samples, key=lambda s: s.at_ms)
+            failed = run.failed
+        return summarize_samples(samples, interval_ms=self.interval_ms, failed=failed, source=self.source)
+
+    def close(self) -> None:
+        """End the thread (the session is over); a later ``start()`` makes a new one."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if self._run is not None:
+                self._run.closed = self._run.ended = True
+            self._wake.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)  # a reading in flight may outlast this; its thread then just ends

@@ -114,8 +114,7 @@ class ComfySession:
         #: per UI-format workflow: node id → where its class comes from (preflight's advice)
         self.node_origins: dict[str, dict[str, NodeOrigin]] = {}
         self.server_pid = self._server_pid()
-        if settings.sample_ms > 0:
-            self.runner.sampler = self.new_sampler
+        self._sampler: ResourceSampler | None = None
 
     # ------------------------------------------------------------ resources
 
@@ -128,15 +127,30 @@ class ComfySession:
             return listening_pid(parts.port)
         return None
 
-    def new_sampler(self) -> ResourceSampler:
-        """A sampler for one run, reading /system_stats on this session's HTTP connection, or
-        /proc/meminfo for a CPU server on this machine (the same figures; see ``resources``)."""
+    def sampler(self) -> ResourceSampler | None:
+        """The session's memory sampler (made at the first run, kept for every later one):
+        it reads /system_stats on this session's HTTP connection, or /proc/meminfo for a CPU
+        server on this machine (the same figures; see ``resources``). None when turned off."""
         interval = self.settings.sample_ms
-        device = self._device()
-        if self.server_pid is not None and device.get("type") in HOST_MEMORY_DEVICES and os.path.isfile("/proc/meminfo"):
-            return ResourceSampler(lambda: meminfo_stats(device), interval, self.server_pid, source="proc")
-        timeout = max(2.0, interval / 1000)  # a slow reading delays only its own sample
-        return ResourceSampler(lambda: self.client.system_stats(timeout=timeout), interval, self.server_pid)
+        if interval <= 0:
+            return None
+        if self._sampler is None:
+            device = self._device()
+            if (self.server_pid is not None and device.get("type") in HOST_MEMORY_DEVICES
+                    and os.path.isfile("/proc/meminfo")):
+                self._sampler = ResourceSampler(lambda: meminfo_stats(device), interval, self.server_pid,
+                                                source="proc", cheap=True)
+            else:
+                timeout = max(2.0, interval / 1000)  # a slow reading delays only its own sample
+                client = self.client
+                self._sampler = ResourceSampler(lambda: client.system_stats(timeout=timeout), interval,
+                                                self.server_pid)
+        return self._sampler
+
+    def _close_sampler(self) -> None:
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
 
     def _device(self) -> Mapping[str, Any]:
         try:
@@ -267,6 +281,7 @@ class ComfySession:
 
     def run_prompt(self, prompt: Mapping[str, Any], **kw: Any) -> RunResult:
         """Run an API-format prompt as it is (no seed pinning, no patches)."""
+        self.runner.sampler = self.sampler()
         return self.guard(lambda: self.runner.run(prompt, **kw))
 
     def guard(self, call: Callable[[], T]) -> T:
@@ -320,9 +335,13 @@ class ComfySession:
         self.index = index
         self.server = self.pool.local[index]
         self.client = _client(entry.url, self.settings, self.client.hint)
+        observers = self.runner.observers  # live progress goes on on the next server
         self.runner = Runner(self.client, timeout=self.settings.timeout, idle_timeout=self.settings.idle_timeout)
+        self.runner.observers = observers
         self._object_info = self._system_stats = None  # another server: other nodes, models, device
         self._uploaded = {}
+        self._close_sampler()  # it read the dead server: the next run makes one for this one
+        self.server_pid = self._server_pid()
 
     def _died(self, exc: ComfyTestError) -> ServerUnavailable:
         if self.server is not None and self.server.proc is None:
@@ -350,6 +369,7 @@ class ComfySession:
     def close(self) -> None:
         if self._converter is not None:
             self._converter.close()
+        self._close_sampler()
         self.client.close()
         if self.owns_pool:
             self.pool.close()

@@ -95,6 +95,9 @@ def test_killing_one_of_two_servers_fails_its_test_and_the_rest_finish_on_the_ot
     on_2 = [t for t in doc["tests"] if (t["server"] or {}).get("label") == "server 2"]
     assert [t["outcome"] for t in on_2 if t["server"].get("died")] == ["failed"]
     assert sum(1 for t in doc["tests"] if t["server"].get("moved_from")) == int(moved.group(1)) >= 1
+    # the session that moved still samples memory, of its new server
+    moved_passed = [t for t in doc["tests"] if t["server"].get("moved_from") and t["outcome"] == "passed"]
+    assert moved_passed and all((t["memory"] or {}).get("samples", 0) >= 1 for t in moved_passed), moved_passed
     assert [s["died"] for s in doc["fingerprint"]["servers"]] == [False, True]
     assert elapsed < 300, f"no hang expected, took {elapsed:.0f} s"
 

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from comfytest.report_memory import (
 from comfytest.resources import (
     ResourceSampler,
     listening_pid,
+    meminfo_stats,
     parse_sample,
     process_rss,
     summarize_samples,
@@ -104,6 +107,60 @@ def test_stop_waits_for_the_idle_reading_but_for_no_other() -> None:
     memory = sampler.stop()  # returns once the idle reading is back, not after the 1 s interval
     assert memory is not None and memory.samples == 1
     assert memory.ram_used_idle_bytes == memory.ram_used_peak_bytes
+
+
+def test_one_thread_serves_every_run_and_runs_keep_their_own_readings() -> None:
+    others = set(threading.enumerate())  # other tests' samplers may still be winding down
+    level = [60 * GIB]
+    sampler = ResourceSampler(lambda: stats(level[0], 70 * GIB, 9 * GIB), 5)
+    peaks = []
+    threads = set()
+    try:
+        for run in range(3):
+            level[0] = (60 - 10 * run) * GIB
+            sampler.start()
+            deadline = time.monotonic() + 5
+            while len(sampler.samples) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            sampler.finish()
+            memory = sampler.stop()
+            assert memory is not None and memory.samples >= 2
+            peaks.append(memory.ram_used_peak_bytes)
+            threads |= {t for t in threading.enumerate() if t.name == "comfytest-sampler"} - others
+        assert peaks == [4 * GIB, 14 * GIB, 24 * GIB]  # no reading of one run lands in another
+        assert len(threads) == 1  # started once, asleep between runs
+    finally:
+        sampler.close()
+    for thread in threads:
+        thread.join(2)
+        assert not thread.is_alive()  # close() ends it
+
+
+def test_a_cheap_reader_takes_the_idle_reading_on_the_callers_thread() -> None:
+    readers = []
+
+    def read() -> dict[str, Any]:
+        readers.append(threading.get_ident())
+        return stats(60 * GIB, 70 * GIB, 9 * GIB)
+
+    sampler = ResourceSampler(read, 10_000, cheap=True)
+    try:
+        sampler.start()
+        assert readers == [threading.get_ident()]  # done before start() returns
+        memory = sampler.stop(first_timeout=0)
+        assert memory is not None and memory.samples == 1
+    finally:
+        sampler.close()
+
+
+def test_meminfo_stats_reads_the_two_figures_from_a_meminfo_file(tmp_path: Path) -> None:
+    (tmp_path / "meminfo").write_text("MemTotal:       16384 kB\nMemFree:         1024 kB\n"
+                                      "MemAvailable:    4096 kB\nBuffers:  12 kB\n")
+    got = meminfo_stats({"type": "cpu", "name": "cpu", "vram_total": 1}, proc=tmp_path)
+    assert got == {"system": {"ram_total": 16384 * 1024, "ram_free": 4096 * 1024},
+                   "devices": [{"name": "cpu", "type": "cpu"}]}
+    sample = parse_sample(got, 0.0)
+    assert (sample.ram_total, sample.ram_free, sample.device_type) == (16 * MIB, 4 * MIB, "cpu")
 
 
 def test_process_rss_of_a_process_that_does_not_exist_is_none() -> None:

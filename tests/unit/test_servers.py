@@ -48,3 +48,27 @@ def test_unreachable_urls_in_a_list_are_named_and_none_answering_is_an_error() -
     assert text.startswith("None of the 2 ComfyUI servers answers:")
     assert all(f"No ComfyUI server answers at {u} (GET /system_stats: connection refused)" in text for u in dead)
     assert text.endswith("hint: set --comfy-url")
+
+
+def test_moving_to_the_next_server_keeps_live_progress_and_samples_the_new_server() -> None:
+    # _bind is what a failover does once the next server answers; no server needs to run for it
+    from comfytest.session import ComfySession
+    from comfytest.settings import Settings
+
+    urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    pool = ServerPool([ServerEntry(u, f"server {i + 1}", None) for i, u in enumerate(urls)])
+    session = ComfySession(ComfyClient(urls[0]), Settings(sample_ms=100), pool=pool)
+    observer = object()
+    session.runner.observers.append(observer)  # type: ignore[arg-type]
+    try:
+        first = session.sampler()
+        assert first is not None and session.sampler() is first  # one per session
+        session._bind(1)
+        assert session.runner.observers == [observer]
+        second = session.sampler()
+        assert second is not None and second is not first
+        with pytest.raises(ServerError) as second_read:
+            second.read_stats()  # it asks the server the session moved to
+        assert urls[1].rsplit(":", 1)[1] in str(second_read.value)
+    finally:
+        session.close()
