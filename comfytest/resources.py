@@ -330,13 +330,6 @@ class ResourceSampler:
                     run.samples.append(sample)
         run.first.set()
 
-    def sample(self) -> None:
-        """One reading for the current run, now (on the caller's thread)."""
-        with self._lock:
-            run = self._run
-        if run is not None:
-            self._read(run)
-
     def finish(self) -> None:
         """The run ended: no further readings (the thread goes idle when it next wakes)."""
         with self._lock:
