@@ -29,7 +29,10 @@ from comfytest.report_memory import LABELS, format_bytes
 
 #: the memory figure a chart shows: the first one the test has in any session
 MEMORY_FIGURES = ("vram_used_peak_bytes", "rss_peak_bytes", "ram_used_peak_bytes")
-WIDTH, HEIGHT, PAD_X, PAD_Y = 320, 110, 46, 14
+WIDTH, HEIGHT, PAD_X, PAD_Y = 320, 110, 62, 14  # PAD_X: room for "1,989 ms" left of the first point
+#: the y-axis spans at least this share of the value: the default timing threshold (20 %), about
+#: the noise --comfy-compare ignores, so smaller wiggles draw flat
+MIN_SPAN = 0.2
 
 PAGE_CSS = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f;background:#fafafa}"
 CSS = """
@@ -128,6 +131,20 @@ def _e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
+def axis_range(values: Sequence[float], min_span: float = MIN_SPAN) -> tuple[float, float]:
+    """The y-axis: the values' range, widened about its middle to at least ``min_span`` of the
+    largest magnitude (never below 0 for values that are not), so that noise smaller than what
+    ``--comfy-compare`` flags draws as a flat line rather than a cliff."""
+    low, high = min(values), max(values)
+    need = min_span * max(abs(low), abs(high), 1.0)
+    if high - low < need:
+        pad = (need - (high - low)) / 2
+        low, high = low - pad, high + pad
+        if low < 0 <= min(values):
+            low, high = 0.0, high - low
+    return low, high
+
+
 def chart(values: Sequence[float | None], labels: Sequence[str], *, metric: str, title: str, unit: str) -> str:
     """One small SVG line chart; missing values leave a gap in the points (not in the line)."""
     points = [(i, v) for i, v in enumerate(values) if v is not None]
@@ -138,8 +155,8 @@ def chart(values: Sequence[float | None], labels: Sequence[str], *, metric: str,
             f"<title>{_e(title)}</title>")
     if not points:
         return head + f'<text class="axis" x="{PAD_X}" y="{HEIGHT / 2}">no {_e(title)} recorded</text></svg>'
-    low, high = min(v for _, v in points), max(v for _, v in points)
-    span = (high - low) or max(abs(high), 1.0)
+    low, high = axis_range([v for _, v in points])
+    span = high - low
     step = (WIDTH - PAD_X - 10) / max(len(values) - 1, 1)
 
     def xy(i: int, v: float) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import pytest
 from comfytest.report_cli import main
 from comfytest.report_compare import history_entry
 from comfytest.report_memory import MIB
-from comfytest.trend import History, chart, load_history, render_markdown, render_page, session_label
+from comfytest.trend import History, axis_range, chart, load_history, render_markdown, render_page, session_label
 from tests.browser import DomIndex
 
 
@@ -63,6 +63,20 @@ def test_a_chart_has_a_point_per_measured_session_and_says_when_there_is_none() 
     assert [p.attrs["data-value"] for p in dom.find("circle", "point")] == ["1.0", "3.0"]
     empty = chart([None], ["a"], metric="memory_bytes", title="peak RSS", unit="bytes")
     assert 'data-points="0"' in empty and "no peak RSS recorded" in empty
+
+
+def test_noise_draws_flat_and_a_real_change_fills_the_chart() -> None:
+    def heights(values: list[float]) -> float:
+        ys = [float(p.attrs["cy"]) for p in DomIndex(chart(values, ["a", "b", "c"], metric="m", title="t",
+                                                           unit="bytes")).find("circle", "point")]
+        return max(ys) - min(ys)
+
+    noise = heights([884 * MIB, 882 * MIB, 881 * MIB])  # 0.3 %: what the comparison ignores
+    change = heights([884 * MIB, 882 * MIB, 1400 * MIB])  # +58 %: a regression
+    assert noise < 5 < 60 < change
+    assert axis_range([884.0, 882.0]) == pytest.approx((794.6, 971.4))  # widened to 20 % about the middle
+    assert axis_range([0.01, 0.02]) == pytest.approx((0.0, 0.2))  # never below 0 for figures that are not
+    assert axis_range([100.0, 300.0]) == (100.0, 300.0)  # a range wider than 20 % is kept
 
 
 def test_the_page_escapes_names_and_needs_no_network(tmp_path: Path) -> None:
