@@ -97,7 +97,8 @@ class ProgressDisplay:
         return f"{node_id} {class_type}" + (f" '{title}'" if title and title != class_type else "")
 
     def status(self) -> str:
-        """``3 KSampler 'Sampler' step 12/20 4.10 it/s 8.2 s`` (``queued`` before a node runs)."""
+        """``red_cube: 3 KSampler 'Sampler' step 12/20 4.10 it/s 8.2 s`` (``waiting`` before a node
+        runs); on the in-place line the label is the case (pytest shows the file before it)."""
         elapsed = f"{self.clock() - self._started:.1f} s"
         node = self._node
         if node is None:
@@ -140,4 +141,7 @@ class ProgressDisplay:
         self.write(f"{prefix}{self._prefix()} {text}\n", False)
 
     def _prefix(self) -> str:
+        if self.mode == "line" and "::" in self.label:
+            # pytest has already written the file on this line: the case names the rest
+            return self.label.split("::", 1)[1] + ":"
         return f"comfytest: {self.label}" if self.label else "comfytest:"

@@ -49,8 +49,9 @@ def test_the_line_shows_node_step_speed_and_elapsed_time_and_is_erased_at_the_en
     out, _ = drive("line")
     assert all(raw for _, raw in out)  # never moves pytest's column
     texts = [t.removeprefix(SAVE + " ").removesuffix(CLEAR + RESTORE) for t, _ in out]
-    assert texts[0] == "comfytest: w.json::a waiting 0.0 s"
-    assert "comfytest: w.json::a 2 KSampler 'Sampler' step 4/20 4.00 it/s 1.5 s" in texts
+    # pytest has written "w.json " on this line already: the case id alone follows it
+    assert texts[0] == "a: waiting 0.0 s"
+    assert "a: 2 KSampler 'Sampler' step 4/20 4.00 it/s 1.5 s" in texts
     assert not any("step 5/20" in t for t in texts), "rewrites are throttled"
     assert out[-1][0] == SAVE + CLEAR + RESTORE
 
