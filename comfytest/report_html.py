@@ -37,7 +37,7 @@ from comfytest.report import (
     test_label,
     test_server,
 )
-from comfytest.report_memory import figures, memory_lines
+from comfytest.report_memory import figures, memory_cell, memory_lines
 
 Keys = tuple[str, ...]
 
@@ -169,19 +169,23 @@ def _num(value: Any) -> str:
     return fmt(float(value)) if isinstance(value, float) else "" if value is None else str(value)
 
 
-OVERVIEW = ("test", "output", "status", "distance", "max diff", "mean diff", "PSNR dB", "criteria")
+OVERVIEW = ("test", "output", "status", "distance", "max diff", "mean diff", "PSNR dB", "criteria",
+            "server ms", "peak memory")
 
 
 def _overview(tests: Iterable[Record]) -> str:
-    """One row per output (failures first), so a reviewer sees every metric at a glance."""
+    """One row per output (failures first), so a reviewer sees every metric at a glance; the
+    test's server time and peak memory (as in the terminal table) on its first row."""
     rows = []
     for index, record in enumerate(tests):
         failed = record.get("outcome") not in ("passed", "skipped")
         comps = record.get("comparisons") or [{}]
-        for comp in comps:
+        ms = server_total_ms(record)
+        per_test = [format_ms(ms) if ms is not None else "", memory_cell(record) if record.get("memory") else ""]
+        for number, comp in enumerate(comps):
             cells = [test_label(record), comp.get("output") or "-", comp.get("status") or record.get("outcome"),
                      comp.get("distance"), comp.get("max_abs_diff"), comp.get("mean_abs_diff"), comp.get("psnr"),
-                     comp.get("criteria")]
+                     comp.get("criteria"), *(per_test if number == 0 else ["", ""])]
             html = "".join(
                 f'<td{" class=num" if isinstance(c, int | float) else ""}>'
                 + (f'<a href="#test-{index}">{_e(c)}</a>' if i == 0 else _e(_num(c))) + "</td>"

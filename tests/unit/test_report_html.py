@@ -133,6 +133,25 @@ def test_broken_image_is_reported_by_the_page(
     assert body.attrs["data-images-decoded"] == "3"
 
 
+def test_overview_rows_carry_the_tests_server_time_and_peak_memory_once(tmp_path: Path, report_doc: dict[str, Any]) -> None:
+    failed = report_doc["tests"][0]
+    failed["comparisons"].append({**failed["comparisons"][0], "output": "9_1"})
+    failed["memory"] = {"samples": 3, "device_type": "cpu", "rss_idle_bytes": 400 * 2**20,
+                        "rss_peak_bytes": 900 * 2**20}
+    markup = render_html(report_doc, tmp_path)
+    table = re.search(r'<table class="overview">(.*?)</table>', markup, re.S)
+    assert table is not None
+
+    def cells(row: str, tag: str) -> list[str]:
+        return [re.sub(r"<[^>]+>", "", c) for c in re.findall(rf"<{tag}[^>]*>(.*?)</{tag}>", row, re.S)]
+
+    assert cells(table.group(1), "th")[-2:] == ["server ms", "peak memory"]
+    rows = [cells(r, "td") for r in re.findall(r'<tr class="(?:failed|passed)">(.*?)</tr>', table.group(1), re.S)]
+    first, second = rows[0], rows[1]
+    assert (first[1], second[1]) == ("9_0", "9_1")  # two outputs of the failed test
+    assert first[-2:] == ["461", "900 MiB RSS (+500 MiB)"] and second[-2:] == ["", ""]
+
+
 def test_overview_table_leads_failures_first_with_rounded_metrics_and_text_outputs(
     tmp_path: Path, report_doc: dict[str, Any],
 ) -> None:
