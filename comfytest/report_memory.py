@@ -106,7 +106,7 @@ def memory_cell(record: Mapping[str, Any]) -> str:
         return "-"
     kind, value = found
     rise = record_figure(record, {"RSS": "rss_rise_bytes", "RAM": "ram_rise_bytes"}.get(kind, ""))
-    extra = f" (+{format_bytes(rise)})" if rise is not None and rise > 0 else ""
+    extra = f" (+{format_bytes(rise)})" if rise is not None and rise >= MIB / 2 else ""  # never "+0 MiB"
     return f"{format_bytes(value)} {kind}{extra}"
 
 

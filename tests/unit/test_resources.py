@@ -211,6 +211,7 @@ def test_repeated_runs_give_min_median_max_per_figure() -> None:
 def test_the_table_cell_shows_the_headline_figure_and_its_rise() -> None:
     assert memory_cell(record("a", run_memory(GIB + 500 * MIB))) == "1.49 GiB RSS (+500 MiB)"
     assert memory_cell({"memory": None}) == "-"
+    assert memory_cell(record("a", run_memory(GIB + 300 * 1024))) == "1.00 GiB RSS"  # a rise that rounds to 0
 
 
 @pytest.mark.parametrize(
