@@ -59,7 +59,10 @@ log-mel spectrogram distance in dB, default 1.0), ``latent_tolerance`` (allowed 
 difference of a latent value, default 1e-4).
 
 A matrix key is ``"<selector>.<input>"``, split at the last dot (``"KSampler.positive.text"``
-is input ``text`` of the node linked into KSampler's positive). Each combination becomes a case
+is input ``text`` of the node linked into KSampler's positive), or at an earlier one where the
+selector would match no node: ``"ResizeImageMaskNode.resize_type.width"`` is the V3 dynamic
+input ``resize_type.width`` of ResizeImageMaskNode (``"ResizeImageMaskNode.resize_type"`` its
+dynamic combo, whose option a matrix may vary). Each combination becomes a case
 ``name[value-value]`` (the values only, like pytest's parametrize ids, so ``-k`` can select
 them); the values are applied as patches over the case's own.
 
@@ -85,7 +88,7 @@ from typing import Any, TypeVar
 from comfytest.criteria import NO_LIMITS, PixelLimits
 from comfytest.errors import ConfigError, PatchError
 from comfytest.imagecompare import METHODS as HASH_METHODS
-from comfytest.workflow import Workflow, select
+from comfytest.workflow import Workflow, select, split_input_path
 
 T = TypeVar("T")
 
@@ -229,7 +232,7 @@ def _case(
     base = _spec(name, merged)
     if not matrix:
         return [base]
-    return _expand(base, matrix)
+    return _expand(base, matrix, ctx.workflow)
 
 
 # --- one table of keys ---------------------------------------------------------------------
@@ -423,7 +426,7 @@ def _matrix(ctx: _Context, key: str, value: object) -> dict[str, list[Any]]:
     if not isinstance(value, dict):
         raise _type_error(ctx, key, 'a table of "selector.input" = [values]', value)
     for path, values in value.items():
-        selector, _, name = path.rpartition(".")
+        selector, name = split_input_path(ctx.workflow, path)
         if not selector or not name:
             raise ctx.error(f"matrix key '{path}' must be '<selector>.<input>', e.g. "
                             "'KSampler.sampler_name'")
@@ -528,13 +531,13 @@ def _frozen_patches(patches: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Ma
     return MappingProxyType({s: MappingProxyType(dict(v)) for s, v in patches.items()})
 
 
-def _expand(base: CaseSpec, matrix: Mapping[str, list[Any]]) -> list[CaseSpec]:
+def _expand(base: CaseSpec, matrix: Mapping[str, list[Any]], workflow: Workflow) -> list[CaseSpec]:
     keys = list(matrix)
     specs = []
     for combo in itertools.product(*(matrix[k] for k in keys)):
         extra: dict[str, dict[str, Any]] = {}
         for key, value in zip(keys, combo):
-            selector, _, name = key.rpartition(".")
+            selector, name = split_input_path(workflow, key)
             extra.setdefault(selector, {})[name] = value
         # values only, as pytest's own parametrize ids: "samplers[euler-4]" works with -k ('=' does not)
         label = "-".join(_value_label(v) for v in combo)

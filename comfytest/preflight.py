@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from comfytest.workflow import Node, ObjectInfo, Workflow, input_spec, is_link
+from comfytest.dynamic import LiveInput, combo_keys, is_dynamic_combo, live_inputs, options_with
+from comfytest.workflow import Node, ObjectInfo, Workflow, is_link
 
 #: input name (digits stripped) → folder under models/; class-specific entries win
 MODEL_FOLDERS: Mapping[str, str] = MappingProxyType({
@@ -78,7 +79,10 @@ class NodeOrigin:
 
 @dataclass(frozen=True)
 class PreflightProblem:
-    kind: str  # "missing_node" | "missing_model" | "bad_link" | "bad_type" | "bad_value"
+    #: "missing_node" | "missing_model" | "bad_link" | "bad_type" | "bad_value", or for V3 dynamic
+    #: combos "bad_option" (an option the combo lacks) | "bad_input" (a sub-input the chosen option
+    #: lacks, or a required one missing): ComfyUI would drop or miss them without a clear error
+    kind: str
     node_id: str
     class_type: str
     title: str | None
@@ -99,8 +103,14 @@ def combo_options(spec: object) -> list[str] | None:
     return [str(v) for v in options] if isinstance(options, list) else None
 
 
+def node_inputs(object_info: ObjectInfo, node: Node) -> dict[str, LiveInput]:
+    """The inputs the server's class takes with this node's values (V3 dynamic ones expanded:
+    ``resize_type.width`` once ``resize_type`` chose "scale dimensions")."""
+    return live_inputs(object_info, node.class_type, node.inputs)
+
+
 def model_folder(class_type: str, name: str) -> str | None:
-    base = name.rstrip("0123456789")  # clip_name1, clip_name2 of DualCLIPLoader
+    base = name.rsplit(".", 1)[-1].rstrip("0123456789")  # clip_name1, clip_name2 of DualCLIPLoader
     return MODEL_FOLDERS.get(f"{class_type}.{base}") or MODEL_FOLDERS.get(base)
 
 
@@ -108,8 +118,9 @@ def model_references(workflow: Workflow, object_info: ObjectInfo) -> list[ModelR
     """Combo inputs that name a model file (known input names, or a model file suffix)."""
     refs = []
     for node in workflow.nodes.values():
+        specs = node_inputs(object_info, node)
         for name, value in node.inputs.items():
-            spec = input_spec(object_info, node.class_type, name)
+            spec = specs[name].spec if name in specs else None
             if not isinstance(value, str) or combo_options(spec) is None:
                 continue
             folder = model_folder(node.class_type, name)
@@ -159,6 +170,7 @@ def preflight(
     problems.extend(_missing_models(workflow, object_info))
     problems.extend(_bad_links(workflow, object_info))
     problems.extend(_bad_values(workflow, object_info))
+    problems.extend(_dynamic_problems(workflow, object_info))
     return problems
 
 
@@ -219,7 +231,7 @@ def _problem(kind: str, node: Node, message: str) -> PreflightProblem:
 def _missing_models(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
     problems = []
     for ref in model_references(workflow, object_info):
-        options = combo_options(input_spec(object_info, ref.class_type, ref.input)) or []
+        options = combo_options(node_inputs(object_info, workflow.nodes[ref.node_id])[ref.input].spec) or []
         if _normalise(ref.value) in {_normalise(o) for o in options}:
             continue
         node = workflow.nodes[ref.node_id]
@@ -245,9 +257,10 @@ def _bad_values(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightPr
     models = {(r.node_id, r.input) for r in model_references(workflow, object_info)}
     problems = []
     for node in workflow.nodes.values():
+        specs = node_inputs(object_info, node)
         for name, value in node.inputs.items():
-            spec = input_spec(object_info, node.class_type, name)
-            if is_link(value) or spec is None or (node.id, name) in models:
+            spec = specs[name].spec if name in specs else None
+            if is_link(value) or spec is None or (node.id, name) in models or is_dynamic_combo(spec):
                 continue
             wrong_type = type_problem(spec, value)
             message = wrong_type or _value_problem(spec, value)
@@ -298,3 +311,52 @@ def _value_problem(spec: list[Any], value: Any) -> str | None:
         if "max" in extra and value > extra["max"]:
             return f"is {value}, above the maximum {extra['max']}"
     return None
+
+
+def _dynamic_problems(workflow: Workflow, object_info: ObjectInfo) -> list[PreflightProblem]:
+    """V3 dynamic combos: the chosen option must be one the server declares; every sub-input
+    (``resize_type.width``) must belong to the chosen option, and its required ones be set."""
+    problems = []
+    for node in workflow.nodes.values():
+        specs = node_inputs(object_info, node)
+        combos = {n: e for n, e in specs.items() if is_dynamic_combo(e.spec)}
+        for name, entry in combos.items():
+            value = node.inputs.get(name)
+            if name in node.inputs and not is_link(value) and str(value) not in combo_keys(entry.spec):
+                problems.append(_problem("bad_option", node, _bad_option(workflow, node, name, value, entry)))
+        for name in node.inputs:
+            parent = next((c for c in combos if name.startswith(c + ".")), None)
+            if parent is not None and name not in specs and str(node.inputs.get(parent)) in combo_keys(combos[parent].spec):
+                problems.append(_problem("bad_input", node, _foreign_input(workflow, node, name, parent, combos[parent], specs)))
+        for name, entry in specs.items():
+            if entry.combo is not None and entry.required and name not in node.inputs:
+                message = (f"node {node.label()} of {workflow.name}: input '{name}' is missing: option "
+                           f"'{entry.option}' of '{entry.combo}' needs it ({_type_name(entry.spec)}); set it in "
+                           "the settings file's patches, or re-save the workflow in ComfyUI")
+                problems.append(_problem("bad_input", node, message))
+    return problems
+
+
+def _bad_option(workflow: Workflow, node: Node, name: str, value: Any, entry: LiveInput) -> str:
+    keys = combo_keys(entry.spec)
+    return (f"node {node.label()} of {workflow.name}: input '{name}' is {value!r}, not one of the options "
+            f"this server's {node.class_type} declares: {', '.join(repr(k) for k in keys)}"
+            f"{_did_you_mean(str(value), keys)} (the workflow was saved with another version of the node, "
+            "or a patch chose an option it lacks)")
+
+
+def _foreign_input(workflow: Workflow, node: Node, name: str, parent: str, entry: LiveInput,
+                   specs: Mapping[str, LiveInput]) -> str:
+    option = node.inputs[parent]
+    own = [n for n, e in specs.items() if e.combo == parent] or ["none"]
+    sub = name[len(parent) + 1:]
+    holders = options_with(entry.spec, sub.split(".")[0])
+    where = (f"; '{sub}' belongs to option {', '.join(repr(k) for k in holders)}: set '{parent}' to it"
+             if holders else f"; no option of '{parent}' has '{sub}'")
+    return (f"node {node.label()} of {workflow.name}: input '{name}' is not an input of option {option!r} of "
+            f"'{parent}' (its inputs: {', '.join(own)}){where}, or remove the input")
+
+
+def _type_name(spec: Any) -> str:
+    kind = spec[0] if isinstance(spec, list) and spec else None
+    return "a combo" if isinstance(kind, list) else str(kind)

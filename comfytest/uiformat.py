@@ -19,6 +19,11 @@ litegraph's ``ExecutableNodeDTO``, version 1.32.9 as served by ComfyUI 0.3.75):
   (``fixed``/``increment``/``decrement``/``randomize``) written after a seed-like or INT widget
   is skipped, and so is the ``"image"`` value of an upload button after an upload combo;
   list values are written as ``{"__value__": [...]}`` as the frontend does;
+* a V3 dynamic combo (``COMFY_DYNAMICCOMBO_V3``, ComfyUI ≥ 0.26, module ``dynamic``) is a combo
+  widget that, once it has its value, brings the widgets of the chosen option right after itself,
+  named ``<combo>.<input>`` (``resize_type`` = "scale dimensions", then ``resize_type.width``,
+  ``resize_type.height``, ``resize_type.crop``, as the frontend 1.45.19 lays them out); an
+  autogrow group's sockets are the saved ones of its name (``images.image0``…);
 * a widget that was turned into an input and is connected takes the link, not the value;
 * muted nodes (mode 2) are left out, and inputs fed by them are dropped; bypassed nodes
   (mode 4) are left out and each output passes on the input of the same slot if its type fits,
@@ -36,11 +41,13 @@ links (preflight then names what is missing).
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfytest.dynamic import AUTOGROW, class_entries, input_default, is_dynamic_combo, kind, option_inputs
 from comfytest.errors import WorkflowError
 from comfytest.preflight import NodeOrigin
 from comfytest.uigraph import (
@@ -346,14 +353,17 @@ class Converter:
         if self.object_info is None or node.type not in self.object_info:
             return node.inputs
         info = self.object_info
-        names = input_names(info, node.type)
-        widgets = [n for n in names if is_widget(input_spec(info, node.type, n))]
+        layout = [(n, spec) for n, spec in widget_walk(node, info)[0] if is_widget(spec)]
+        widgets = [n for n, _ in layout]
         saved: dict[str, UiInput] = {}
         for entry in node.inputs:
             saved.setdefault(entry.name, entry)
-        slots = [UiInput(n, _widget_type(info, node.type, n), saved[n].link if n in saved else None,
-                         n if n in widgets else None)
-                 for n in [*(n for n in names if n not in widgets), *widgets]]  # sockets, then widgets
+        sockets = self._sockets(node, widgets)
+        names = [*sockets, *widgets]
+        types = {n: _slot_type(s) for n, s in layout}
+        slots = [UiInput(n, types.get(n) or _widget_type(info, node.type, n), saved[n].link if n in saved else None,
+                         n if n in types else None)
+                 for n in names]  # sockets, then widgets
         keep_next = False
         for entry in node.inputs:  # saved slots the server's class lacks
             if entry.name in names:
@@ -366,6 +376,20 @@ class Converter:
             else:
                 keep_next = True
         return tuple(slots)
+
+    def _sockets(self, node: UiNode, widgets: list[str]) -> list[str]:
+        """The class's socket inputs; an autogrow group stands for its saved sockets
+        (``images.image0``…), which the frontend names after the group."""
+        names: list[str] = []
+        for name in input_names(self.object_info or {}, node.type):
+            spec = input_spec(self.object_info, node.type, name)
+            if name in widgets:
+                continue
+            if kind(spec) == AUTOGROW:
+                names += [e.name for e in node.inputs if e.name.startswith(name + ".") and e.name not in names]
+            else:
+                names.append(name)
+        return names
 
     # ---------------------------------------------------------------- links
 
@@ -472,6 +496,12 @@ def _widget_type(object_info: ObjectInfo, class_type: str, name: str) -> str:
     return spec[0] if isinstance(spec[0], str) else "COMBO"
 
 
+def _slot_type(spec: Any) -> str | None:
+    if not isinstance(spec, list | tuple) or not spec:
+        return None
+    return "COMBO" if isinstance(spec[0], list) or is_dynamic_combo(spec) else str(spec[0])
+
+
 def _proxy_widgets(node: UiNode) -> list[tuple[str, str]] | None:
     raw = (node.properties or {}).get("proxyWidgets")
     if not isinstance(raw, list):
@@ -512,7 +542,7 @@ def is_widget(spec: object) -> bool:
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
     if options.get("forceInput"):
         return False
-    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES or is_dynamic_combo(spec)
 
 
 def widget_values(node: UiNode, object_info: ObjectInfo) -> dict[str, Any]:
@@ -521,28 +551,56 @@ def widget_values(node: UiNode, object_info: ObjectInfo) -> dict[str, Any]:
 
 def read_widgets(node: UiNode, object_info: ObjectInfo) -> tuple[dict[str, Any], list[Any]]:
     """Widget name → saved value, and the saved values no widget of the server's class took."""
+    _, values, surplus = widget_walk(node, object_info)
+    return values, surplus
+
+
+Layout = list[tuple[str, Any]]  # (widget name, its /object_info spec), in the frontend's order
+
+
+def widget_walk(node: UiNode, object_info: ObjectInfo) -> tuple[Layout, dict[str, Any], list[Any]]:
+    """The node's widgets as the frontend creates them while it loads the saved values: each
+    takes the next value in order, and a V3 dynamic combo, once it has its value, inserts the
+    widgets of the chosen option right after itself (``resize_type`` → ``resize_type.width``…;
+    frontend 1.45.19 ``dynamicWidgets``). Returns the layout, the values, and the surplus."""
     layout = WIDGET_LAYOUTS.get(node.type)
     if layout is not None and isinstance(node.widgets, list):
         taken = {name: value for name, value in zip(layout, node.widgets) if name is not None}
-        return taken, list(node.widgets[len(layout):])
-    names = [n for n in input_names(object_info, node.type)
-             if is_widget(input_spec(object_info, node.type, n))]
-    if isinstance(node.widgets, Mapping):  # some custom nodes save {name: value}
-        return {n: node.widgets[n] for n in names if n in node.widgets}, []
-    values = list(node.widgets)
+        specs = [(n, input_spec(object_info, node.type, n)) for n in layout if n is not None]
+        return specs, taken, list(node.widgets[len(layout):])
+    queue = deque((n, s) for n, s, _ in class_entries(object_info, node.type) if is_widget(s))
+    walked: Layout = []
     result: dict[str, Any] = {}
-    index = 0
-    for name in names:
-        if index >= len(values):
-            return result, []
-        result[name] = values[index]
-        index += 1 + _extra_values(input_spec(object_info, node.type, name), name,
-                                   values[index + 1:index + 2])
+    saved = node.widgets
+    values = list(saved) if not isinstance(saved, Mapping) else []
+    index, ran_out = 0, False
+    while queue:
+        name, spec = queue.popleft()
+        walked.append((name, spec))
+        if isinstance(saved, Mapping):  # some custom nodes save {name: value}
+            if name in saved:
+                result[name] = saved[name]
+        elif index < len(values):
+            result[name] = values[index]
+            index += 1 + _extra_values(spec, name, values[index + 1:index + 2])
+        else:
+            ran_out = True
+        _open_combo(queue, name, spec, result[name] if name in result else input_default(spec))
+    if isinstance(saved, Mapping) or ran_out:  # the frontend's own widgets then keep no value
+        return walked, result, []
     for name in FRONTEND_WIDGETS.get(node.type, ()):
         value = values[index] if index < len(values) else None
         result[name] = "" if value is None else value
+        walked.append((name, None))
         index += 1
-    return result, values[index:]
+    return walked, result, values[index:]
+
+
+def _open_combo(queue: deque[tuple[str, Any]], name: str, spec: Any, value: Any) -> None:
+    """A dynamic combo's chosen option: its widgets come next (an unknown option brings none)."""
+    if is_dynamic_combo(spec):
+        chosen = option_inputs(spec, value) or []
+        queue.extendleft(reversed([(f"{name}.{n}", s) for n, s, _ in chosen if is_widget(s)]))
 
 
 def _extra_values(spec: Sequence[Any], name: str, following: list[Any]) -> int:

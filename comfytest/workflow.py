@@ -45,6 +45,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
+from comfytest.dynamic import LiveInput, combo_keys, input_default, is_dynamic_combo, is_literal, live_inputs, options_with
 from comfytest.errors import PatchError, WorkflowError, clip
 
 ObjectInfo = Mapping[str, Any]
@@ -345,6 +346,20 @@ def _match(workflow: Workflow, sel: str) -> tuple[str, ...]:
     return tuple(n.id for n in nodes if n.class_type == sel)
 
 
+def split_input_path(workflow: Workflow, path: str) -> tuple[str, str]:
+    """``"<selector>.<input>"`` (a matrix key) split where the selector matches a node: at the
+    last dot (``KSampler.positive.text`` → ``KSampler.positive`` + ``text``), else at an earlier
+    one, for V3 dynamic inputs, whose names hold dots (``ResizeImageMaskNode.resize_type.width``
+    → ``ResizeImageMaskNode`` + ``resize_type.width``). Nothing matching: the last dot."""
+    dots = [i for i, c in enumerate(path) if c == "."]
+    for i in reversed(dots):
+        selector, name = path[:i], path[i + 1:]
+        if selector.strip() and name and _match(workflow, selector.removeprefix("all:").strip()):
+            return selector, name
+    selector, _, name = path.rpartition(".")
+    return selector, name
+
+
 def _linked_into(workflow: Workflow, class_type: str | None, name: str) -> tuple[str, ...]:
     found: dict[str, None] = {}  # an ordered set: several samplers may share one prompt
     for node in workflow.nodes.values():
@@ -385,7 +400,7 @@ def apply_patches(
         for node_id in select(workflow, selector.removeprefix("all:"), one=not every):
             node = workflow.nodes[node_id]
             applied.extend(_patch_one(workflow, object_info, selector, node, values))
-            workflow = workflow.replace_nodes([node.with_inputs(values)])
+            workflow = workflow.replace_nodes([_with_dynamic(node.with_inputs(values), node, object_info)])
     return workflow, tuple(applied)
 
 
@@ -396,9 +411,13 @@ def _patch_one(
     node: Node,
     values: Mapping[str, Any],
 ) -> list[AppliedPatch]:
-    known = valid_inputs(object_info, node)
+    known = valid_inputs(object_info, node, values)
+    live = live_inputs(object_info or {}, node.class_type, {**node.inputs, **values})
     result = []
     for name, new in values.items():
+        parent = _dynamic_parent(live, name)
+        if parent is not None and name not in live:
+            raise PatchError(_not_in_option(workflow, node, selector, name, parent, {**node.inputs, **values}, live))
         if name not in known:
             raise PatchError(_unknown_input(workflow, node, selector, name, known))
         if is_link(new) and new[0] not in workflow.nodes:
@@ -414,11 +433,57 @@ def _patch_one(
     return result
 
 
-def valid_inputs(object_info: ObjectInfo | None, node: Node) -> list[str]:
-    """Input names a patch may set: /object_info's, plus the node's own (dynamic inputs)."""
-    sections = ((object_info or {}).get(node.class_type) or {}).get("input") or {}
-    names = [n for s in ("required", "optional") for n in (sections.get(s) or {})]
+def valid_inputs(object_info: ObjectInfo | None, node: Node, values: Mapping[str, Any] | None = None) -> list[str]:
+    """Input names a patch may set: /object_info's, with the sub-inputs of each V3 dynamic combo's
+    chosen option (``resize_type.width``; chosen by ``values`` when the patch sets the combo too)
+    and every autogrow socket, plus the node's own (dynamic inputs of classes the server lacks)."""
+    names = list(live_inputs(object_info or {}, node.class_type, {**node.inputs, **(values or {})}))
     return names + [n for n in node.inputs if n not in names]
+
+
+def _dynamic_parent(live: Mapping[str, LiveInput], name: str) -> str | None:
+    """The dynamic combo whose option an input name belongs under (the longest prefix)."""
+    found = [c for c, e in live.items() if is_dynamic_combo(e.spec) and name.startswith(c + ".")]
+    return max(found, key=len) if found else None
+
+
+def _not_in_option(workflow: Workflow, node: Node, selector: str, name: str, parent: str,
+                   values: Mapping[str, Any], live: Mapping[str, LiveInput]) -> str:
+    option = values.get(parent)
+    spec = live[parent].spec
+    own = [n for n, e in live.items() if e.combo == parent] or ["none"]
+    sub = name[len(parent) + 1:].split(".")[0]
+    holders = options_with(spec, sub)
+    if option not in combo_keys(spec):
+        fix = f"'{parent}' is {option!r}, which is none of its options: {', '.join(repr(k) for k in combo_keys(spec))}"
+    elif holders:
+        fix = (f"'{sub}' belongs to option {', '.join(repr(k) for k in holders)}: set "
+               f"{{ \"{parent}\" = {holders[0]!r}, \"{name}\" = ... }} in the same patch")
+    else:
+        fix = f"no option of '{parent}' has '{sub}'"
+    return (f"{workflow.name}: patch '{selector}': node {node.label()} has no input '{name}': option "
+            f"{option!r} of its dynamic combo '{parent}' takes {', '.join(own)}; {fix}")
+
+
+def _with_dynamic(patched: Node, before: Node, object_info: ObjectInfo | None) -> Node:
+    """A patched node whose dynamic combos may have changed option: the old option's sub-inputs
+    are dropped and the new one's widgets get their defaults, as switching the combo in ComfyUI
+    does (values the patch set itself are kept)."""
+    if not object_info:
+        return patched
+    old = live_inputs(object_info, before.class_type, before.inputs)
+    inputs = dict(patched.inputs)
+    for _ in range(8):  # a new option may bring another dynamic combo, with its own options
+        live = live_inputs(object_info, patched.class_type, inputs)
+        stale = [n for n in inputs if n in old and old[n].combo is not None and n not in live]
+        fresh = {n: input_default(e.spec) for n, e in live.items()
+                 if e.combo is not None and n not in inputs and is_literal(e.spec)}
+        if not stale and not fresh:
+            break
+        for name in stale:
+            del inputs[name]
+        inputs.update(fresh)
+    return Node(patched.id, patched.class_type, MappingProxyType(inputs), patched.title, patched.extra)
 
 
 def _unknown_input(
