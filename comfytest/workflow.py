@@ -45,7 +45,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
-from comfytest.dynamic import LiveInput, combo_keys, input_default, is_dynamic_combo, is_literal, live_inputs, options_with
+from comfytest.dynamic import (
+    LiveInput,
+    combo_keys,
+    input_default,
+    is_dynamic_combo,
+    is_literal,
+    live_inputs,
+    options_with,
+)
 from comfytest.errors import PatchError, WorkflowError, clip
 
 ObjectInfo = Mapping[str, Any]
