@@ -493,6 +493,8 @@ def valid_connection(a: str, b: str) -> bool:
 
 def _widget_type(object_info: ObjectInfo, class_type: str, name: str) -> str:
     spec = input_spec(object_info, class_type, name)
+    if not isinstance(spec, list | tuple) or not spec:  # in input_order only (a V3 hidden or dynamic input)
+        return "*"
     return spec[0] if isinstance(spec[0], str) else "COMBO"
 
 

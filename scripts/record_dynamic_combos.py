@@ -6,9 +6,9 @@ from a real ComfyUI 0.26.0 (frontend 1.45.19) by hand:
 
 * ``object_info.json``: the server's ``/object_info``, trimmed to the node classes the recorded
   templates use (tooltips, descriptions and other display text dropped: no converter reads them);
-* ``frontend_prompts.json``: for each template of the pinned ``comfyui-workflow-templates-json``
-  that uses a class whose ``/object_info`` declares a ``COMFY_DYNAMICCOMBO_V3`` input and whose
-  every class the server has: ``(await app.graphToPrompt()).output`` after
+* ``frontend_prompts.json``: for each template in ``TEMPLATES`` (of the pinned
+  ``comfyui-workflow-templates-json``; each uses a class whose ``/object_info`` declares a
+  ``COMFY_DYNAMICCOMBO_V3`` input, and 0.26.0 has all its classes): ``(await app.graphToPrompt()).output`` after
   ``app.loadGraphData(template)`` in headless Chromium (comfytest's own ``FrontendConverter``);
 * ``frontend_nodes.json``: for one node of each such class, its widgets and input slots as the
   frontend built them after loading, and how it saves them again (``node.serialize()``).
@@ -38,15 +38,22 @@ from comfytest.dynamic import class_entries, is_dynamic_combo
 from comfytest.frontend import FrontendConverter, find_browser
 from comfytest.uigraph import read_graph
 
+#: the templates recorded: ten that use dynamic-combo sub-inputs, one or two per kind of node
+#: (ResizeImageMaskNode alone and inside a subgraph with promoted sub-widgets, API nodes whose
+#: ``model`` combo holds widgets and autogrow sockets, Rodin's ``mode``, Meshy's ``should_remesh``)
+TEMPLATES = (
+    "Image_capybara_v0_1_image_edit.json", "api_flux2.json", "api_google_nano_banana2_text_to_image.json",
+    "api_meshy_text_to_model.json", "api_openai_gpt_image_2_t2i.json", "api_rodin3d_gen2_5_text_to_3d.json",
+    "api_vidu_q3_text_to_video.json", "api_wan2_7_t2v.json", "utility_image_stitch.json", "video_ltx2_i2v.json",
+)
 VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 DISPLAY_KEYS = {"tooltip", "description", "display_name", "search_aliases", "output_tooltips", "price_badge",
                 "essentials_category", "category", "python_module"}
 
 _INSPECT_JS = """
 ((type) => {
-  const node = window.app.graph.nodes.find((n) => n.type === type)
-    ?? window.app.graph.subgraphs && [...window.app.graph.subgraphs.values()]
-         .flatMap((s) => s.nodes).find((n) => n.type === type);
+  const subs = window.app.graph.subgraphs ? [...window.app.graph.subgraphs.values()].flatMap((s) => s.nodes) : [];
+  const node = window.app.graph.nodes.find((n) => n.type === type) ?? subs.find((n) => n.type === type);
   if (!node) return null;
   const saved = node.serialize();
   return {
@@ -100,7 +107,7 @@ def main(out: Path) -> None:
     chosen = []
     for name, data in templates():
         used = classes_of(data)
-        if used & dynamic and used <= set(info):
+        if name in TEMPLATES and used & dynamic and used <= set(info):
             chosen.append((name, data, used))
     browser = find_browser()
     if browser is None:
@@ -125,7 +132,8 @@ def main(out: Path) -> None:
 
 
 def write(path: Path, document: Any) -> None:
-    path.write_text(json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    # keys keep the server's order: an option's inputs are laid out in it
+    path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
