@@ -101,8 +101,15 @@ def class_entries(object_info: Mapping[str, Any], class_type: str) -> list[tuple
     return list(found.values())
 
 
-def has_dynamic(object_info: Mapping[str, Any], class_type: str) -> bool:
-    return any(kind(spec) for _, spec, _ in class_entries(object_info, class_type))
+def dynamic_parent(live: Mapping[str, LiveInput], name: str) -> str | None:
+    """The dynamic combo an input name belongs under (the longest prefix: nested combos), if any."""
+    found = [c for c, e in live.items() if is_dynamic_combo(e.spec) and name.startswith(c + ".")]
+    return max(found, key=len) if found else None
+
+
+def option_input_names(live: Mapping[str, LiveInput], combo: str) -> list[str]:
+    """The inputs the chosen option of ``combo`` brings (``["none"]`` when it brings none), for messages."""
+    return [n for n, e in live.items() if e.combo == combo] or ["none"]
 
 
 def live_inputs(object_info: Mapping[str, Any], class_type: str, values: Mapping[str, Any]) -> dict[str, LiveInput]:

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from comfytest.dynamic import LiveInput, combo_keys, is_dynamic_combo, live_inputs, options_with
+from comfytest.dynamic import (
+    LiveInput,
+    combo_keys,
+    dynamic_parent,
+    is_dynamic_combo,
+    live_inputs,
+    option_input_names,
+    options_with,
+)
 from comfytest.workflow import Node, ObjectInfo, Workflow, is_link
 
 #: input name (digits stripped) → folder under models/; class-specific entries win
@@ -325,7 +333,7 @@ def _dynamic_problems(workflow: Workflow, object_info: ObjectInfo) -> list[Prefl
             if name in node.inputs and not is_link(value) and str(value) not in combo_keys(entry.spec):
                 problems.append(_problem("bad_option", node, _bad_option(workflow, node, name, value, entry)))
         for name in node.inputs:
-            parent = next((c for c in combos if name.startswith(c + ".")), None)
+            parent = dynamic_parent(specs, name)
             if parent is not None and name not in specs and str(node.inputs.get(parent)) in combo_keys(combos[parent].spec):
                 problems.append(_problem("bad_input", node, _foreign_input(workflow, node, name, parent, combos[parent], specs)))
         for name, entry in specs.items():
@@ -348,7 +356,7 @@ def _bad_option(workflow: Workflow, node: Node, name: str, value: Any, entry: Li
 def _foreign_input(workflow: Workflow, node: Node, name: str, parent: str, entry: LiveInput,
                    specs: Mapping[str, LiveInput]) -> str:
     option = node.inputs[parent]
-    own = [n for n, e in specs.items() if e.combo == parent] or ["none"]
+    own = option_input_names(specs, parent)
     sub = name[len(parent) + 1:]
     holders = options_with(entry.spec, sub.split(".")[0])
     where = (f"; '{sub}' belongs to option {', '.join(repr(k) for k in holders)}: set '{parent}' to it"

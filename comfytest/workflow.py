@@ -48,10 +48,11 @@ from typing import Any, TypeGuard
 from comfytest.dynamic import (
     LiveInput,
     combo_keys,
+    dynamic_parent,
     input_default,
-    is_dynamic_combo,
     is_literal,
     live_inputs,
+    option_input_names,
     options_with,
 )
 from comfytest.errors import PatchError, WorkflowError, clip
@@ -423,7 +424,7 @@ def _patch_one(
     live = live_inputs(object_info or {}, node.class_type, {**node.inputs, **values})
     result = []
     for name, new in values.items():
-        parent = _dynamic_parent(live, name)
+        parent = dynamic_parent(live, name)
         if parent is not None and name not in live:
             raise PatchError(_not_in_option(workflow, node, selector, name, parent, {**node.inputs, **values}, live))
         if name not in known:
@@ -449,17 +450,11 @@ def valid_inputs(object_info: ObjectInfo | None, node: Node, values: Mapping[str
     return names + [n for n in node.inputs if n not in names]
 
 
-def _dynamic_parent(live: Mapping[str, LiveInput], name: str) -> str | None:
-    """The dynamic combo whose option an input name belongs under (the longest prefix)."""
-    found = [c for c, e in live.items() if is_dynamic_combo(e.spec) and name.startswith(c + ".")]
-    return max(found, key=len) if found else None
-
-
 def _not_in_option(workflow: Workflow, node: Node, selector: str, name: str, parent: str,
                    values: Mapping[str, Any], live: Mapping[str, LiveInput]) -> str:
     option = values.get(parent)
     spec = live[parent].spec
-    own = [n for n, e in live.items() if e.combo == parent] or ["none"]
+    own = option_input_names(live, parent)
     sub = name[len(parent) + 1:].split(".")[0]
     holders = options_with(spec, sub)
     if option not in combo_keys(spec):
