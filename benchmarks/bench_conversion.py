@@ -22,10 +22,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfytest.frontend import FrontendConverter, find_browser
-from comfytest.session import open_session
-from comfytest.settings import Settings
-from comfytest.uiformat import convert_ui_workflow
+from comfytest.comfy.frontend import FrontendConverter, find_browser
+from comfytest.plugin.session import open_session
+from comfytest.plugin.settings import Settings
+from comfytest.workflows.uiformat import convert_ui_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = ("flux_dev_checkpoint_example.json", "image_ovis_text_to_image.json", "sdxl_simple_example.json")

@@ -23,7 +23,7 @@ from PIL import Image
 # runnable from a checkout without installing the package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfytest.imagecompare import METHODS, compare_images, image_hash, pixel_metrics
+from comfytest.compare.images import METHODS, compare_images, image_hash, pixel_metrics
 
 TARGET_MS = 20.0
 

@@ -44,9 +44,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing the package
 
-from comfytest.client import ComfyClient  # noqa: E402
-from comfytest.events import Executing, ExecutionStart, ExecutionSuccess  # noqa: E402
-from comfytest.execution import Runner  # noqa: E402
+from comfytest.comfy.client import ComfyClient  # noqa: E402
+from comfytest.comfy.events import Executing, ExecutionStart, ExecutionSuccess  # noqa: E402
+from comfytest.comfy.execution import Runner  # noqa: E402
 
 SIZE = 64  # image side (--size): 64 gives runs of a few ms, 1024 of a few hundred
 
@@ -135,7 +135,7 @@ class ComfytestSide:
         self.runner = Runner(self.client, timeout=120, idle_timeout=60)
         self.samples: list[int] = []
         if sample_ms > 0:
-            from comfytest.resources import ResourceSampler, meminfo_stats
+            from comfytest.comfy.resources import ResourceSampler, meminfo_stats
 
             client = self.client
             if source == "proc":  # what a session does for a CPU server on this machine
@@ -255,8 +255,8 @@ def report_sampling(a: Side, b: Side, on: ComfytestSide) -> None:
 
 
 def start_server(home: Path):  # -> LocalServer
-    from comfytest.embedded import load_embedded
-    from comfytest.server import LaunchSpec, LocalServer
+    from comfytest.comfy.embedded import load_embedded
+    from comfytest.comfy.server import LaunchSpec, LocalServer
 
     emb = load_embedded(home)
     spec = LaunchSpec(comfyui_dir=emb.comfyui_dir, python=emb.python, base_dir=emb.base_dir,
@@ -304,7 +304,7 @@ def main() -> None:
                     profiler.disable()
             ComfytestSide.run = profiled  # type: ignore[method-assign]
         if args.sampling_ab:
-            from comfytest.resources import listening_pid
+            from comfytest.comfy.resources import listening_pid
 
             pid = server.proc.pid if server is not None and server.proc is not None else None
             pid = pid or listening_pid(int(url.rsplit(":", 1)[1].strip("/")))

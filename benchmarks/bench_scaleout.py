@@ -5,7 +5,7 @@
    per second of the test phase (first test start to last test end, from a conftest in the
    suite; server and worker start-up are left out), and the ratio to N = 1.
 2. **Model loads**: 12 cases alternating between two tiny checkpoints (the embedded one and a
-   second written with another seed by ``comfytest/tinymodel.py``), run once in file order and
+   second written with another seed by ``comfytest/comfy/tinymodel.py``), run once in file order and
    once in model order (``--comfy-order``) on one embedded server: loader executions
    (``summary.model_loads``) and the suite's wall time.
 
@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from comfytest.embedded import TINY_CHECKPOINT, load_embedded  # noqa: E402
-from comfytest.tinymodel import ensure_tiny_checkpoint  # noqa: E402
+from comfytest.comfy.embedded import TINY_CHECKPOINT, load_embedded  # noqa: E402
+from comfytest.comfy.tinymodel import ensure_tiny_checkpoint  # noqa: E402
 
 SECOND_CHECKPOINT = "tiny-sd15-random-seed1.safetensors"
 

@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from comfytest.baselines import BaselineKey, BaselineStore
-from comfytest.comparevideo import check_video
+from comfytest.compare.baselines import BaselineKey, BaselineStore
+from comfytest.compare.video import check_video
 from comfytest.media import MediaSettings, decode_video, kind_of
 from comfytest.outputs import FileRef, OutputFile
 

@@ -29,6 +29,8 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def clip(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters with the count of what was left out: node titles and
@@ -134,3 +136,11 @@ class BaselineCorrupt(ComparisonError):
 
 class ImageMismatch(ComparisonError):
     """An output differs from its baseline by more than the tolerance."""
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret value in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

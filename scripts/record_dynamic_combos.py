@@ -33,10 +33,10 @@ from typing import Any
 
 import requests
 
-from comfytest.compat import server_info
-from comfytest.dynamic import class_entries, is_dynamic_combo
-from comfytest.frontend import FrontendConverter, find_browser
-from comfytest.uigraph import read_graph
+from comfytest.comfy.compat import server_info
+from comfytest.comfy.frontend import FrontendConverter, find_browser
+from comfytest.workflows.dynamic import class_entries, is_dynamic_combo
+from comfytest.workflows.uigraph import read_graph
 
 #: the templates recorded: ten that use dynamic-combo sub-inputs, one or two per kind of node
 #: (ResizeImageMaskNode alone and inside a subgraph with promoted sub-widgets, API nodes whose

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from comfytest.baselines import BaselineKey, BaselineStore, check_image
+from comfytest.compare.baselines import BaselineKey, BaselineStore, check_image
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfytest.imagecompare import image_hash
+from comfytest.compare.images import image_hash
 
 # In-process pytester runs restore sys.modules afterwards; a C extension imported lazily inside
 # one (scipy.fftpack via phash) then cannot load again. Hashing once here imports it for good.

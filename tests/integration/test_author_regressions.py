@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from comfytest.embedded import load_embedded
+from comfytest.comfy.embedded import load_embedded
 from comfytest.nodepack import REGRESSIONS, REGRESSIONS_ENV
 from tests.integration.lifecycle import Workspace, text
 

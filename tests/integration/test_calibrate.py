@@ -8,9 +8,9 @@ import re
 import pytest
 from PIL import Image
 
-from comfytest.calibrate import measure_runs, measure_spread, suggest_tolerance
+from comfytest.compare.calibrate import measure_runs, measure_spread, suggest_tolerance
+from comfytest.compare.images import hash_distance, image_hash
 from comfytest.errors import ComparisonError
-from comfytest.imagecompare import hash_distance, image_hash
 from tests.integration.lifecycle import REPO, TINY_TXT2IMG, Workspace, text
 
 

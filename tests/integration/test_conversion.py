@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from comfytest.conversion import UiConverter, prompt_differences
+from comfytest.comfy.frontend import FrontendConverter, FrontendError, find_browser
 from comfytest.errors import ConfigError, WorkflowError
-from comfytest.frontend import FrontendConverter, FrontendError, find_browser
-from comfytest.uiformat import convert_ui_workflow
-from comfytest.uigraph import read_graph
+from comfytest.workflows.conversion import UiConverter, prompt_differences
+from comfytest.workflows.uiformat import convert_ui_workflow
+from comfytest.workflows.uigraph import read_graph
 
 from ..conftest import REPO
 
@@ -29,7 +29,7 @@ SUBGRAPH_EXAMPLE = REPO / "workflows" / "tiny_subgraph.json"
 #: template → differences explained in docs/conversion.md (none left with 0.1.123 on 0.3.75).
 #: A difference not listed here fails, and so does a listed one that went away.
 KNOWN_DIFFERENCES: dict[str, set[str]] = {}
-NO_WARNINGS = pytest.mark.filterwarnings("ignore::comfytest.uiformat.ConversionWarning")
+NO_WARNINGS = pytest.mark.filterwarnings("ignore::comfytest.workflows.uiformat.ConversionWarning")
 
 
 def templates() -> list[Path]:

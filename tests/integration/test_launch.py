@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.embedded import load_embedded
+from comfytest.comfy.embedded import load_embedded
 
 REPO = Path(__file__).parents[2]
 

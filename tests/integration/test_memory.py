@@ -146,7 +146,7 @@ def chromium_dom(page: Path, profile: Path) -> DomIndex:
 
 def test_the_trend_page_of_three_sessions_renders_in_chromium(failing: Inner, history: Path, tmp_path: Path) -> None:
     out = tmp_path / "trend"
-    done = subprocess.run([sys.executable, "-m", "comfytest.report_cli", "trend", str(history), "-o", str(out)],
+    done = subprocess.run([sys.executable, "-m", "comfytest.report.cli", "trend", str(history), "-o", str(out)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert f"{history}:2: not a JSON line" in done.stderr and "line skipped" in done.stderr

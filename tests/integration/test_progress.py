@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from comfytest.progress import CLEAR, RESTORE, SAVE
+from comfytest.plugin.progress import CLEAR, RESTORE, SAVE
 from tests.browser import DomIndex
 from tests.integration.test_reports import ENV_DROPPED, TIMED, fresh_seed, read_report
 

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 import comfytest
-from comfytest.report import RECORD_DEFAULTS, SCHEMA, fully_cached, server_total_ms
-from comfytest.report_text import HEADERS
-from comfytest.server import free_port
+from comfytest.comfy.server import free_port
+from comfytest.report.document import RECORD_DEFAULTS, SCHEMA, fully_cached, server_total_ms
+from comfytest.report.text import HEADERS
 from tests.browser import DomIndex, find_chromium, run_chromium
 
 REPO = Path(__file__).parents[2]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.embedded import load_embedded
-from comfytest.server import free_port
+from comfytest.comfy.embedded import load_embedded
+from comfytest.comfy.server import free_port
 
 REPO = Path(__file__).parents[2]
 EMBEDDED_HOME = REPO / ".comfytest"

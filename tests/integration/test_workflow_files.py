@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from comfytest.compare.images import image_hash
 from comfytest.errors import PatchError
-from comfytest.imagecompare import image_hash
-from comfytest.preflight import preflight
-from comfytest.workflow import content_name, load_workflow
+from comfytest.workflows.preflight import preflight
+from comfytest.workflows.workflow import content_name, load_workflow
 
 DATA = Path(__file__).parent.parent / "data"
 WORKFLOWS = DATA / "workflows"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from comfytest.client import ComfyClient, Disconnected
+from comfytest.comfy.client import ComfyClient, Disconnected
 from tests.fakehttp import Reply, canned_server
 from tests.unit.traces import Trace, parse_frame, received
 

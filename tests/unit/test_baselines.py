@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from comfytest.baselines import (
+from comfytest.compare.baselines import (
     HASHES_FILE,
     UPDATE_OPTION,
     BaselineKey,
@@ -22,8 +22,8 @@ from comfytest.baselines import (
     unused_baselines,
     upsert_hash,
 )
+from comfytest.compare.images import ImageComparison, image_hash
 from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
-from comfytest.imagecompare import ImageComparison, image_hash
 
 KEY = BaselineKey("txt2img", "seed[42]", "9_0")
 

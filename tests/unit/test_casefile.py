@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from comfytest.casefile import (
+from comfytest.errors import ConfigError
+from comfytest.workflows.casefile import (
     CaseDefaults,
     CaseSpec,
     Requirements,
@@ -13,8 +14,7 @@ from comfytest.casefile import (
     resolve,
     settings_path,
 )
-from comfytest.errors import ConfigError
-from comfytest.workflow import Workflow, apply_patches, load_workflow
+from comfytest.workflows.workflow import Workflow, apply_patches, load_workflow
 
 WORKFLOWS = Path(__file__).parent.parent / "data" / "workflows"
 DEFAULTS = CaseDefaults(tolerance=2, hash_method="phash", hash_size=8, timeout=300.0, seed=None)

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from comfytest.client import ComfyClient
+from comfytest.comfy.client import ComfyClient
+from comfytest.comfy.server import free_port
 from comfytest.errors import ProtocolError, ServerUnavailable
-from comfytest.server import free_port
-from comfytest.session import check_comfyui
+from comfytest.plugin.session import check_comfyui
 from tests.fakehttp import canned_server
 
 SEEN: list[dict[str, str]] = []

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from comfytest.client import ComfyClient
-from comfytest.diagnostics import is_workflow_rejection
+from comfytest.comfy.client import ComfyClient
+from comfytest.comfy.diagnostics import is_workflow_rejection
+from comfytest.comfy.execution import Runner, new_prompt_id
 from comfytest.errors import PromptRejected, UnsupportedServer
-from comfytest.execution import Runner, new_prompt_id
-from comfytest.reporting import failure_kind
+from comfytest.plugin.reporting import failure_kind
 from tests.fakehttp import canned_server
 from tests.unit.traces import load
 

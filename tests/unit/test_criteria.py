@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from comfytest.criteria import SAME_DEVICE_MAX_DIFF, Criteria, PixelLimits, fmt, for_baseline, suggest_max_diff
-from comfytest.imagecompare import compare_images
+from comfytest.compare.criteria import SAME_DEVICE_MAX_DIFF, Criteria, PixelLimits, fmt, for_baseline, suggest_max_diff
+from comfytest.compare.images import compare_images
 from comfytest.nodepack import noise_pixels
 
 BASE = (noise_pixels(64, 64, 7, 1)[0] * 255).round().astype(np.uint8)

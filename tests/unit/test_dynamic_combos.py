@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from comfytest.casefile import load_cases
-from comfytest.conversion import prompt_differences
-from comfytest.dynamic import combo_keys, is_dynamic_combo, live_inputs
 from comfytest.errors import PatchError
-from comfytest.preflight import preflight
-from comfytest.uiformat import convert_ui_workflow, node_origins
-from comfytest.workflow import Workflow, apply_patches, parse_workflow, valid_inputs
+from comfytest.workflows.casefile import load_cases
+from comfytest.workflows.conversion import prompt_differences
+from comfytest.workflows.dynamic import combo_keys, is_dynamic_combo, live_inputs
+from comfytest.workflows.preflight import preflight
+from comfytest.workflows.uiformat import convert_ui_workflow, node_origins
+from comfytest.workflows.workflow import Workflow, apply_patches, parse_workflow, valid_inputs
 
 DATA = Path(__file__).parent.parent / "data" / "dynamic_combos"
 RECORDED = json.loads((DATA / "frontend_prompts.json").read_text(encoding="utf-8"))
@@ -35,7 +35,7 @@ OLD_INFO: dict[str, Any] = json.loads((DATA.parent / "object_info.json").read_te
 #: explained in docs/conversion.md ("V3 dynamic combos"). A new difference fails, and so does a
 #: listed one that went away.
 KNOWN_DIFFERENCES: dict[str, set[str]] = {}
-NO_WARNINGS = pytest.mark.filterwarnings("ignore::comfytest.uiformat.ConversionWarning")
+NO_WARNINGS = pytest.mark.filterwarnings("ignore::comfytest.workflows.uiformat.ConversionWarning")
 
 
 def template(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""comfytest.events: every recorded frame parses into the right typed event; bad frames fail."""
+"""comfytest.comfy.events: every recorded frame parses into the right typed event; bad frames fail."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from comfytest.errors import ProtocolError
-from comfytest.events import (
+from comfytest.comfy.events import (
     END_TYPES,
     TIMESTAMPED,
     BinaryFrame,
@@ -34,6 +33,7 @@ from comfytest.events import (
     parse_binary,
     parse_text,
 )
+from comfytest.errors import ProtocolError
 from tests.unit.traces import binary_frame, load, parse_frame, received, replay
 
 AT = Received(mono_ms=10.0, epoch_ms=1_700_000_000_010.0)

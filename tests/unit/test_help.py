@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfytest.settings import OPTIONS
+from comfytest.plugin.settings import OPTIONS
 
 
 def test_help_lists_every_option_with_ini_key_and_default(pytester: pytest.Pytester) -> None:

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from comfytest.errors import ComparisonError, ConfigError
-from comfytest.imagecompare import (
+from comfytest.compare.images import (
     METHODS,
     HashValue,
     compare_animations,
@@ -21,6 +20,7 @@ from comfytest.imagecompare import (
     pixel_metrics,
     side_by_side,
 )
+from comfytest.errors import ComparisonError, ConfigError
 
 
 def scene(size: int = 128, seed: int = 0) -> Image.Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfytest.settings import join_dash_values
+from comfytest.plugin.settings import join_dash_values
 
 SHOW = """
 def test_show(pytestconfig):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.launchargs import ComfyFlags, failure_hint, own_state_args, parse_help, read_flags
+from comfytest.comfy.launchargs import ComfyFlags, failure_hint, own_state_args, parse_help, read_flags
 
 HELP = Path(__file__).resolve().parents[1] / "data" / "comfyui_help"
 

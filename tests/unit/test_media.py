@@ -18,9 +18,8 @@ import av
 import numpy as np
 import pytest
 
-from comfytest.baselines import BaselineKey, BaselineStore
-from comfytest.casefile import load_cases
-from comfytest.comparemedia import check_file
+from comfytest.compare.baselines import BaselineKey, BaselineStore
+from comfytest.compare.files import check_file
 from comfytest.errors import ConfigError
 from comfytest.media import (
     MediaSettings,
@@ -32,7 +31,8 @@ from comfytest.media import (
     summarize_file,
 )
 from comfytest.outputs import FileRef, OutputFile
-from comfytest.workflow import load_workflow
+from comfytest.workflows.casefile import load_cases
+from comfytest.workflows.workflow import load_workflow
 
 WORKFLOWS = Path(__file__).parent.parent / "data" / "workflows"
 
@@ -210,7 +210,7 @@ def test_media_table_in_the_settings_file(tmp_path: Path) -> None:
 
 
 def test_calibration_sees_a_video_as_the_animation_of_its_hashed_frames() -> None:
-    from comfytest.comparevideo import HASH_SIDE, as_animation
+    from comfytest.compare.video import HASH_SIDE, as_animation
 
     data = video(5, size=160)
     assert getattr(as_animation(data, 240), "n_frames", 1) == 5

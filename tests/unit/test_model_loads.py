@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from comfytest.casetest import loader_nodes, timing_json
-from comfytest.report_html import render_html
-from comfytest.report_text import render_terminal
-from comfytest.timing import NodeTiming, RunTiming
-from comfytest.workflow import parse_workflow
+from comfytest.comfy.timing import NodeTiming, RunTiming
+from comfytest.plugin.case import loader_nodes, timing_json
+from comfytest.report.html import render_html
+from comfytest.report.text import render_terminal
+from comfytest.workflows.workflow import parse_workflow
 from tests.browser import DomIndex
 
 DATA = Path(__file__).parents[1] / "data"

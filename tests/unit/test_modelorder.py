@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.casefile import CaseSpec, Requirements
-from comfytest.modelorder import (
+from comfytest.workflows.casefile import CaseSpec, Requirements
+from comfytest.workflows.modelorder import (
     NodeidModels,
     case_models,
     group_name,
@@ -18,7 +18,7 @@ from comfytest.modelorder import (
     shard_groups,
     workflow_models,
 )
-from comfytest.workflow import parse_workflow, read_json
+from comfytest.workflows.workflow import parse_workflow, read_json
 
 DATA = Path(__file__).parents[1] / "data" / "workflows"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfytest.collection import baseline_name, moved_baselines
+from comfytest.plugin.collection import baseline_name, moved_baselines
 
 
 def test_baselines_under_the_former_name_are_found_and_explained(tmp_path: Path) -> None:

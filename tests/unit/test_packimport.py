@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from comfytest.comfy.packimport import check_log, import_failures
 from comfytest.errors import NodePackImportError
-from comfytest.packimport import check_log, import_failures
 
 LOG = """\
 Traceback (most recent call last):

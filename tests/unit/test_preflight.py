@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from comfytest.preflight import NodeOrigin, preflight
-from comfytest.uiformat import ConversionWarning, convert_ui_workflow, node_origins
-from comfytest.workflow import parse_workflow
+from comfytest.workflows.preflight import NodeOrigin, preflight
+from comfytest.workflows.uiformat import ConversionWarning, convert_ui_workflow, node_origins
+from comfytest.workflows.workflow import parse_workflow
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -3,8 +3,8 @@ step k/K, it/s, elapsed; erased at the end; never wider than the room left) and 
 
 from __future__ import annotations
 
-from comfytest.events import Executing, ExecutionCached, Progress, Received
-from comfytest.progress import CLEAR, RESTORE, SAVE, ProgressDisplay
+from comfytest.comfy.events import Executing, ExecutionCached, Progress, Received
+from comfytest.plugin.progress import CLEAR, RESTORE, SAVE, ProgressDisplay
 
 NODES = {"1": ("ComfyTestNoiseImage", None), "2": ("KSampler", "Sampler")}
 AT = Received(0.0, 0.0)

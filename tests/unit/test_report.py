@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from comfytest.errors import ConfigError
-from comfytest.report import (
+from comfytest.report.compare import (
+    TimingChange,
+    append_history,
+    compare_timings,
+    read_history,
+    regressions,
+)
+from comfytest.report.document import (
     SCHEMA,
     collect_fingerprint,
     junit_properties,
@@ -21,14 +28,7 @@ from comfytest.report import (
     summarize_runs,
     write_json,
 )
-from comfytest.report_compare import (
-    TimingChange,
-    append_history,
-    compare_timings,
-    read_history,
-    regressions,
-)
-from comfytest.report_text import render_markdown, render_terminal
+from comfytest.report.text import render_markdown, render_terminal
 
 Rec = dict[str, Any]
 
@@ -384,7 +384,7 @@ def test_read_history_names_the_bad_line(tmp_path: Path) -> None:
     (412.0, 461.0, "+12% (412 → 461 ms)"),
 ])
 def test_a_change_from_about_zero_is_shown_in_ms_not_percent(previous: float, current: float, text: str) -> None:
-    from comfytest.report import format_change
+    from comfytest.report.document import format_change
 
     assert text in format_change(previous, current)
 
@@ -393,8 +393,8 @@ def test_a_change_from_about_zero_is_shown_in_ms_not_percent(previous: float, cu
 
 
 def test_with_several_servers_every_rendering_names_each_tests_server() -> None:
-    from comfytest.report_html import render_html
-    from comfytest.report_text import render_markdown, render_terminal
+    from comfytest.report.html import render_html
+    from comfytest.report.text import render_markdown, render_terminal
 
     a = new_record("wf/x.json::a", outcome="passed", server={"url": "http://h:1", "label": "GPU 0", "device": "cuda:0 L4"})
     b = new_record("wf/x.json::b", outcome="passed",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from comfytest.report import new_document, new_record, write_json
-from comfytest.report_cli import main
+from comfytest.report.cli import main
+from comfytest.report.document import new_document, new_record, write_json
 
 REPO = Path(__file__).parents[2]
 
@@ -79,4 +79,4 @@ def test_artefacts_are_found_beside_the_downloaded_report(tmp_path: Path) -> Non
 
 def test_the_console_script_is_declared() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["comfytest-report"] == "comfytest.report_cli:main"
+    assert scripts["comfytest-report"] == "comfytest.report.cli:main"

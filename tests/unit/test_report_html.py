@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfytest.report import new_document, new_record
-from comfytest.report_html import render_html
+from comfytest.report.document import new_document, new_record
+from comfytest.report.html import render_html
 from tests.browser import DomIndex, find_chromium, run_chromium
 
 HOSTILE = '<script>alert("x")</script> & "quotes"'

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from comfytest.errors import PreflightError, ServerUnavailable
-from comfytest.report import new_record
-from comfytest.reporting import SessionState
-from comfytest.settings import Settings
+from comfytest.plugin.reporting import SessionState
+from comfytest.plugin.settings import Settings
+from comfytest.report.document import new_record
 
 
 def finish(results: Path, nodeid: str) -> None:

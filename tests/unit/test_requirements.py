@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from comfytest.casefile import CaseSpec, Requirements
-from comfytest.casetest import check_requirements
 from comfytest.errors import PreflightError
-from comfytest.preflight import server_models
-from comfytest.workflow import load_workflow
+from comfytest.plugin.case import check_requirements
+from comfytest.workflows.casefile import CaseSpec, Requirements
+from comfytest.workflows.preflight import server_models
+from comfytest.workflows.workflow import load_workflow
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -14,21 +14,21 @@ from typing import Any
 
 import pytest
 
-from comfytest.report_memory import (
-    MIB,
-    compare_memory,
-    figures,
-    memory_cell,
-    memory_regressions,
-    summarize_memory,
-)
-from comfytest.resources import (
+from comfytest.comfy.resources import (
     ResourceSampler,
     listening_pid,
     meminfo_stats,
     parse_sample,
     process_rss,
     summarize_samples,
+)
+from comfytest.report.memory import (
+    MIB,
+    compare_memory,
+    figures,
+    memory_cell,
+    memory_regressions,
+    summarize_memory,
 )
 
 GIB = 1024 * MIB

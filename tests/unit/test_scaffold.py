@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from comfytest.casefile import load_cases
-from comfytest.scaffold import main
-from comfytest.workflow import parse_workflow
+from comfytest.plugin.scaffold import main
+from comfytest.workflows.casefile import load_cases
+from comfytest.workflows.workflow import parse_workflow
 
 INFO = Path(__file__).parents[1] / "data" / "object_info.json"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from comfytest.client import ComfyClient
+from comfytest.comfy.client import ComfyClient
+from comfytest.comfy.server import free_port
+from comfytest.comfy.servers import ServerEntry, ServerPool, bound_index, death_lines, pool_error
 from comfytest.errors import LaunchError, ServerError, ServerUnavailable
-from comfytest.server import free_port
-from comfytest.servers import ServerEntry, ServerPool, bound_index, death_lines, pool_error
 
 
 @pytest.mark.parametrize(("worker", "count", "index"), [("main", 3, 0), ("gw0", 2, 0), ("gw1", 2, 1), ("gw5", 2, 1), ("gw4", 4, 0)])
@@ -52,8 +52,8 @@ def test_unreachable_urls_in_a_list_are_named_and_none_answering_is_an_error() -
 
 def test_moving_to_the_next_server_keeps_live_progress_and_samples_the_new_server() -> None:
     # _bind is what a failover does once the next server answers; no server needs to run for it
-    from comfytest.session import ComfySession
-    from comfytest.settings import Settings
+    from comfytest.plugin.session import ComfySession
+    from comfytest.plugin.settings import Settings
 
     urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
     pool = ServerPool([ServerEntry(u, f"server {i + 1}", None) for i, u in enumerate(urls)])

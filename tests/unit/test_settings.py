@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from comfytest.errors import ConfigError
-from comfytest.settings import OPTIONS, Option, redact, resolve
+from comfytest.errors import ConfigError, redact
+from comfytest.plugin.settings import OPTIONS, Option, resolve
 
 ROOT = Path("/project")
 
@@ -169,3 +169,16 @@ def test_shard_and_order_values() -> None:
     s = settings(ini={"shard": " 2 / 4 ", "order": "file"})
     assert s.shard == (2, 4) and s.order == "file"
     assert settings().order == "models" and settings().shard is None
+
+
+def test_docs_options_md_is_what_the_option_table_generates() -> None:
+    """docs/options.md is generated from OPTIONS; regenerate it when an option changes."""
+    from pathlib import Path
+
+    from comfytest.plugin.settings import reference_markdown
+
+    committed = (Path(__file__).parents[2] / "docs" / "options.md").read_text(encoding="utf-8")
+    assert committed == reference_markdown(), (
+        "docs/options.md is stale: run `python -m comfytest.plugin.settings > docs/options.md`")
+    for opt in OPTIONS:
+        assert f"`{opt.cli}" in committed and f"`{opt.ini}`" in committed

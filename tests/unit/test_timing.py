@@ -1,4 +1,4 @@
-"""comfytest.timing: run and node timings replayed from recorded traces (PROTOCOL.md §9)."""
+"""comfytest.comfy.timing: run and node timings replayed from recorded traces (PROTOCOL.md §9)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from comfytest.events import Event, Received, parse_text
-from comfytest.timing import RunTiming, compute_timing
+from comfytest.comfy.events import Event, Received, parse_text
+from comfytest.comfy.timing import RunTiming, compute_timing
 from tests.unit.traces import Trace, load, replay
 
 SUCCESS = "c0dd9e19-b4c9-4c1a-b69d-a22ae793f5dc"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comfytest import tinymodel
-from comfytest.tinymodel import Init, TensorSpec
+from comfytest.comfy import tinymodel
+from comfytest.comfy.tinymodel import Init, TensorSpec
 
 SMALL = [
     TensorSpec("b.weight", (16, 8, 3, 3), Init(std=0.1)),

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfytest.compat import server_info
-from comfytest.diagnostics import is_workflow_rejection
+from comfytest.comfy.compat import server_info
+from comfytest.comfy.diagnostics import is_workflow_rejection
+from comfytest.comfy.events import Executed, Executing, Unknown
+from comfytest.comfy.execution import Runner, cancel_prompt, prompt_state
+from comfytest.comfy.timing import compute_timing
 from comfytest.errors import PromptRejected, UnsupportedServer
-from comfytest.events import Executed, Executing, Unknown
-from comfytest.execution import Runner, cancel_prompt, prompt_state
-from comfytest.reporting import failure_kind
-from comfytest.timing import compute_timing
+from comfytest.plugin.reporting import failure_kind
 from tests.unit.replay import recorded_replies, replayed
 from tests.unit.test_timing import raw_durations
 from tests.unit.traces import TRACE_DIR, Trace, load, replay

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from comfytest.report_cli import main
-from comfytest.report_compare import history_entry
-from comfytest.report_memory import MIB
-from comfytest.trend import History, axis_range, chart, load_history, render_markdown, render_page, session_label
+from comfytest.report.cli import main
+from comfytest.report.compare import history_entry
+from comfytest.report.memory import MIB
+from comfytest.report.trend import History, axis_range, chart, load_history, render_markdown, render_page, session_label
 from tests.browser import DomIndex
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from comfytest.errors import WorkflowError
-from comfytest.uiformat import convert_ui_workflow
-from comfytest.workflow import is_ui_format, load_workflow, select
+from comfytest.workflows.uiformat import convert_ui_workflow
+from comfytest.workflows.workflow import is_ui_format, load_workflow, select
 
 DATA = Path(__file__).parent.parent / "data"
 UI_FILE = DATA / "ui_workflows" / "tiny_txt2img_ui.json"

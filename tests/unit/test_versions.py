@@ -8,10 +8,17 @@ from typing import Any
 
 import pytest
 
-from comfytest.compat import CHECKED_VERSIONS, cache_mode, info_from_dict, newer_warning, parse_version, server_info
-from comfytest.report import new_document, server_line
-from comfytest.report_text import render_markdown, render_terminal
-from comfytest.reporting import version_warnings
+from comfytest.comfy.compat import (
+    CHECKED_VERSIONS,
+    cache_mode,
+    info_from_dict,
+    newer_warning,
+    parse_version,
+    server_info,
+)
+from comfytest.plugin.reporting import version_warnings
+from comfytest.report.document import new_document, server_line
+from comfytest.report.text import render_markdown, render_terminal
 from tests.unit.traces import TRACE_DIR, load
 
 STATS_026 = json.loads((TRACE_DIR.parent / "system_stats" / "0.26.0.json").read_text())

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from comfytest.errors import PatchError, WorkflowError
-from comfytest.preflight import model_references, preflight, required_classes
-from comfytest.workflow import (
+from comfytest.workflows.preflight import model_references, preflight, required_classes
+from comfytest.workflows.workflow import (
     Workflow,
     apply_patches,
     content_name,
@@ -455,7 +455,7 @@ def test_a_node_linked_to_itself_is_a_cycle() -> None:
 
 
 def test_huge_titles_are_clipped_in_messages() -> None:
-    from comfytest.diagnostics import describe_node, node_info
+    from comfytest.comfy.diagnostics import describe_node, node_info
 
     prompt = {"1": {"class_type": "EmptyImage", "_meta": {"title": "T" * 5_000_000}, "inputs": {"width": ["9", 0]}}}
     with pytest.raises(WorkflowError) as err:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfytest.events import Event, Received, parse_binary, parse_text
+from comfytest.comfy.events import Event, Received, parse_binary, parse_text
 
 TRACE_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"
 _FORMAT_CODES = {"JPEG": 1, "PNG": 2}

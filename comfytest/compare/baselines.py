@@ -1,0 +1,489 @@
+"""Where baselines live, and the one lifecycle that checks, reports and updates them.
+
+Layout under the store root, meant to read well in a git diff::
+
+    <workflow>/<case>/<node>_<index>.png      baseline image (an APNG for animations)
+    <workflow>/<case>/<node>_<index>.txt      baseline text output, compared exactly
+    <workflow>/<case>/hashes.txt              "<key>  <hash>[,<hash>...]  <W>x<H> <MODE>", sorted
+    _profiles/<profile>/<workflow>/<case>/... the same files, overriding the common ones
+
+Every component goes through ``safe_name``; ``/`` in a workflow name makes subdirectories.
+With a profile, a baseline is read from the profile directory when it is there and from the
+common one otherwise; updates write into the profile directory, and only what differs.
+In hash-only mode images are kept only as lines of ``hashes.txt`` (text stays a file).
+
+The lifecycle (``_run``): compare mode never writes under the root; a missing baseline or a
+mismatch fails and leaves the obtained output (plus diff and side-by-side images) in
+``results_dir/<workflow>/<case>/``. Update mode writes new and changed baselines and leaves
+baselines whose decoded pixels (or text, or hash line) are identical untouched, so the bytes
+on disk stay stable. Writes are atomic; ``hashes.txt`` is read-modified-written under an
+exclusive ``flock`` on its directory so pytest-xdist workers can update one case together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Generic, Literal, TypeVar
+
+from PIL import Image
+
+from comfytest.compare import images as ic
+from comfytest.compare.criteria import NO_LIMITS, Criteria, PixelLimits, for_baseline
+from comfytest.compare.store import (
+    HASHES_FILE,
+    PROFILES_DIR,
+    UPDATE_OPTION,
+    BaselineKey,
+    BaselineStore,
+    HashRecord,
+    atomic_write,
+    read_hashes,
+    remove_hash,
+    safe_name,
+    unused_baselines,
+    upsert_hash,
+)
+from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
+
+__all__ = [  # the file layer is re-exported: callers need only this module
+    "HASHES_FILE",
+    "PROFILES_DIR",
+    "UPDATE_OPTION",
+    "BaselineKey",
+    "BaselineStore",
+    "CheckResult",
+    "HashRecord",
+    "Mode",
+    "Status",
+    "atomic_write",
+    "check_image",
+    "check_not_produced",
+    "check_text",
+    "read_hashes",
+    "safe_name",
+    "unused_baselines",
+    "upsert_hash",
+]
+
+Mode = Literal["compare", "update"]
+Status = Literal["passed", "missing", "mismatch", "updated", "created", "unchanged",
+                 "not_produced", "removed"]
+FAILED: frozenset[str] = frozenset({"missing", "mismatch", "not_produced"})
+Comparison = ic.ImageComparison | ic.AnimationComparison
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    key: BaselineKey
+    status: Status
+    message: str  # what, where, by how much, how to fix
+    baseline_path: Path
+    comparison: Comparison | None = None
+    obtained_path: Path | None = None
+    diff_path: Path | None = None
+    side_by_side_path: Path | None = None
+    text_diff: str | None = field(default=None, repr=False)
+    #: text outputs: (baseline text or None, obtained text), for reports
+    texts: tuple[str | None, str] | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in FAILED
+
+    def error(self) -> ComparisonError | None:
+        """The exception the test should fail with, or None."""
+        if self.status == "missing":
+            return BaselineMissing(self.message)
+        if self.status == "not_produced":
+            return ComparisonError(self.message)
+        if self.status == "mismatch":
+            return ImageMismatch(self.message) if self.text_diff is None \
+                else ComparisonError(self.message)
+        return None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    passed: bool
+    detail: str
+    comparison: Comparison | None = None
+    text_diff: str | None = None
+
+
+@dataclass(frozen=True)
+class _Artefacts:
+    obtained: Path | None = None
+    diff: Path | None = None
+    side_by_side: Path | None = None
+
+
+B = TypeVar("B")
+
+
+class _Kind(ABC, Generic[B]):
+    """What one kind of output supplies to the lifecycle: load, compare, dump, artefacts."""
+
+    #: the baseline record's file name, for kinds that keep one record per output
+    name = ""
+
+    def __init__(self, store: BaselineStore, key: BaselineKey) -> None:
+        self.store, self.key = store, key
+        self.source: Path | None = None  # the file the baseline was read from
+
+    @property
+    def target(self) -> Path:
+        """Where an update writes the baseline record."""
+        return self.store.write_dir(self.key) / self.name
+
+    def find_record(self) -> Path | None:
+        """The baseline record (the device profile's first), marked as used; None when missing."""
+        self.source = self.store.find_file(self.key, self.name)
+        if self.source is not None:
+            self.store.mark_used(self.source)
+        return self.source
+
+    @abstractmethod
+    def load(self) -> B | None: ...
+
+    @abstractmethod
+    def compare(self, baseline: B) -> _Outcome: ...
+
+    @abstractmethod
+    def unchanged(self, outcome: _Outcome) -> bool:
+        """Update mode: whether the baseline already holds exactly this output."""
+
+    @abstractmethod
+    def dump(self) -> None: ...
+
+    @abstractmethod
+    def artefacts(self, out_dir: Path, baseline: B | None) -> _Artefacts: ...
+
+
+def _run(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
+    """The one baseline lifecycle shared by every output kind."""
+    try:
+        return _lifecycle(kind, mode, results_dir)
+    except OSError as exc:  # read-only folder, a directory where a file belongs, disk full
+        where = exc.filename2 or exc.filename or kind.target  # os.replace: (temporary file, target)
+        what = "baseline" if Path(where).is_relative_to(kind.store.root) else "result"
+        raise StorageError(
+            f"cannot write the {what} file for {kind.key.label()}: {where}: {exc.strerror or exc}. "
+            + ("Make the baselines folder writable (or move the obstacle away) and run again."
+               if what == "baseline" else "Make the results folder (--comfy-results) writable and run again.")
+        ) from None
+
+
+def _lifecycle(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
+    key, label = kind.key, kind.key.label()
+    try:
+        baseline = kind.load()
+    except BaselineCorrupt as exc:
+        if mode != "update":
+            art = kind.artefacts(results_dir / key.relative_dir, None)
+            raise BaselineCorrupt(f"{exc}\nThe obtained output is in {art.obtained}.") from exc
+        kind.dump()
+        return CheckResult(key, "updated", f"replaced unreadable baseline for {label}: {exc}",
+                           kind.target)
+    if baseline is None:
+        if mode == "update":
+            kind.dump()
+            return CheckResult(key, "created", f"created baseline {kind.target} for {label}",
+                               kind.target)
+        art = kind.artefacts(results_dir / key.relative_dir, None)
+        return CheckResult(key, "missing", (
+            f"no baseline for {label}: {kind.target} does not exist; the obtained output is in "
+            f"{art.obtained}. Run pytest with {UPDATE_OPTION} to create the baseline."),
+            kind.target, obtained_path=art.obtained)
+    outcome = kind.compare(baseline)
+    source = kind.source or kind.target
+    if mode == "update":
+        if kind.unchanged(outcome):
+            return CheckResult(key, "unchanged", f"baseline {source} for {label} is unchanged",
+                               source, outcome.comparison)
+        kind.dump()
+        return CheckResult(key, "updated", f"updated baseline for {label}: {outcome.detail}",
+                           kind.target, outcome.comparison)
+    if outcome.passed:
+        return CheckResult(key, "passed", f"{label} matches its baseline: {outcome.detail}",
+                           source, outcome.comparison, text_diff=outcome.text_diff)
+    art = kind.artefacts(results_dir / key.relative_dir, baseline)
+    where = "".join(f"\n  {name}: {path}" for name, path in (
+        ("baseline", source), ("obtained", art.obtained), ("diff", art.diff),
+        ("side by side", art.side_by_side)) if path is not None)
+    return CheckResult(key, "mismatch", (
+        f"{label} differs from its baseline: {outcome.detail}{where}\n"
+        f"If the change is intended, run pytest with {UPDATE_OPTION} to accept it."),
+        source, outcome.comparison, art.obtained, art.diff, art.side_by_side, outcome.text_diff)
+
+
+def _save_png(path: Path, frames: list[Image.Image]) -> None:
+    # no duration: Pillow's APNG writer merges identical frames only when one is given
+    extra = {"save_all": True, "append_images": frames[1:]} if len(frames) > 1 else {}
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="PNG", **extra)
+    atomic_write(path, buffer.getvalue())
+
+
+@dataclass(frozen=True)
+class _HashParams:
+    method: str
+    hash_size: int
+    tolerance: int
+    limits: PixelLimits = NO_LIMITS
+
+
+class _ImageKind(_Kind[list[Image.Image]]):
+    """PNG baselines, compared by decoded pixels; their hash line is kept beside them."""
+
+    def __init__(self, store: BaselineStore, key: BaselineKey, obtained: Image.Image,
+                 params: _HashParams) -> None:
+        super().__init__(store, key)
+        self.obtained, self.frames, self.params = obtained, ic.frames(obtained), params
+        self.name = f"{key.stem}.png"
+        self.pixels_same = False
+        self.stored: HashRecord | None = None  # the baseline's hashes.txt line
+        self.cmp: Comparison | None = None
+
+    def criteria(self) -> Criteria:
+        """The limits for this output: pixel defaults only where the baseline's device is ours."""
+        device = self.stored.device if self.stored else None
+        same = device is not None and device == self.store.device
+        return for_baseline(self.params.tolerance, self.params.limits, same)
+
+    @property
+    def target(self) -> Path:
+        # identical pixels with a stale hash line: the line is fixed beside the existing PNG
+        if self.pixels_same and self.source:
+            return self.source
+        return self.store.write_dir(self.key) / self.name
+
+    def load(self) -> list[Image.Image] | None:
+        source = self.find_record()
+        if source is None:
+            return None
+        hashes = source.parent / HASHES_FILE
+        if hashes.exists():
+            self.store.mark_used(hashes)
+            try:  # the PNG is the baseline; its line only says which device made it
+                self.stored = read_hashes(hashes).get(self.key.stem)
+            except BaselineCorrupt:
+                self.stored = None
+        return _read_png(source)
+
+    def compare(self, baseline: list[Image.Image]) -> _Outcome:
+        p, criteria = self.params, self.criteria()
+        cmp: Comparison = (
+            ic.compare_images(self.frames[0], baseline[0], method=p.method,
+                              hash_size=p.hash_size, criteria=criteria)
+            if len(self.frames) == len(baseline) == 1 else
+            ic.compare_animations(self.frames, baseline, method=p.method,
+                                  hash_size=p.hash_size, criteria=criteria))
+        self.cmp = cmp
+        frames = cmp.frames if isinstance(cmp, ic.AnimationComparison) else (cmp,)
+        self.pixels_same = len(self.frames) == len(baseline) and all(
+            f.max_abs_diff == 0 and not f.mode_mismatch for f in frames)
+        return _Outcome(cmp.passed, cmp.describe(), cmp)
+
+    def _record(self) -> HashRecord:
+        # identical pixels keep the device that made them: an update on another device
+        # that changes nothing must not move every line
+        keep = self.pixels_same and self.stored is not None and self.stored.device
+        device = self.stored.device if keep and self.stored else self.store.device
+        return HashRecord.of(self.obtained, self.params.method, self.params.hash_size, device)
+
+    def unchanged(self, outcome: _Outcome) -> bool:
+        assert self.source is not None
+        try:
+            stored = read_hashes(self.source.parent / HASHES_FILE).get(self.key.stem)
+        except BaselineCorrupt:
+            return False  # dump() rewrites our line and keeps the others verbatim
+        return self.pixels_same and stored == self._record()
+
+    def dump(self) -> None:
+        if not self.pixels_same:
+            _save_png(self.target, self.frames)
+        upsert_hash(self.target.parent / HASHES_FILE, self.key.stem, self._record())
+        self.store.mark_used(self.target)
+        self.store.mark_used(self.target.parent / HASHES_FILE)
+
+    def artefacts(self, out_dir: Path, baseline: list[Image.Image] | None) -> _Artefacts:
+        obtained = out_dir / f"{self.key.stem}.obtained.png"
+        _save_png(obtained, self.frames)
+        if baseline is None:
+            return _Artefacts(obtained)
+        # the first failing frame of an animation, else the last one both have
+        failing = self.cmp.first_failure if isinstance(self.cmp, ic.AnimationComparison) else None
+        index = min(len(self.frames), len(baseline)) - 1 if failing is None else failing
+        diff = ic.diff_heatmap(self.frames[index], baseline[index])
+        paths = _Artefacts(obtained, out_dir / f"{self.key.stem}.diff.png",
+                           out_dir / f"{self.key.stem}.side_by_side.png")
+        assert paths.diff and paths.side_by_side
+        _save_png(paths.diff, [diff])
+        _save_png(paths.side_by_side, [ic.side_by_side(baseline[index], self.frames[index], diff)])
+        return paths
+
+
+def _read_png(path: Path) -> list[Image.Image]:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return [f.copy() for f in ic.frames(img)]
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BaselineCorrupt(
+            f"baseline image {path} cannot be decoded ({exc}); restore it from version control "
+            f"or run pytest with {UPDATE_OPTION} to replace it") from exc
+
+
+class _HashOnlyKind(_ImageKind):
+    """Hash-only baselines: a line of hashes.txt, compared by hash distance alone."""
+
+    @property
+    def target(self) -> Path:
+        return self.store.write_dir(self.key) / HASHES_FILE
+
+    def load(self) -> list[Image.Image] | None:
+        found = self.store.find_hash(self.key)
+        if found is None:
+            return None
+        self.source, self.stored = found
+        self.store.mark_used(self.source)
+        return []  # no pixels: compare() uses self.stored
+
+    def compare(self, baseline: list[Image.Image]) -> _Outcome:
+        p, stored = self.params, self.stored
+        assert stored is not None, "load() found the record"
+        try:
+            frames = tuple(ic.compare_to_hash(
+                f, h, baseline_size=stored.size, baseline_mode=stored.mode, method=p.method,
+                hash_size=p.hash_size, criteria=self.criteria())
+                for f, h in zip(self.frames, stored.hashes))
+        except ComparisonError as exc:
+            raise ComparisonError(f"{self.key.label()}, baseline {self.source}: {exc}; run pytest "
+                                  f"with {UPDATE_OPTION} to re-hash it") from exc
+        cmp: Comparison = frames[0] if len(self.frames) == len(stored.hashes) == 1 else \
+            ic.AnimationComparison(p.tolerance, len(self.frames), len(stored.hashes), frames)
+        return _Outcome(cmp.passed, cmp.describe(), cmp)
+
+    def unchanged(self, outcome: _Outcome) -> bool:
+        return self.stored == self._record()
+
+    def dump(self) -> None:
+        upsert_hash(self.target, self.key.stem, self._record())
+        self.store.mark_used(self.target)
+
+    def artefacts(self, out_dir: Path, baseline: list[Image.Image] | None) -> _Artefacts:
+        return super().artefacts(out_dir, None)  # nothing to diff against
+
+
+def check_image(store: BaselineStore, key: BaselineKey, obtained: Image.Image, *,
+                mode: Mode = "compare", method: str = "phash", hash_size: int = 8,
+                tolerance: int = 2, results_dir: Path, hash_only: bool = False,
+                limits: PixelLimits = NO_LIMITS) -> CheckResult:
+    """Compare (or in update mode, record) one output image against its baseline: by the
+    hash ``tolerance`` and the pixel ``limits`` (plus the same-device default; see criteria)."""
+    ic.check_method(method, hash_size)
+    params = _HashParams(method, hash_size, tolerance, limits)
+    kind = (_HashOnlyKind if hash_only else _ImageKind)(store, key, obtained, params)
+    return _run(kind, mode, results_dir)
+
+
+class _TextKind(_Kind[str]):
+    """Text baselines, compared exactly; the failure shows a unified diff."""
+
+    def __init__(self, store: BaselineStore, key: BaselineKey, obtained: str) -> None:
+        super().__init__(store, key)
+        self.obtained, self.name = obtained, f"{key.stem}.txt"
+        self.baseline: str | None = None
+
+    def load(self) -> str | None:
+        source = self.find_record()
+        if source is None:
+            return None
+        try:
+            return source.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BaselineCorrupt(f"baseline text {source} cannot be read ({exc})") from exc
+
+    def compare(self, baseline: str) -> _Outcome:
+        self.baseline = baseline
+        if baseline == self.obtained:
+            return _Outcome(True, "identical text")
+        diff = text_diff(baseline, self.obtained)
+        return _Outcome(False, f"text differs:\n{diff}", text_diff=diff)
+
+    def unchanged(self, outcome: _Outcome) -> bool:
+        return outcome.passed
+
+    def dump(self) -> None:
+        atomic_write(self.target, self.obtained.encode("utf-8"))
+        self.store.mark_used(self.target)
+
+    def artefacts(self, out_dir: Path, baseline: str | None) -> _Artefacts:
+        path = out_dir / f"{self.key.stem}.obtained.txt"
+        atomic_write(path, self.obtained.encode("utf-8"))
+        return _Artefacts(path)
+
+
+def check_text(store: BaselineStore, key: BaselineKey, obtained: str, *,
+               mode: Mode = "compare", results_dir: Path) -> CheckResult:
+    """Compare (or in update mode, record) one text output against its baseline file."""
+    kind = _TextKind(store, key, obtained)
+    return replace(_run(kind, mode, results_dir), texts=(kind.baseline, obtained))
+
+
+def text_diff(baseline: str, obtained: str) -> str:
+    """One line per side for one-line texts (``2730.666…`` vs ``2730``), else a unified diff."""
+    if "\n" not in baseline.strip("\n") and "\n" not in obtained.strip("\n"):
+        return f"  baseline: {baseline!r}\n  obtained: {obtained!r}\n"
+    return "".join(difflib.unified_diff(
+        baseline.splitlines(keepends=True), obtained.splitlines(keepends=True),
+        "baseline", "obtained"))
+
+
+def check_not_produced(store: BaselineStore, case: BaselineKey, produced: set[str], *,
+                       mode: Mode = "compare",
+                       nodes: tuple[str, ...] | None = None) -> list[CheckResult]:
+    """Baselines of this case for outputs the run did not produce (a dropped frame, a node
+    that stopped returning text): each one fails; update mode deletes them (only from the
+    directory it writes to, so a profile run never deletes the common baselines).
+
+    ``case`` is the case's key with an empty output; ``produced`` holds the output stems the
+    run produced; ``nodes`` (the settings file's ``outputs``) limits the check to those nodes.
+    """
+    results = []
+    wanted = None if nodes is None else {safe_name(n) for n in nodes}
+    for stem, paths in sorted(store.case_baselines(case).items()):
+        node = stem.rsplit("_", 1)[0]
+        if stem in produced or (wanted is not None and node not in wanted):
+            continue
+        key = BaselineKey(case.workflow, case.case, stem)
+        for path in paths:
+            store.mark_used(path)
+        writable = [p for p in paths if p.parent == store.write_dir(key)]
+        if mode == "update" and writable:
+            for path in writable:
+                remove_hash(path, stem) if path.name == HASHES_FILE else path.unlink()
+            results.append(CheckResult(key, "removed", (
+                f"removed the baseline of {key.label()}, which the run no longer produces: "
+                + ", ".join(str(p) for p in writable)), writable[0]))
+            continue
+        fix = (f"If the output was dropped on purpose, run pytest with {UPDATE_OPTION} to "
+               "delete its baseline" if mode != "update" else
+               "Delete it by hand: it is outside the profile this run updates")
+        results.append(CheckResult(key, "not_produced", (
+            f"{key.label()} has a baseline but the run did not produce it: "
+            + ", ".join(f"{p}" + (f" (line {stem})" if p.name == HASHES_FILE else "")
+                        for p in paths) + f". {fix}."), paths[0]))
+    return results
+
+
+# --- the same lifecycle for the other output kinds (comparefile, comparevideo, compareaudio,
+# comparelatent): each supplies an OutputKind; these names are their public entry points
+OutputKind = _Kind
+Outcome = _Outcome
+Artefacts = _Artefacts
+run_lifecycle = _run

@@ -1,0 +1,294 @@
+"""The baselines folder on disk: layout, safe names, the hashes file, atomic and locked writes.
+
+Layout under the root (see ``baselines`` for the lifecycle that uses it)::
+
+    <workflow>/<case>/<node>_<index>.png      baseline image (an APNG for animations)
+    <workflow>/<case>/<node>_<index>.txt      baseline text output
+    <workflow>/<case>/hashes.txt              "<key>  <hash>[,<hash>...]  <W>x<H> <MODE>", sorted
+    _profiles/<profile>/<workflow>/<case>/... the same files, overriding the common ones
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from comfytest.compare import images as ic
+from comfytest.errors import BaselineCorrupt
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; xdist workers there must not update one case at once
+    fcntl = None  # type: ignore[assignment]
+
+UPDATE_OPTION = "--comfy-update-baselines"
+HASHES_FILE = "hashes.txt"
+PROFILES_DIR = "_profiles"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+#: files a baseline folder holds: images and records, plus kept media (audio, latents, videos)
+BASELINE_SUFFIXES = frozenset({".png", ".txt", ".latent", ".flac", ".wav", ".mp3", ".opus", ".ogg",
+                               ".m4a", ".aac", ".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"})
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
+             *(f"LPT{i}" for i in range(10))}
+
+
+def safe_name(name: str) -> str:
+    """``name`` when it is a safe path component, else a cleaned name plus a short hash.
+
+    The hash of the original keeps distinct names distinct (``a/b`` vs ``a_b``, ``x[1]`` vs
+    ``x(1)``) and stable across runs. Leading ``.``/``_`` are unsafe: dotfiles are temporary
+    files here and ``_profiles`` is reserved; Windows device names are unsafe too.
+    """
+    cleaned = _UNSAFE.sub("_", name).strip("._")[:60]
+    if name and cleaned == name and name.split(".")[0].upper() not in _RESERVED:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{cleaned}-{digest}" if cleaned else digest
+
+
+@dataclass(frozen=True)
+class BaselineKey:
+    workflow: str  # "/" separates directories
+    case: str
+    output_key: str  # "<node>_<index>"
+
+    @property
+    def relative_dir(self) -> Path:
+        return Path(*(safe_name(p) for p in self.workflow.split("/") if p), safe_name(self.case))
+
+    @property
+    def stem(self) -> str:
+        return safe_name(self.output_key)
+
+    def label(self) -> str:
+        return f"output {self.output_key} of {self.workflow}[{self.case}]"
+
+
+@dataclass(frozen=True)
+class HashRecord:
+    """One line of ``hashes.txt``: a hash per frame, the size and mode of the image, and the
+    device profile that made it (``device=cpu``; absent in lines written before it was kept)."""
+
+    hashes: tuple[str, ...]
+    size: tuple[int, int]
+    mode: str
+    device: str | None = None
+
+    def line(self, stem: str) -> str:
+        device = f"  device={self.device}" if self.device else ""
+        return f"{stem}  {','.join(self.hashes)}  {self.size[0]}x{self.size[1]} {self.mode}{device}"
+
+    @classmethod
+    def parse(cls, line: str) -> tuple[str, HashRecord]:
+        stem, hashes, wxh, mode, *extra = line.split()
+        w, h = wxh.split("x")
+        fields = dict(item.split("=", 1) for item in extra)
+        unknown = set(fields) - {"device"}
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+        record = cls(tuple(hashes.split(",")), (int(w), int(h)), mode, fields.get("device"))
+        for value in record.hashes:
+            ic.HashValue.parse(value)
+        return stem, record
+
+    @classmethod
+    def of(cls, obtained: Image.Image, method: str, hash_size: int,
+           device: str | None = None) -> HashRecord:
+        frames = ic.frames(obtained)
+        hashes = tuple(ic.image_hash(f, method, hash_size) for f in frames)
+        return cls(hashes, frames[0].size, obtained.mode, device)
+
+
+def device_profile(system_stats: Mapping[str, Any]) -> str | None:
+    """``cpu``, or the GPU's name (``NVIDIA H100 80GB HBM3``) from /system_stats, made safe
+    for a file name and a ``hashes.txt`` field."""
+    devices = system_stats.get("devices") or []
+    if not devices or not isinstance(devices[0], Mapping):
+        return None
+    dev = devices[0]
+    if dev.get("type") == "cpu":
+        return "cpu"
+    name = str(dev.get("name") or "")
+    name = name.split(" : ")[0]
+    return name.split(" ", 1)[1] if name.startswith("cuda:") and " " in name else name or None
+
+
+def read_hashes(path: Path) -> dict[str, HashRecord]:
+    """All records of a hashes file; BaselineCorrupt names the file and line it cannot read."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineCorrupt(f"cannot read baseline hash file {path}: {exc}") from exc
+    records = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            stem, record = HashRecord.parse(line)
+        except ValueError as exc:
+            raise BaselineCorrupt(
+                f"{path}:{number}: malformed line {line!r} ({exc}); fix or delete it, or run "
+                f"pytest with {UPDATE_OPTION} to rewrite it") from exc
+        records[stem] = record
+    return records
+
+
+@contextmanager
+def _dir_lock(directory: Path) -> Iterator[None]:
+    # flock on the directory itself: the same exclusion as a lock file, without leaving a
+    # stray file in the baselines tree for git to report
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory and ``os.replace``: readers (and a
+    crash) see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would surprise a CI cache or another user
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def upsert_hash(path: Path, stem: str, record: HashRecord) -> bool:
+    """Set one line of a hashes file under its lock; True when the file changed.
+
+    Lines this call cannot parse are kept verbatim: they belong to other outputs."""
+    with _dir_lock(path.parent):
+        old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        kept = [ln for ln in old if ln.strip() and ln.split()[0] != stem]
+        new = sorted([*kept, record.line(stem)])
+        if new == old:
+            return False
+        atomic_write(path, ("\n".join(new) + "\n").encode())
+        return True
+
+
+def remove_hash(path: Path, stem: str) -> bool:
+    """Drop one line of a hashes file under its lock (the file goes when it empties)."""
+    with _dir_lock(path.parent):
+        old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        kept = [ln for ln in old if ln.strip() and ln.split()[0] != stem]
+        if kept == [ln for ln in old if ln.strip()]:
+            return False
+        if kept:
+            atomic_write(path, ("\n".join(kept) + "\n").encode())
+        else:
+            path.unlink()
+        return True
+
+
+class BaselineStore:
+    """The baselines root, the active profile, and which baseline files this process used."""
+
+    def __init__(self, root: Path, profile: str | None = None, device: str | None = None) -> None:
+        self.root = Path(root)
+        self.profile = profile
+        #: the server's device profile (``cpu``, a GPU name), recorded with each baseline made
+        self.device = safe_name(device) if device else None
+        self._used: set[Path] = set()
+
+    @property
+    def used(self) -> frozenset[Path]:
+        return frozenset(self._used)
+
+    def mark_used(self, path: Path) -> None:
+        self._used.add(Path(os.path.abspath(path)))
+
+    def profile_root(self) -> Path | None:
+        return self.root / PROFILES_DIR / safe_name(self.profile) if self.profile else None
+
+    def read_dirs(self, key: BaselineKey) -> list[Path]:
+        """Directories to look in, most specific first."""
+        proot = self.profile_root()
+        common = self.root / key.relative_dir
+        return [proot / key.relative_dir, common] if proot else [common]
+
+    def write_dir(self, key: BaselineKey) -> Path:
+        return self.read_dirs(key)[0]
+
+    def find_file(self, key: BaselineKey, name: str) -> Path | None:
+        for directory in self.read_dirs(key):
+            path = directory / name
+            if path.is_file():
+                return path
+            if path.exists():  # a folder (or a socket...) where the baseline file belongs
+                raise BaselineCorrupt(
+                    f"baseline {path} is a {'directory' if path.is_dir() else 'special file'}, not a "
+                    "file; move it away (comfytest never deletes it), then run pytest again "
+                    f"({UPDATE_OPTION} to record the baseline)")
+        return None
+
+    def case_baselines(self, key: BaselineKey) -> dict[str, list[Path]]:
+        """Every baseline of one case, by output stem: files (``<stem>.<ext>``) and
+        ``hashes.txt`` lines, in the profile and the common directory (a profile's file
+        shadows the common one of the same name)."""
+        found: dict[str, list[Path]] = {}
+        seen_names: set[str] = set()
+        for directory in self.read_dirs(key):
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.iterdir()):
+                if not path.is_file() or path.name.startswith(".") or path.name in seen_names:
+                    continue
+                seen_names.add(path.name)
+                if path.name == HASHES_FILE:
+                    try:
+                        stems = list(read_hashes(path))
+                    except BaselineCorrupt:
+                        stems = []  # the output's own check names the bad line
+                    for stem in stems:
+                        found.setdefault(stem, []).append(path)
+                else:
+                    found.setdefault(path.name.split(".", 1)[0], []).append(path)
+        return found
+
+    def find_hash(self, key: BaselineKey) -> tuple[Path, HashRecord] | None:
+        for directory in self.read_dirs(key):
+            record = read_hashes(directory / HASHES_FILE).get(key.stem)
+            if record is not None:
+                return directory / HASHES_FILE, record
+        return None
+
+
+def unused_baselines(store: BaselineStore, used: Iterable[Path]) -> list[Path]:
+    """Baseline files of the common tree and the active profile that no check touched.
+
+    ``used`` is the union of ``store.used`` over all processes (xdist workers)."""
+    seen = {Path(os.path.abspath(p)) for p in used}
+    proot = store.profile_root()
+    out = []
+    for path in sorted(store.root.rglob("*")):
+        rel = path.relative_to(store.root)
+        other_profile = rel.parts[0] == PROFILES_DIR and (
+            proot is None or not path.is_relative_to(proot))
+        if (path.is_file() and path.suffix.lower() in BASELINE_SUFFIXES and not other_profile
+                and not any(p.startswith(".") for p in rel.parts)
+                and Path(os.path.abspath(path)) not in seen):
+            out.append(path)
+    return out
