@@ -30,12 +30,12 @@ from comfytest.compare.baselines import (
     BaselineStore,
     Mode,
     Outcome,
-    OutputKind,
     atomic_write,
     run_lifecycle,
 )
 from comfytest.compare.mediacheck import (
     MediaCheck,
+    RecordKind,
     format_record,
     one,
     read_record,
@@ -212,10 +212,10 @@ def _png(path: Path, img: Image.Image) -> Path:
     return path
 
 
-class AudioKind(OutputKind[AudioSignature]):
+class AudioKind(RecordKind[AudioSignature]):
     def __init__(self, store: BaselineStore, key: BaselineKey, file: OutputFile, settings: MediaSettings) -> None:
-        super().__init__(store, key)
-        self.file, self.settings = file, settings
+        super().__init__(store, key, file)
+        self.settings = settings
         self.name, self.full_name = f"{key.stem}.audio.txt", f"{key.stem}{file.suffix}"
         self.audio = decode_audio(file.data)
         self.sig = AudioSignature.of(self.audio)
@@ -243,18 +243,8 @@ class AudioKind(OutputKind[AudioSignature]):
     def _record(self) -> bytes:
         return format_record(self.sig.lines(self.file.ref.filename))
 
-    def unchanged(self, outcome: Outcome) -> bool:
-        assert self.source is not None
-        full_ok = self.settings.hash_only or (self.source.parent / self.full_name).is_file()
-        return self.source.read_bytes() == self._record() and full_ok
-
-    def dump(self) -> None:
-        atomic_write(self.target, self._record())
-        self.store.mark_used(self.target)
-        if not self.settings.hash_only:
-            full = self.target.parent / self.full_name
-            atomic_write(full, self.file.data)
-            self.store.mark_used(full)
+    def keeps_full_file(self) -> bool:
+        return not self.settings.hash_only
 
     def artefacts(self, out_dir: Path, baseline: AudioSignature | None) -> Artefacts:
         self.files["obtained_media"] = save_obtained(out_dir, self.file, self.key.stem)

@@ -22,11 +22,9 @@ from comfytest.compare.baselines import (
     BaselineStore,
     Mode,
     Outcome,
-    OutputKind,
-    atomic_write,
     run_lifecycle,
 )
-from comfytest.compare.mediacheck import MediaCheck, format_record, read_record, save_obtained, undecodable
+from comfytest.compare.mediacheck import MediaCheck, RecordKind, format_record, read_record, save_obtained, undecodable
 from comfytest.errors import BaselineCorrupt
 from comfytest.media import MediaSettings, Tensor, Undecodable, read_safetensors
 from comfytest.outputs import OutputFile
@@ -68,10 +66,10 @@ class LatentBaseline:
     tensors: dict[str, Tensor] | None  # None when only the record is kept
 
 
-class LatentKind(OutputKind[LatentBaseline]):
+class LatentKind(RecordKind[LatentBaseline]):
     def __init__(self, store: BaselineStore, key: BaselineKey, file: OutputFile, settings: MediaSettings) -> None:
-        super().__init__(store, key)
-        self.file, self.settings = file, settings
+        super().__init__(store, key, file)
+        self.settings = settings
         self.name, self.full_name = f"{key.stem}.latent.txt", f"{key.stem}.latent"
         self.tensors = read_safetensors(file.data)
         self.summaries = {n: TensorSummary.of(t) for n, t in self.tensors.items()}
@@ -143,17 +141,8 @@ class LatentKind(OutputKind[LatentBaseline]):
     def _record(self) -> bytes:
         return format_record([("tensor", s.line(n)) for n, s in self.summaries.items()])
 
-    def unchanged(self, outcome: Outcome) -> bool:
-        assert self.source is not None
-        full_ok = self.settings.hash_only or (self.source.parent / self.full_name).is_file()
-        return self.source.read_bytes() == self._record() and full_ok
-
-    def dump(self) -> None:
-        atomic_write(self.target, self._record())
-        self.store.mark_used(self.target)
-        if not self.settings.hash_only:
-            atomic_write(self.target.parent / self.full_name, self.file.data)
-            self.store.mark_used(self.target.parent / self.full_name)
+    def keeps_full_file(self) -> bool:
+        return not self.settings.hash_only
 
     def artefacts(self, out_dir: Path, baseline: LatentBaseline | None) -> Artefacts:
         self.files["obtained_media"] = save_obtained(out_dir, self.file, self.key.stem)

@@ -11,20 +11,24 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image, ImageDraw, ImageFont
 
 from comfytest.compare.baselines import (
     UPDATE_OPTION,
     BaselineKey,
+    BaselineStore,
     CheckResult,
+    Outcome,
+    OutputKind,
     atomic_write,
 )
 from comfytest.errors import BaselineCorrupt
 from comfytest.outputs import OutputFile
 
 Record = dict[str, list[str]]
+B = TypeVar("B")  # what a kind reads back from its baseline
 HEADER = "# comfytest baseline record; rewrite it with pytest " + UPDATE_OPTION
 
 
@@ -122,3 +126,34 @@ def save_png(path: Path, img: Image.Image) -> None:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write(path, buf.getvalue())
+
+
+class RecordKind(OutputKind[B]):
+    """A media kind whose baseline is a record file (``name``) plus, unless the suite keeps
+    hashes only, the output file itself (``full_name``) for the report to show. Subclasses give
+    ``_record()`` (the record's bytes) and ``keeps_full_file()``."""
+
+    full_name = ""
+
+    def __init__(self, store: BaselineStore, key: BaselineKey, file: OutputFile) -> None:
+        super().__init__(store, key)
+        self.file = file
+
+    def _record(self) -> bytes:
+        raise NotImplementedError
+
+    def keeps_full_file(self) -> bool:
+        raise NotImplementedError
+
+    def unchanged(self, outcome: Outcome) -> bool:
+        assert self.source is not None
+        full_ok = not self.keeps_full_file() or (self.source.parent / self.full_name).is_file()
+        return self.source.read_bytes() == self._record() and full_ok
+
+    def dump(self) -> None:
+        atomic_write(self.target, self._record())
+        self.store.mark_used(self.target)
+        if self.keeps_full_file():
+            full = self.target.parent / self.full_name
+            atomic_write(full, self.file.data)
+            self.store.mark_used(full)
