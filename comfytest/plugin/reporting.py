@@ -26,6 +26,7 @@ from comfytest.compare.baselines import (
 from comfytest.compare.calibrate import render_table as render_calibration
 from comfytest.compare.store import device_profile
 from comfytest.errors import (
+    BaselineCorrupt,
     BaselineMissing,
     ComfyTestError,
     ComparisonError,
@@ -68,8 +69,9 @@ def failure_kind(exc: BaseException) -> str:
         return "unsupported"
     if isinstance(exc, PreflightError):
         return "preflight"
-    if isinstance(exc, (ConfigError, StorageError)):
-        return "usage"  # the user's set-up (an option, a read-only folder), not the code under test
+    if isinstance(exc, (ConfigError, StorageError, BaselineCorrupt)):
+        # the user's set-up (an option, a read-only folder, a damaged baseline), not the code under test
+        return "usage"
     if isinstance(exc, BaselineMissing):
         return "no baseline"  # the first run of a case, not a regression
     return "regression"

@@ -8,6 +8,7 @@ command-line option > environment variable (where one exists) > ini key > built-
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -25,11 +26,20 @@ PROGRESS_MODES = ("auto", "nodes", "off")
 ORDERS = ("models", "file")
 
 
-def positive_float(text: str) -> float:
+def _finite(text: str, what: str) -> float:
+    """``float(text)``, refusing NaN and infinities: a NaN timeout never expires, a NaN limit
+    compares false with everything."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give {what}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text, "a number of seconds")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value
@@ -53,11 +63,8 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0 or value != value:
+    value = _finite(text, "a number")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 

@@ -77,7 +77,9 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -208,6 +210,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); TOML files are "
+                          "UTF-8: save it again as UTF-8") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read (arrays or tables inside each other "
+                          f"more than {sys.getrecursionlimit()} levels)") from None
 
 
 @dataclass(frozen=True)
@@ -271,6 +279,8 @@ def _int(minimum: int) -> Callable[[_Context, str, object], int]:
 
 
 def _timeout(ctx: _Context, key: str, value: object) -> float:
+    if isinstance(value, float) and not math.isfinite(value):  # a NaN or infinite timeout never expires
+        raise _type_error(ctx, key, "a finite number of seconds > 0", value)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise _type_error(ctx, key, "a number of seconds > 0", value)
     return float(value)
@@ -351,6 +361,8 @@ def _output_tolerance(ctx: _Context, key: str, value: object) -> dict[str, int]:
 
 
 def _number(ctx: _Context, key: str, value: object) -> float:
+    if isinstance(value, float) and not math.isfinite(value):  # a NaN limit compares false with everything
+        raise _type_error(ctx, key, "a finite number >= 0", value)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise _type_error(ctx, key, "a number >= 0", value)
     return float(value)

@@ -1,0 +1,108 @@
+"""Issue 25, round two of the fault matrix (docs/reliability.md): damaged baseline records,
+vanished prompts, node failures seen through ``/view``, untrusted text, a full results disk —
+each against the real embedded ComfyUI wherever the fault can be made with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from comfytest.compare.store import HASHES_FILE, HashRecord, upsert_hash
+from tests.integration.lifecycle import TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
+
+UPDATE = "--comfy-update-baselines"
+TINY_TOML = "tolerance = 2\n\n[cases.base]\nseed = 42\n"
+
+
+@pytest.fixture
+def ws(pytester: pytest.Pytester, inner_args: list[str]) -> Workspace:
+    return Workspace.create(pytester, inner_args)
+
+
+def invert_block(png: Path) -> None:
+    """Invert a 4x4 block of the baseline image, and record it as the server's device made it:
+    the run's output now differs from an intact baseline; phash alone still passes, pixels do not."""
+    img = Image.open(png).convert("RGB")
+    block = ImageOps.invert(img.crop((0, 0, 4, 4)))
+    img.paste(block, (0, 0))
+    img.save(png)
+    upsert_hash(png.parent / HASHES_FILE, png.stem, HashRecord.of(img, "phash", 8, "cpu"))
+
+
+# ------------------------------------------------------------- row 1: a damaged hashes.txt
+
+CONFLICT = ("<<<<<<< HEAD\n{line}\n=======\n{other}\n>>>>>>> feature/new-sampler\n{rest}\n")
+
+
+def _damage(hashes: Path, how: str) -> str:
+    """Damage ``hashes.txt`` one way; returns what the message must name (file:line or file)."""
+    lines = hashes.read_text().splitlines()
+    line70 = next(ln for ln in lines if ln.startswith("7_0 "))
+    rest = "\n".join(ln for ln in lines if not ln.startswith("7_0 "))
+    if how == "conflict":
+        other = line70.replace("device=cpu", "device=NVIDIA_H100")
+        hashes.write_text(CONFLICT.format(line=line70, other=other, rest=rest))
+        return f"{hashes}:1"
+    if how == "garbage":
+        hashes.write_bytes(b"\x00\xff\xfe garbage \x81\n" * 3)
+        return str(hashes)
+    if how == "truncated":  # cut inside the device field: the line still parses
+        data = hashes.read_text()
+        hashes.write_text(data[:data.index(line70) + len(line70) - 3])
+        return f"{hashes}:1"
+    if how == "empty":
+        hashes.write_text("")
+        return str(hashes)
+    if how == "missing":
+        hashes.unlink()
+        return str(hashes)
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["conflict", "garbage", "truncated", "empty", "missing"])
+def test_a_damaged_hashes_file_beside_a_changed_image_never_passes(ws: Workspace, how: str) -> None:
+    ws.workflow("tiny", TINY_TXT2IMG, TINY_TOML)
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    folder = ws.case_dir("tiny", "base")
+    invert_block(folder / "7_0.png")
+    intact = ws.run()  # control: with its record intact, the same-device pixel limit catches it
+    intact.assert_outcomes(failed=1)
+    assert "differs from its baseline: max pixel diff" in text(intact)  # phash alone: within 2
+
+    where = _damage(folder / "hashes.txt", how)
+    before = ws.snapshot()
+    result = ws.run()
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert where in out, out
+    assert UPDATE in out
+    assert ws.report()["tests"][0]["failure_kind"] == "usage"
+    assert ws.snapshot() == before, "compare mode never rewrites a damaged record"
+    if how == "conflict":
+        assert "HEAD" in out and "feature/new-sampler" in out and "ours" in out and "theirs" in out
+
+    # the repair the message names works: the record is rewritten and the next run passes
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    assert "<<<<<<<" not in (folder / "hashes.txt").read_text()
+    ws.run().assert_outcomes(passed=1)
+
+
+# ------------------------------------------------------------- row 14: image and line disagree
+
+
+def test_an_image_that_disagrees_with_its_hash_line_is_named(ws: Workspace) -> None:
+    """What an update interrupted between the PNG and its line (or a hand-copied PNG) leaves."""
+    ws.workflow("two", TWO_OUTPUTS)
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    folder = ws.case_dir("two", "default")
+    noise = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(noise, "RGB").save(folder / "2_0.png")  # a new image, the old line
+    result = ws.run()
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert f"{folder / 'hashes.txt'}:1" in out and str(folder / "2_0.png") in out
+    assert "does not match" in out and UPDATE in out
+    assert ws.report()["tests"][0]["failure_kind"] == "usage"
