@@ -19,6 +19,7 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
     │   ├── PromptRejected     validation failed (HTTP 400, or node_errors in a 200)
     │   ├── ExecutionFailed    execution_error from a node
     │   ├── ExecutionInterrupted  execution_interrupted that comfytest did not ask for
+    │   ├── OutputRefused      /view refused (HTTP 400/403) the file path a node reported
     │   └── ExecutionTimeout   the deadline or the inactivity timeout passed; we interrupted
     ├── StorageError           a baseline or result file cannot be read or written (permissions, a folder in the way)
     └── ComparisonError        outputs differ from the baselines
@@ -112,6 +113,11 @@ class ExecutionFailed(RunError):
 
 class ExecutionInterrupted(RunError):
     """The prompt was interrupted by someone else (execution_interrupted)."""
+
+
+class OutputRefused(RunError):
+    """``/view`` refused (HTTP 400 or 403) the path of a file a node reported as its output:
+    the node's deterministic bug (the workflow's failure), not the server's; a retry cannot help."""
 
 
 class ExecutionTimeout(RunError):

@@ -46,6 +46,7 @@ from comfytest.errors import (
     ExecutionFailed,
     ExecutionInterrupted,
     ExecutionTimeout,
+    OutputRefused,
     PromptRejected,
     ProtocolError,
     ServerUnavailable,
@@ -193,7 +194,11 @@ class Runner:
                 observer.run_ended()
         history = self._history(pid, required=follower.resynced)
         outputs = self._outputs(follower, history)
-        images, texts, files = self._decode(outputs) if fetch_images else ((), (), ())
+        try:
+            images, texts, files = self._decode(outputs) if fetch_images else ((), (), ())
+        except _NodeOutputRefused as exc:
+            raise OutputRefused(f"{describe_node(exc.node, info)} reported an output file the server will not "
+                                f"serve: {exc.refusal}. Fix the path the node returns in its 'ui' output.") from None
         memory = sampler.stop() if sampler is not None else None
         create_time = _create_time(history)
         timing = compute_timing(
@@ -405,7 +410,10 @@ class Runner:
 
     def _fetch(self, node: str, index: int, key: str, ref: FileRef,
                images: list[OutputImage], files: list[OutputFile]) -> None:
-        data, ref = self._download(ref)
+        try:
+            data, ref = self._download(ref)
+        except OutputRefused as exc:
+            raise _NodeOutputRefused(node, exc) from None
         kind = kind_of(ref.filename)
         if kind == "image":
             try:
@@ -423,12 +431,20 @@ class Runner:
         try:
             out = FileRef(ref.filename, ref.subfolder, "output")
             return self.client.view(out), out
-        except ProtocolError:
+        except (ProtocolError, OutputRefused):
             inp = FileRef(ref.filename, ref.subfolder, "input")
             return self.client.view(inp), inp
 
 
 Decoded = tuple[tuple[OutputImage, ...], tuple[OutputText, ...], tuple[OutputFile, ...]]
+
+
+class _NodeOutputRefused(Exception):
+    """``/view`` refused a file of ``node``: carried up to where the prompt's labels are known."""
+
+    def __init__(self, node: str, refusal: OutputRefused) -> None:
+        super().__init__(node)
+        self.node, self.refusal = node, refusal
 
 
 def _file_ref(key: str, index: int, value: Any) -> FileRef | None:

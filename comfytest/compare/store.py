@@ -142,6 +142,10 @@ def _parses(line: str) -> bool:
     return True
 
 
+def _lines(first: int, last: int) -> str:
+    return "no line is" if last < first else f"line {first} is" if first == last else f"lines {first}-{last} are"
+
+
 def _conflict(path: Path, lines: list[str]) -> BaselineCorrupt | None:
     """A git merge conflict left in the file, with which side is which."""
     marks = [(n, ln) for n, ln in enumerate(lines, 1) if _is_marker(ln)]
@@ -152,9 +156,9 @@ def _conflict(path: Path, lines: list[str]) -> BaselineCorrupt | None:
     mid = next((n for n, ln in marks if ln.startswith("=======")), first)
     end = next((n for n, ln in marks if ln.startswith(">>>>>>>")), len(lines))
     return BaselineCorrupt(
-        f"{path}:{first}: unresolved git merge conflict: lines {first + 1}-{mid - 1} are one side "
+        f"{path}:{first}: unresolved git merge conflict: {_lines(first + 1, mid - 1)} one side "
         f"({ours.strip()!r}: ours, the branch you were on; in a rebase, the branch you rebase onto), "
-        f"lines {mid + 1}-{end - 1} the other ({theirs.strip()!r}: theirs, the branch being merged). "
+        f"{_lines(mid + 1, end - 1)} the other ({theirs.strip()!r}: theirs, the branch being merged). "
         f"Keep one side's line per output and delete the marker lines, or {REPAIR}")
 
 

@@ -106,3 +106,27 @@ def test_an_image_that_disagrees_with_its_hash_line_is_named(ws: Workspace) -> N
     assert f"{folder / 'hashes.txt'}:1" in out and str(folder / "2_0.png") in out
     assert "does not match" in out and UPDATE in out
     assert ws.report()["tests"][0]["failure_kind"] == "usage"
+
+
+# ------------------------------------------------------------- row 9: /view refuses a node's path
+
+BAD_PATH = {
+    "1": {"class_type": "ComfyTestFile", "_meta": {"title": "Writer"},
+          "inputs": {"name": "out.png", "content": "", "base64": False, "output_key": "images"}},
+}
+
+
+@pytest.mark.parametrize(("report", "status"), [({"report_subfolder": "../.."}, 403),
+                                                 ({"report_name": "../escape.png"}, 400)])
+def test_a_node_reporting_a_path_view_refuses_is_the_workflows_failure(ws: Workspace, report: dict[str, str],
+                                                                        status: int) -> None:
+    """ComfyUI answers 403 (subfolder outside its folder) or 400 (``..`` in the name) for the
+    path the node reported: the node's deterministic bug, so exit 1 (a retry cannot help), not 75."""
+    workflow = {"1": {**BAD_PATH["1"], "inputs": {**BAD_PATH["1"]["inputs"], **report}}}
+    ws.workflow("badpath", workflow)
+    result = ws.run()
+    result.assert_outcomes(failed=1)
+    assert result.ret == 1, "not 75: CI must not retry a node's bug"
+    out = text(result)
+    assert f"HTTP {status}" in out and "node 1 'Writer' (ComfyTestFile)" in out, out
+    assert ws.report()["tests"][0]["failure_kind"] == "regression"
