@@ -30,12 +30,27 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides that
+# reorder what a reader sees (Trojan Source)
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with terminal control characters written out (``ESC[2J`` → ``\\x1b[2J``): a
+    node's error text, a title or a server's reply is shown, never obeyed by a terminal (clear
+    the screen, set its title, rewrite a line with a carriage return)."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                         else f"\\u{ord(m.group()):04x}", text)
 
 
 def clip(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters with the count of what was left out: node titles and
-    values come from workflow files and servers, and a 5 MB title must not fill a terminal."""
+    values come from workflow files and servers, and a 5 MB title must not fill a terminal.
+    Control characters are escaped (``escape_controls``)."""
+    text = escape_controls(text)
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text) - limit} more characters)"

@@ -37,6 +37,7 @@ from comfytest.errors import (
     StorageError,
     UnsupportedServer,
     WorkflowError,
+    escape_controls,
     redact,
 )
 from comfytest.plugin.session import ComfySession, open_session, server_stats, start_pool
@@ -185,7 +186,8 @@ class SessionState:
         return "\n".join(line for line in lines if line)
 
     def redact(self, text: str) -> str:
-        return redact(text, self.settings.secrets)
+        """Secrets out and control characters escaped: what every shown or written message goes through."""
+        return escape_controls(redact(text, self.settings.secrets))
 
     def store(self, session: ComfySession) -> BaselineStore:
         """The baseline store; its profile is --comfy-profile, else the device's when that

@@ -130,3 +130,27 @@ def test_a_node_reporting_a_path_view_refuses_is_the_workflows_failure(ws: Works
     out = text(result)
     assert f"HTTP {status}" in out and "node 1 'Writer' (ComfyTestFile)" in out, out
     assert ws.report()["tests"][0]["failure_kind"] == "regression"
+
+
+# ------------------------------------------------------------- row 10: terminal control sequences
+
+HOSTILE = "cleared\x1b[2J\x1b]0;pwned\x07 done\rover"
+
+
+def test_control_sequences_in_a_nodes_error_are_escaped_everywhere(ws: Workspace) -> None:
+    """A node's exception text with ESC[2J (clear screen), an OSC title (ESC]0;…BEL) and a
+    carriage return: shown escaped on the terminal, in report.md, report.html and JUnit XML."""
+    ws.workflow("hostile", {
+        "1": {"class_type": "ComfyTestNoiseImage", "inputs": {"width": 8, "height": 8, "seed": 1, "batch_size": 1}},
+        "2": {"class_type": "ComfyTestRaise", "_meta": {"title": "Evil\x1b[31m"}, "inputs": {"image": ["1", 0], "message": HOSTILE}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "hostile"}},
+    })
+    junit = ws.pytester.path / "junit.xml"
+    result = ws.run(f"--junitxml={junit}")
+    result.assert_outcomes(failed=1)
+    written = {"terminal": text(result), "report.md": (ws.results / "report.md").read_text(),
+               "report.html": (ws.results / "report.html").read_text(), "junit": junit.read_text()}
+    for where, content in written.items():
+        assert "\x1b" not in content and "\x07" not in content and "over" in content, where
+        assert "\\x1b[2J" in content and "\\x1b]0;pwned\\x07" in content, (where, content[-2000:])
+    assert "\\x1b[31m" in written["terminal"], "the node's title too"
