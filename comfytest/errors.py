@@ -10,6 +10,7 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
     ├── ServerError            infrastructure: the server cannot be used (CI may retry these)
     │   ├── ServerUnavailable  nothing answers at the URL, or the server died
     │   ├── LaunchError        a local ComfyUI could not be started
+    │   ├── PromptVanished     our prompt left the queue without running (cleared, never queued)
     │   └── ProtocolError      the server replied with something we cannot read
     ├── NodePackImportError    a custom node pack failed to import in a server comfytest started
     ├── PreflightError         the server lacks a node class or model the workflow needs
@@ -91,6 +92,11 @@ class ServerUnavailable(ServerError):
 
 class LaunchError(ServerError):
     """A local ComfyUI could not be started."""
+
+
+class PromptVanished(ServerError):
+    """Our prompt is neither queued, running nor in /history: another client cleared the queue
+    or deleted it, or the server answered 200 to POST /prompt and never queued it."""
 
 
 class ProtocolError(ServerError):

@@ -48,6 +48,7 @@ from comfytest.errors import (
     ExecutionTimeout,
     OutputRefused,
     PromptRejected,
+    PromptVanished,
     ProtocolError,
     ServerUnavailable,
     UnsupportedServer,
@@ -56,6 +57,8 @@ from comfytest.media import MESH_EXT, Undecodable, decode_image, kind_of
 from comfytest.outputs import FileRef, OutputFile, OutputImage, OutputText
 
 _HISTORY_RETRY_S = 2.0
+#: how often a prompt that has not started is looked for in the queue
+_QUEUE_CHECK_S = 2.0
 _INTERRUPT_GRACE_S = 15.0
 _CONTROL_TIMEOUT_S = 5.0  # capped by the run's own timeouts: a frozen server fails in bounded time
 
@@ -250,7 +253,12 @@ class Runner:
         clock = self.client.clock
         start = clock.now().mono_ms
         last = start
+        check = time.monotonic() + _QUEUE_CHECK_S
         while not f.done:
+            if not f.started and time.monotonic() >= check:  # still waiting: is it still queued?
+                if self._vanished(f):
+                    return
+                check = time.monotonic() + _QUEUE_CHECK_S
             now = clock.now().mono_ms
             late = now - start >= timeout * 1000
             if late or now - last >= idle * 1000:
@@ -263,6 +271,8 @@ class Runner:
             if now - last >= idle * 1000:
                 self._timed_out(f, info, f"sent no message for {idle:g} s (--comfy-idle-timeout)")
             wait = min(start + timeout * 1000, last + idle * 1000) - now
+            if not f.started:
+                wait = min(wait, max(0.0, check - time.monotonic()) * 1000)
             item = self.client.next_event(wait / 1000)
             if item is None:
                 continue
@@ -271,6 +281,27 @@ class Runner:
                 self._resync(f, item)
             else:
                 f.accept(item)
+
+    def _vanished(self, f: _Follower) -> bool:
+        """While our prompt waits: True when it finished unseen; PromptVanished when it is neither
+        queued, running nor in /history (twice: a prompt moving from the queue to /history is
+        in one of them). The WebSocket cannot say so: it keeps talking about other prompts."""
+        for attempt in range(2):
+            try:
+                state = prompt_state(self.client, f.prompt_id)
+            except (ServerUnavailable, ProtocolError):
+                return False  # the deadlines decide about a server that does not answer
+            if state == "done":
+                f.resynced = f.done = True  # the socket missed the end; /history has it
+                return True
+            if state == "queued":
+                return False
+        raise PromptVanished(
+            f"prompt {f.prompt_id} is gone from the queue of {self.client.url}: it is not pending, not "
+            "running and not in /history, and nothing of it ran. Another client cleared the queue or "
+            "deleted it (the UI's \"Clear queue\"), or the server answered POST /prompt with 200 and "
+            "never queued it. Nothing was wrong with the workflow; run it again."
+        )
 
     def _resync(self, f: _Follower, lost: Disconnected) -> None:
         """Reopen the socket (old one closed first) and find out where our prompt is."""

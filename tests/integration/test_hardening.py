@@ -4,14 +4,23 @@ each against the real embedded ComfyUI wherever the fault can be made with it.""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from comfytest.comfy.client import ComfyClient
+from comfytest.comfy.execution import Runner, new_prompt_id
 from comfytest.compare.store import HASHES_FILE, HashRecord, upsert_hash
+from comfytest.errors import ComfyTestError, PromptVanished
+from comfytest.plugin.reporting import failure_kind
 from tests.integration.lifecycle import TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
+from tests.integration.test_client import noise_prompt
+from tests.load import loaded
 
 UPDATE = "--comfy-update-baselines"
 TINY_TOML = "tolerance = 2\n\n[cases.base]\nseed = 42\n"
@@ -154,3 +163,64 @@ def test_control_sequences_in_a_nodes_error_are_escaped_everywhere(ws: Workspace
         assert "\x1b" not in content and "\x07" not in content and "over" in content, where
         assert "\\x1b[2J" in content and "\\x1b]0;pwned\\x07" in content, (where, content[-2000:])
     assert "\\x1b[31m" in written["terminal"], "the node's title too"
+
+
+# ------------------------------------------------------------- row 5: a prompt that vanishes
+
+
+def _pending(client: ComfyClient, prompt_id: str) -> bool:
+    return any(item[1] == prompt_id for item in client.queue_state()["queue_pending"])
+
+
+def test_a_prompt_cleared_from_the_queue_by_another_client_is_noticed_within_seconds(comfy: Any) -> None:
+    """Another client keeps the server busy, our prompt waits behind it, then the other client
+    clears the queue (the UI's "Clear queue"): the WebSocket keeps talking about *their* prompt,
+    so only the queue says ours is gone."""
+    busy = new_prompt_id()
+    comfy.client.queue_prompt(noise_prompt(251, sleep=30), busy)
+    ours, errors, ended = new_prompt_id(), [], threading.Event()
+    client = ComfyClient(comfy.url)
+
+    def run() -> None:
+        try:
+            Runner(client, timeout=120, idle_timeout=60).run(noise_prompt(252), prompt_id=ours)
+        except ComfyTestError as exc:
+            errors.append(exc)
+        ended.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    try:
+        thread.start()
+        deadline = time.monotonic() + loaded(20)
+        while not _pending(comfy.client, ours) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        comfy.client.request("POST", "/queue", json={"clear": True})
+        cleared = time.monotonic()
+        assert ended.wait(loaded(10)), "not noticed within 10 s (it waited for --comfy-timeout before)"
+        took = time.monotonic() - cleared
+    finally:
+        comfy.client.request("POST", "/queue", json={"clear": True})
+        comfy.client.interrupt()
+        thread.join(5)
+        client.close()
+    (err,) = errors
+    assert isinstance(err, PromptVanished) and failure_kind(err) == "infrastructure", err
+    assert ours in str(err) and "cleared the queue" in str(err) and "still waiting" not in str(err)
+    assert took < loaded(8)
+
+
+def test_a_prompt_the_server_accepted_but_never_queued_is_noticed_within_seconds(comfy: Any,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake only for POST /prompt (a real ComfyUI cannot be made to answer 200 and drop the
+    prompt on demand); the WebSocket, /queue and /history are the real server's."""
+    client = ComfyClient(comfy.url)
+    monkeypatch.setattr(client, "queue_prompt",
+                        lambda prompt, pid: (200, {"prompt_id": pid, "number": 1, "node_errors": {}}))
+    start = time.monotonic()
+    try:
+        with pytest.raises(PromptVanished) as info:
+            Runner(client, timeout=120, idle_timeout=60).run(noise_prompt(253))
+    finally:
+        client.close()
+    assert time.monotonic() - start < loaded(8)
+    assert "never queued" in str(info.value) and comfy.url in str(info.value)
