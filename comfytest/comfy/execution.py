@@ -286,7 +286,7 @@ class Runner:
         """While our prompt waits: True when it finished unseen; PromptVanished when it is neither
         queued, running nor in /history (twice: a prompt moving from the queue to /history is
         in one of them). The WebSocket cannot say so: it keeps talking about other prompts."""
-        for attempt in range(2):
+        for _attempt in range(2):
             try:
                 state = prompt_state(self.client, f.prompt_id)
             except (ServerUnavailable, ProtocolError):
