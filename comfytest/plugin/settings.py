@@ -198,6 +198,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("memory-fail", "fail tests whose peak memory grew against --comfy-compare (failure kind 'memory'); without it they only warn", flag=True, default=False),
     Option("progress", "live progress while a case runs: auto (one updating line on a terminal, nothing otherwise), nodes (a line per node, also in CI logs), off", choice(*PROGRESS_MODES), default="auto"),
     Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
+    # --- issue 25: hardening, round two ---
+    Option("max-cases", "most cases one workflow's settings file may declare (matrices expanded); a larger matrix is refused before it is built", positive_int, default=1000),
 )
 
 
@@ -272,6 +274,7 @@ class Settings:
     memory_fail: bool = False
     progress: str = "auto"
     previews: bool = False
+    max_cases: int = 1000
     url_source: str = "default"
     gpus: tuple[str, ...] = ()
     servers: int = 1
@@ -410,6 +413,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         memory_fail=bool(values["comfy_memory_fail"]),
         progress=values["comfy_progress"],
         previews=bool(values["comfy_previews"]),
+        max_cases=values["comfy_max_cases"],
     )
     _check_folders(settings, sources)
     return settings

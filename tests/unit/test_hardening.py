@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from comfytest.errors import ConfigError, WorkflowError
 from comfytest.plugin.settings import OPTIONS, resolve
 from comfytest.workflows.casefile import load_cases
 from comfytest.workflows.workflow import load_workflow
+from tests.load import loaded
 
 KEY = BaselineKey("wf", "base", "9_0")
 WORKFLOWS = Path(__file__).parent.parent / "data" / "workflows"
@@ -120,3 +122,36 @@ def test_deep_and_undecodable_files_fail_collection_without_a_traceback(pytester
     out = result.stdout.str()
     assert "deep.json: nested too deeply" in out and "latin.toml: not UTF-8 text" in out, out
     assert "RecursionError" not in out and "UnicodeDecodeError" not in out and "Traceback" not in out
+
+
+# -- row 11: a runaway matrix is refused before collection expands it
+
+
+def _matrix_toml(a: int, b: int) -> str:
+    return (f'[cases.grid.matrix]\n"KSampler.steps" = {list(range(1, a + 1))}\n'
+            f'"KSampler.seed" = {list(range(b))}\n')
+
+
+def test_a_runaway_matrix_is_refused_with_its_size_before_it_is_expanded(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ncomfy_workflows = workflows\n")
+    (pytester.path / "workflows").mkdir()
+    (pytester.path / "workflows" / "tiny.json").write_text((WORKFLOWS / "tiny_txt2img.json").read_text())
+    (pytester.path / "workflows" / "tiny.toml").write_text(_matrix_toml(3000, 3000))
+    start = time.monotonic()
+    result = pytester.runpytest("--collect-only", "-p", "no:cacheprovider")
+    assert time.monotonic() - start < loaded(15), "refused before 9,000,000 cases are built"
+    out = result.stdout.str()
+    assert "case 'grid': its matrix makes 9,000,000 cases (3000 × 3000)" in out, out[-3000:]
+    assert "--comfy-max-cases" in out and "1,000" in out
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error
+
+
+def test_the_case_limit_is_settable(tmp_path: Path) -> None:
+    wf = load_workflow(WORKFLOWS / "tiny_txt2img.json")
+    path = tmp_path / "tiny_txt2img.toml"
+    path.write_text(_matrix_toml(2, 3) + "\n[cases.other]\nseed = 1\n")
+    assert len(load_cases(path, wf, max_cases=7)) == 7
+    with pytest.raises(ConfigError, match=r"7 cases in all, more than the 6 allowed per workflow file"):
+        load_cases(path, wf, max_cases=6)
+    opt = next(o for o in OPTIONS if o.name == "max-cases")
+    assert resolve(lambda o: None, lambda o: "7" if o is opt else "", Path.cwd(), {}).max_cases == 7
