@@ -224,3 +224,34 @@ def test_a_prompt_the_server_accepted_but_never_queued_is_noticed_within_seconds
         client.close()
     assert time.monotonic() - start < loaded(8)
     assert "never queued" in str(info.value) and comfy.url in str(info.value)
+
+
+# ------------------------------------------------------------- row 12: one baseline not writable
+
+BATCH = {
+    "1": {"class_type": "ComfyTestNoiseImage", "inputs": {"width": 16, "height": 16, "seed": 5, "batch_size": 2}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "batch"}},
+}
+
+
+def test_update_with_one_unwritable_baseline_counts_what_it_wrote(ws: Workspace) -> None:
+    """A folder where 2_1.png belongs (root can write into read-only files, not over a folder):
+    2_0 is written with its line, 2_1 fails naming its path, and the summary says 1 updated."""
+    ws.workflow("batch", BATCH)
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    folder = ws.case_dir("batch", "default")
+    ws.workflow("batch", {**BATCH, "1": {**BATCH["1"], "inputs": {**BATCH["1"]["inputs"], "seed": 6}}})
+    (folder / "2_1.png").unlink()
+    (folder / "2_1.png" / "in-the-way").mkdir(parents=True)
+    result = ws.run(UPDATE)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert str(folder / "2_1.png") in out
+    result.stdout.fnmatch_lines([f"baselines ({UPDATE}): 0 created, 1 updated, 0 unchanged",
+                                 "  updated  workflows/batch.json [[]default[]] 2_0: *"])
+    assert [c["status"] for c in ws.comparisons()] == ["updated"]
+    assert ws.report()["tests"][0]["failure_kind"] == "usage"
+    lines = (folder / "hashes.txt").read_text().splitlines()
+    png = Image.open(folder / "2_0.png")
+    assert HashRecord.parse(lines[0])[1].hashes == HashRecord.of(png, "phash", 8).hashes, "2_0: image and line agree"
+    assert (folder / "2_1.png" / "in-the-way").is_dir(), "never deleted"
