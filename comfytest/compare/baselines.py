@@ -23,6 +23,7 @@ exclusive ``flock`` on its directory so pytest-xdist workers can update one case
 from __future__ import annotations
 
 import difflib
+import errno
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
@@ -172,11 +173,12 @@ def _run(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
     except OSError as exc:  # read-only folder, a directory where a file belongs, disk full
         where = exc.filename2 or exc.filename or kind.target  # os.replace: (temporary file, target)
         what = "baseline" if Path(where).is_relative_to(kind.store.root) else "result"
+        folder = "baselines folder" if what == "baseline" else "results folder (--comfy-results)"
+        fix = (f"Free space on the disk of the {folder}" if exc.errno == errno.ENOSPC else
+               f"Make the {folder} writable" + (" (or move the obstacle away)" if what == "baseline" else ""))
         raise StorageError(
             f"cannot write the {what} file for {kind.key.label()}: {where}: {exc.strerror or exc}. "
-            + ("Make the baselines folder writable (or move the obstacle away) and run again."
-               if what == "baseline" else "Make the results folder (--comfy-results) writable and run again.")
-        ) from None
+            f"{fix} and run again.") from None
 
 
 def _lifecycle(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:

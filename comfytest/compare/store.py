@@ -279,6 +279,11 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would surprise a CI cache or another user
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write that failed (a full disk) names no file: name ours
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

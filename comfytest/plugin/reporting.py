@@ -7,6 +7,7 @@ records to the controller inside the test reports; only the controller writes th
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -97,6 +98,8 @@ class SessionState:
         self.previous: dict[str, Any] | None = None
         self.written: list[Path] = []
         self.summary_notes: list[str] = []
+        #: why the reports could not be written (the session then fails: exit code 4, usage)
+        self.report_error: str | None = None
         self.deselected = False
         self.doc: dict[str, Any] | None = None
         #: the run covered every workflow folder, so a baseline folder of a workflow that no
@@ -316,6 +319,18 @@ class SessionState:
         if self.previous is not None:
             self.timing_changes = self._compare(doc)
             self.memory_changes = compare_memory(self.previous, doc)
+        try:
+            self._write_reports(doc)
+        except OSError as exc:  # a full disk, a read-only folder: said once, never a traceback
+            where = exc.filename or self.settings.results
+            self.report_error = (
+                f"comfytest could not write its reports into the results folder {self.settings.results}: "
+                f"{where}: {exc.strerror or exc}. "
+                + ("Free space on that disk" if exc.errno == errno.ENOSPC else "Make it writable")
+                + " or choose another folder with --comfy-results; the baselines were not affected.")
+            self.summary_notes.append(f"error: {self.report_error}")
+
+    def _write_reports(self, doc: dict[str, Any]) -> None:
         results = self.settings.results
         results.mkdir(parents=True, exist_ok=True)
         previous = results / "report.json"

@@ -4,8 +4,11 @@ each against the real embedded ComfyUI wherever the fault can be made with it.""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +258,40 @@ def test_update_with_one_unwritable_baseline_counts_what_it_wrote(ws: Workspace)
     png = Image.open(folder / "2_0.png")
     assert HashRecord.parse(lines[0])[1].hashes == HashRecord.of(png, "phash", 8).hashes, "2_0: image and line agree"
     assert (folder / "2_1.png" / "in-the-way").is_dir(), "never deleted"
+
+
+# ------------------------------------------------------------- row 13: results folder on a full disk
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs, filled: a real ENOSPC from the kernel (mounting needs root)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.decode().strip()}")
+    try:
+        with contextlib.suppress(OSError):
+            (mount / "filler").write_bytes(b"\0" * 128 * 1024)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_results_disk_names_the_results_folder(ws: Workspace, full_disk: Path) -> None:
+    ws.workflow("two", TWO_OUTPUTS)
+    ws.run(UPDATE).assert_outcomes(passed=1)
+    ws.workflow("two", {**TWO_OUTPUTS, "1": {**TWO_OUTPUTS["1"], "inputs": {**TWO_OUTPUTS["1"]["inputs"], "color": 0xFF0000}}})
+    results = full_disk / "results"
+    args = [a for a in ws.args if not a.startswith("--comfy-results")] + [f"--comfy-results={results}"]
+    before = ws.snapshot()
+    result = ws.pytester.runpytest(*args)
+    out = text(result)
+    assert result.ret == 1, out[-3000:]
+    assert "No space left on device" in out and str(results) in out, out[-3000:]
+    assert "make the results folder (--comfy-results)" in out.lower() or "results folder (--comfy-results)" in out
+    assert "baseline file" not in out and "Make the baselines folder writable" not in out
+    assert "Traceback" not in out
+    assert ws.snapshot() == before
