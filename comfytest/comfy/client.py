@@ -44,7 +44,8 @@ _REASONS = (
     ("nodename nor servname", "host name not found"),
     ("temporary failure in name resolution", "host name not found"),
     ("timed out", "connection timed out"),
-    ("certificate verify failed", "TLS certificate not trusted"),
+    ("certificate verify failed", "TLS certificate not trusted: give the PEM file of its CA with "
+     "--comfy-ca-bundle (ini comfy_ca_bundle, env COMFYTEST_CA_BUNDLE)"),
     ("reset by peer", "connection reset"),
 )
 

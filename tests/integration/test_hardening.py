@@ -5,6 +5,7 @@ each against the real embedded ComfyUI wherever the fault can be made with it.""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import threading
 import time
@@ -19,11 +20,13 @@ from PIL import Image, ImageOps
 from comfytest.comfy.client import ComfyClient
 from comfytest.comfy.execution import Runner, new_prompt_id
 from comfytest.compare.store import HASHES_FILE, HashRecord, upsert_hash
-from comfytest.errors import ComfyTestError, PromptVanished
+from comfytest.errors import ComfyTestError, PromptVanished, ServerUnavailable
 from comfytest.plugin.reporting import failure_kind
+from tests.faultproxy import proxy_to
 from tests.integration.lifecycle import TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
 from tests.integration.test_client import noise_prompt
 from tests.load import loaded
+from tests.tlscert import self_signed
 
 UPDATE = "--comfy-update-baselines"
 TINY_TOML = "tolerance = 2\n\n[cases.base]\nseed = 42\n"
@@ -295,3 +298,32 @@ def test_a_full_results_disk_names_the_results_folder(ws: Workspace, full_disk: 
     assert "baseline file" not in out and "Make the baselines folder writable" not in out
     assert "Traceback" not in out
     assert ws.snapshot() == before
+
+
+# ------------------------------------------------------------- row 17: an untrusted certificate
+
+
+@pytest.fixture
+def tls_url(comfy: Any, tmp_path: Path) -> Iterator[str]:
+    """Real TLS with a self-signed certificate in front of the real server (https and wss)."""
+    cert, key = self_signed(tmp_path)
+    with proxy_to(str(comfy.url), tls=(str(cert), str(key))) as proxy:
+        yield proxy.url
+
+
+def test_an_untrusted_certificate_names_the_ca_bundle_option(tls_url: str, pytester: pytest.Pytester,
+                                                             tmp_path: Path) -> None:
+    client = ComfyClient(tls_url, request_timeout=5)
+    try:
+        for call in (client.system_stats, client.connect):
+            with pytest.raises(ServerUnavailable) as info:
+                call()
+            assert "TLS certificate not trusted" in str(info.value)
+            assert "--comfy-ca-bundle" in str(info.value) and "COMFYTEST_CA_BUNDLE" in str(info.value)
+    finally:
+        client.close()
+    pytester.makeini("[pytest]\ncomfy_workflows = workflows\n")
+    (pytester.path / "workflows").mkdir()
+    (pytester.path / "workflows" / "two.json").write_text(json.dumps(TWO_OUTPUTS))
+    result = pytester.runpytest(f"--comfy-url={tls_url}", f"--comfy-results={tmp_path / 'r'}", "-p", "no:cacheprovider")
+    assert "--comfy-ca-bundle" in text(result), text(result)[-2000:]
