@@ -10,6 +10,7 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
     ├── ServerError            infrastructure: the server cannot be used (CI may retry these)
     │   ├── ServerUnavailable  nothing answers at the URL, or the server died
     │   ├── LaunchError        a local ComfyUI could not be started
+    │   ├── PromptVanished     our prompt left the queue without running (cleared, never queued)
     │   └── ProtocolError      the server replied with something we cannot read
     ├── NodePackImportError    a custom node pack failed to import in a server comfytest started
     ├── PreflightError         the server lacks a node class or model the workflow needs
@@ -19,6 +20,7 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
     │   ├── PromptRejected     validation failed (HTTP 400, or node_errors in a 200)
     │   ├── ExecutionFailed    execution_error from a node
     │   ├── ExecutionInterrupted  execution_interrupted that comfytest did not ask for
+    │   ├── OutputRefused      /view refused (HTTP 400/403) the file path a node reported
     │   └── ExecutionTimeout   the deadline or the inactivity timeout passed; we interrupted
     ├── StorageError           a baseline or result file cannot be read or written (permissions, a folder in the way)
     └── ComparisonError        outputs differ from the baselines
@@ -29,12 +31,27 @@ reads (what, where, by how much, how to fix). The plugin layer shows it without 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides that
+# reorder what a reader sees (Trojan Source)
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with terminal control characters written out (``ESC[2J`` → ``\\x1b[2J``): a
+    node's error text, a title or a server's reply is shown, never obeyed by a terminal (clear
+    the screen, set its title, rewrite a line with a carriage return)."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                         else f"\\u{ord(m.group()):04x}", text)
 
 
 def clip(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters with the count of what was left out: node titles and
-    values come from workflow files and servers, and a 5 MB title must not fill a terminal."""
+    values come from workflow files and servers, and a 5 MB title must not fill a terminal.
+    Control characters are escaped (``escape_controls``)."""
+    text = escape_controls(text)
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
@@ -77,6 +94,11 @@ class LaunchError(ServerError):
     """A local ComfyUI could not be started."""
 
 
+class PromptVanished(ServerError):
+    """Our prompt is neither queued, running nor in /history: another client cleared the queue
+    or deleted it, or the server answered 200 to POST /prompt and never queued it."""
+
+
 class ProtocolError(ServerError):
     """The server sent a reply comfytest cannot read (names the endpoint)."""
 
@@ -112,6 +134,11 @@ class ExecutionFailed(RunError):
 
 class ExecutionInterrupted(RunError):
     """The prompt was interrupted by someone else (execution_interrupted)."""
+
+
+class OutputRefused(RunError):
+    """``/view`` refused (HTTP 400 or 403) the path of a file a node reported as its output:
+    the node's deterministic bug (the workflow's failure), not the server's; a retry cannot help."""
 
 
 class ExecutionTimeout(RunError):

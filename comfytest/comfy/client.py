@@ -24,7 +24,7 @@ import requests
 import websocket
 
 from comfytest.comfy.events import Clock, Event, Received, SystemClock, parse_binary, parse_text
-from comfytest.errors import ProtocolError, ServerUnavailable, redact
+from comfytest.errors import OutputRefused, ProtocolError, ServerUnavailable, redact
 from comfytest.outputs import FileRef
 
 _CONNECT_TIMEOUT = 5.0
@@ -44,7 +44,8 @@ _REASONS = (
     ("nodename nor servname", "host name not found"),
     ("temporary failure in name resolution", "host name not found"),
     ("timed out", "connection timed out"),
-    ("certificate verify failed", "TLS certificate not trusted"),
+    ("certificate verify failed", "TLS certificate not trusted: give the PEM file of its CA with "
+     "--comfy-ca-bundle (ini comfy_ca_bundle, env COMFYTEST_CA_BUNDLE)"),
     ("reset by peer", "connection reset"),
 )
 
@@ -259,17 +260,19 @@ class ComfyClient:
     def view(self, ref: FileRef) -> bytes:
         params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
         resp = self.request("GET", "/view", params=params)
+        where = f"GET /view for {ref.type}/{ref.subfolder + '/' if ref.subfolder else ''}{ref.filename} on {self.url}"
         if resp.status_code == 403:
-            raise ProtocolError(
-                f"GET /view for {ref.type}/{ref.subfolder + '/' if ref.subfolder else ''}{ref.filename} on "
-                f"{self.url} answered HTTP 403: ComfyUI refuses file paths outside its {ref.type} folder; "
+            raise OutputRefused(
+                f"{where} answered HTTP 403: ComfyUI refuses file paths outside its {ref.type} folder; "
                 "the node that produced this output reported a path ComfyUI does not serve"
             )
-        if resp.status_code != 200:
-            raise ProtocolError(
-                f"GET /view for {ref.type}/{ref.subfolder + '/' if ref.subfolder else ''}{ref.filename} "
-                f"on {self.url} answered HTTP {resp.status_code}"
+        if resp.status_code == 400:  # ComfyUI: an empty name, one starting with '/' or holding '..'
+            raise OutputRefused(
+                f"{where} answered HTTP 400: ComfyUI refuses file names that are empty, start with '/' "
+                "or contain '..'; the node that produced this output reported such a name"
             )
+        if resp.status_code != 200:
+            raise ProtocolError(f"{where} answered HTTP {resp.status_code}")
         return resp.content
 
     # ------------------------------------------------------------ WebSocket

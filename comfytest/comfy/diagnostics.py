@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from comfytest.errors import clip
+from comfytest.errors import clip, escape_controls
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def format_execution_error(
     lines.append(f"  finished before the failure: {_node_list(data.get('executed'), info)}")
     if cached:
         lines.append(f"  taken from the server's cache: {_node_list(cached, info)}")
-    return "\n".join(lines)
+    return escape_controls("\n".join(lines))  # the server's text, never obeyed by a terminal
 
 
 def format_interrupted(data: Mapping[str, Any], info: NodeInfo) -> str:

@@ -46,7 +46,9 @@ from comfytest.errors import (
     ExecutionFailed,
     ExecutionInterrupted,
     ExecutionTimeout,
+    OutputRefused,
     PromptRejected,
+    PromptVanished,
     ProtocolError,
     ServerUnavailable,
     UnsupportedServer,
@@ -55,6 +57,8 @@ from comfytest.media import MESH_EXT, Undecodable, decode_image, kind_of
 from comfytest.outputs import FileRef, OutputFile, OutputImage, OutputText
 
 _HISTORY_RETRY_S = 2.0
+#: how often a prompt that has not started is looked for in the queue
+_QUEUE_CHECK_S = 2.0
 _INTERRUPT_GRACE_S = 15.0
 _CONTROL_TIMEOUT_S = 5.0  # capped by the run's own timeouts: a frozen server fails in bounded time
 
@@ -193,7 +197,11 @@ class Runner:
                 observer.run_ended()
         history = self._history(pid, required=follower.resynced)
         outputs = self._outputs(follower, history)
-        images, texts, files = self._decode(outputs) if fetch_images else ((), (), ())
+        try:
+            images, texts, files = self._decode(outputs) if fetch_images else ((), (), ())
+        except _NodeOutputRefused as exc:
+            raise OutputRefused(f"{describe_node(exc.node, info)} reported an output file the server will not "
+                                f"serve: {exc.refusal}. Fix the path the node returns in its 'ui' output.") from None
         memory = sampler.stop() if sampler is not None else None
         create_time = _create_time(history)
         timing = compute_timing(
@@ -245,7 +253,12 @@ class Runner:
         clock = self.client.clock
         start = clock.now().mono_ms
         last = start
+        check = time.monotonic() + _QUEUE_CHECK_S
         while not f.done:
+            if not f.started and time.monotonic() >= check:  # still waiting: is it still queued?
+                if self._vanished(f):
+                    return
+                check = time.monotonic() + _QUEUE_CHECK_S
             now = clock.now().mono_ms
             late = now - start >= timeout * 1000
             if late or now - last >= idle * 1000:
@@ -258,6 +271,8 @@ class Runner:
             if now - last >= idle * 1000:
                 self._timed_out(f, info, f"sent no message for {idle:g} s (--comfy-idle-timeout)")
             wait = min(start + timeout * 1000, last + idle * 1000) - now
+            if not f.started:
+                wait = min(wait, max(0.0, check - time.monotonic()) * 1000)
             item = self.client.next_event(wait / 1000)
             if item is None:
                 continue
@@ -266,6 +281,27 @@ class Runner:
                 self._resync(f, item)
             else:
                 f.accept(item)
+
+    def _vanished(self, f: _Follower) -> bool:
+        """While our prompt waits: True when it finished unseen; PromptVanished when it is neither
+        queued, running nor in /history (twice: a prompt moving from the queue to /history is
+        in one of them). The WebSocket cannot say so: it keeps talking about other prompts."""
+        for _attempt in range(2):
+            try:
+                state = prompt_state(self.client, f.prompt_id)
+            except (ServerUnavailable, ProtocolError):
+                return False  # the deadlines decide about a server that does not answer
+            if state == "done":
+                f.resynced = f.done = True  # the socket missed the end; /history has it
+                return True
+            if state == "queued":
+                return False
+        raise PromptVanished(
+            f"prompt {f.prompt_id} is gone from the queue of {self.client.url}: it is not pending, not "
+            "running and not in /history, and nothing of it ran. Another client cleared the queue or "
+            "deleted it (the UI's \"Clear queue\"), or the server answered POST /prompt with 200 and "
+            "never queued it. Nothing was wrong with the workflow; run it again."
+        )
 
     def _resync(self, f: _Follower, lost: Disconnected) -> None:
         """Reopen the socket (old one closed first) and find out where our prompt is."""
@@ -405,7 +441,10 @@ class Runner:
 
     def _fetch(self, node: str, index: int, key: str, ref: FileRef,
                images: list[OutputImage], files: list[OutputFile]) -> None:
-        data, ref = self._download(ref)
+        try:
+            data, ref = self._download(ref)
+        except OutputRefused as exc:
+            raise _NodeOutputRefused(node, exc) from None
         kind = kind_of(ref.filename)
         if kind == "image":
             try:
@@ -423,12 +462,20 @@ class Runner:
         try:
             out = FileRef(ref.filename, ref.subfolder, "output")
             return self.client.view(out), out
-        except ProtocolError:
+        except (ProtocolError, OutputRefused):
             inp = FileRef(ref.filename, ref.subfolder, "input")
             return self.client.view(inp), inp
 
 
 Decoded = tuple[tuple[OutputImage, ...], tuple[OutputText, ...], tuple[OutputFile, ...]]
+
+
+class _NodeOutputRefused(Exception):
+    """``/view`` refused a file of ``node``: carried up to where the prompt's labels are known."""
+
+    def __init__(self, node: str, refusal: OutputRefused) -> None:
+        super().__init__(node)
+        self.node, self.refusal = node, refusal
 
 
 def _file_ref(key: str, index: int, value: Any) -> FileRef | None:

@@ -23,6 +23,7 @@ exclusive ``flock`` on its directory so pytest-xdist workers can update one case
 from __future__ import annotations
 
 import difflib
+import errno
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
@@ -41,9 +42,11 @@ from comfytest.compare.store import (
     BaselineStore,
     HashRecord,
     atomic_write,
+    check_line,
     read_hashes,
     remove_hash,
     safe_name,
+    uninterrupted,
     unused_baselines,
     upsert_hash,
 )
@@ -170,11 +173,12 @@ def _run(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
     except OSError as exc:  # read-only folder, a directory where a file belongs, disk full
         where = exc.filename2 or exc.filename or kind.target  # os.replace: (temporary file, target)
         what = "baseline" if Path(where).is_relative_to(kind.store.root) else "result"
+        folder = "baselines folder" if what == "baseline" else "results folder (--comfy-results)"
+        fix = (f"Free space on the disk of the {folder}" if exc.errno == errno.ENOSPC else
+               f"Make the {folder} writable" + (" (or move the obstacle away)" if what == "baseline" else ""))
         raise StorageError(
             f"cannot write the {what} file for {kind.key.label()}: {where}: {exc.strerror or exc}. "
-            + ("Make the baselines folder writable (or move the obstacle away) and run again."
-               if what == "baseline" else "Make the results folder (--comfy-results) writable and run again.")
-        ) from None
+            f"{fix} and run again.") from None
 
 
 def _lifecycle(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
@@ -220,12 +224,19 @@ def _lifecycle(kind: _Kind[B], mode: Mode, results_dir: Path) -> CheckResult:
         source, outcome.comparison, art.obtained, art.diff, art.side_by_side, outcome.text_diff)
 
 
-def _save_png(path: Path, frames: list[Image.Image]) -> None:
+def _save_png(path: Path, frames: list[Image.Image]) -> bytes:
     # no duration: Pillow's APNG writer merges identical frames only when one is given
     extra = {"save_all": True, "append_images": frames[1:]} if len(frames) > 1 else {}
     buffer = io.BytesIO()
     frames[0].save(buffer, format="PNG", **extra)
     atomic_write(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _decode_png(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
 
 
 @dataclass(frozen=True)
@@ -246,6 +257,7 @@ class _ImageKind(_Kind[list[Image.Image]]):
         self.name = f"{key.stem}.png"
         self.pixels_same = False
         self.stored: HashRecord | None = None  # the baseline's hashes.txt line
+        self.loaded: list[Image.Image] | None = None  # the baseline's frames, once decoded
         self.cmp: Comparison | None = None
 
     def criteria(self) -> Criteria:
@@ -265,14 +277,14 @@ class _ImageKind(_Kind[list[Image.Image]]):
         source = self.find_record()
         if source is None:
             return None
+        # the PNG is the baseline; its line says which device made it (and so whether the pixel
+        # limits apply): a line that is damaged, missing or made from other pixels is never skipped
+        self.loaded = _read_png(source)
         hashes = source.parent / HASHES_FILE
-        if hashes.exists():
-            self.store.mark_used(hashes)
-            try:  # the PNG is the baseline; its line only says which device made it
-                self.stored = read_hashes(hashes).get(self.key.stem)
-            except BaselineCorrupt:
-                self.stored = None
-        return _read_png(source)
+        self.store.mark_used(hashes)
+        self.stored = read_hashes(hashes).get(self.key.stem)
+        check_line(hashes, self.key.stem, self.stored, source, self.loaded)
+        return self.loaded
 
     def compare(self, baseline: list[Image.Image]) -> _Outcome:
         p, criteria = self.params, self.criteria()
@@ -304,9 +316,17 @@ class _ImageKind(_Kind[list[Image.Image]]):
         return self.pixels_same and stored == self._record()
 
     def dump(self) -> None:
-        if not self.pixels_same:
-            _save_png(self.target, self.frames)
-        upsert_hash(self.target.parent / HASHES_FILE, self.key.stem, self._record())
+        if self.cmp is None and self.loaded is not None:  # a damaged line: keep a reproduced image
+            self.pixels_same = _same_pixels(self.frames, self.loaded)
+            self.stored = None
+        record = self._record()
+        with uninterrupted():  # the image and its line: both or neither
+            if not self.pixels_same:
+                written = _save_png(self.target, self.frames)
+                # the line describes the bytes on disk, decoded again, not the image in memory
+                record = HashRecord.of(_decode_png(written), self.params.method, self.params.hash_size,
+                                       record.device)
+            upsert_hash(self.target.parent / HASHES_FILE, self.key.stem, record)
         self.store.mark_used(self.target)
         self.store.mark_used(self.target.parent / HASHES_FILE)
 
@@ -325,6 +345,11 @@ class _ImageKind(_Kind[list[Image.Image]]):
         _save_png(paths.diff, [diff])
         _save_png(paths.side_by_side, [ic.side_by_side(baseline[index], self.frames[index], diff)])
         return paths
+
+
+def _same_pixels(a: list[Image.Image], b: list[Image.Image]) -> bool:
+    return len(a) == len(b) and all(
+        x.mode == y.mode and x.size == y.size and x.tobytes() == y.tobytes() for x, y in zip(a, b))
 
 
 def _read_png(path: Path) -> list[Image.Image]:

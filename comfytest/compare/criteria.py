@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from comfytest.errors import ConfigError
+
 #: the largest channel difference allowed by default when the baseline's device is this one
 SAME_DEVICE_MAX_DIFF = 4
 #: a passing comparison whose pixels differ by more than this says so in its message
@@ -47,6 +49,14 @@ class Criteria:
     max_diff: int | None = None
     mean_diff: float | None = None
     min_psnr: float | None = None
+
+    def __post_init__(self) -> None:
+        # the settings parsers refuse these with the option or key named; this guards the
+        # library's own callers: a NaN limit compares false with everything (passes anything)
+        for name in ("tolerance", "max_diff", "mean_diff", "min_psnr"):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise ConfigError(f"comparison limit {name} = {value!r}: expected a finite number >= 0")
 
     @property
     def exact(self) -> bool:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import Any
 from PIL import Image
 
 from comfytest.compare import images as ic
-from comfytest.errors import BaselineCorrupt
+from comfytest.errors import BaselineCorrupt, clip
 
 try:
     import fcntl
@@ -122,15 +124,71 @@ def device_profile(system_stats: Mapping[str, Any]) -> str | None:
     return name.split(" ", 1)[1] if name.startswith("cuda:") and " " in name else name or None
 
 
-def read_hashes(path: Path) -> dict[str, HashRecord]:
-    """All records of a hashes file; BaselineCorrupt names the file and line it cannot read."""
+#: how a damaged record is repaired; named by every message about one
+REPAIR = (f"restore it from version control, or run pytest with {UPDATE_OPTION} to rewrite it (a line is "
+          "recomputed from an image the run reproduces; an image the run does not reproduce is replaced)")
+_MARKERS = ("<<<<<<<", "|||||||", "=======", ">>>>>>>")
+
+
+def _is_marker(line: str) -> bool:
+    return line.startswith(_MARKERS)
+
+
+def _parses(line: str) -> bool:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        HashRecord.parse(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _lines(first: int, last: int) -> str:
+    return "no line is" if last < first else f"line {first} is" if first == last else f"lines {first}-{last} are"
+
+
+def _conflict(path: Path, lines: list[str]) -> BaselineCorrupt | None:
+    """A git merge conflict left in the file, with which side is which."""
+    marks = [(n, ln) for n, ln in enumerate(lines, 1) if _is_marker(ln)]
+    if not marks:
+        return None
+    first, ours = marks[0]
+    theirs = next((ln for _, ln in marks if ln.startswith(">>>>>>>")), ">>>>>>> (missing)")
+    mid = next((n for n, ln in marks if ln.startswith("=======")), first)
+    end = next((n for n, ln in marks if ln.startswith(">>>>>>>")), len(lines))
+    return BaselineCorrupt(
+        f"{path}:{first}: unresolved git merge conflict: {_lines(first + 1, mid - 1)} one side "
+        f"({ours.strip()!r}: ours, the branch you were on; in a rebase, the branch you rebase onto), "
+        f"{_lines(mid + 1, end - 1)} the other ({theirs.strip()!r}: theirs, the branch being merged). "
+        f"Keep one side's line per output and delete the marker lines, or {REPAIR}")
+
+
+def read_hashes(path: Path) -> dict[str, HashRecord]:
+    """All records of a hashes file; BaselineCorrupt names the file and line it cannot read.
+
+    A merge conflict, bytes that are not UTF-8, a last line without its newline (a file cut
+    short: the cut may leave a line that still parses) and a second line for one output are
+    damage, never skipped: a dropped line would drop its device and the pixel limits with it."""
+    try:
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise BaselineCorrupt(f"cannot read baseline hash file {path}: {exc}") from exc
-    records = {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = data[:exc.start].count(b"\n") + 1
+        raise BaselineCorrupt(f"{path}:{where}: not text (byte {exc.start} is not UTF-8): the file is "
+                              f"damaged; {REPAIR}") from exc
+    lines = text.splitlines()
+    conflict = _conflict(path, lines)
+    if conflict is not None:
+        raise conflict
+    if text and not text.endswith("\n"):
+        raise BaselineCorrupt(f"{path}:{len(lines)}: the last line has no newline: the file was cut short "
+                              f"(truncated) and that line may have lost its end; {REPAIR}")
+    records: dict[str, HashRecord] = {}
+    first: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -138,10 +196,41 @@ def read_hashes(path: Path) -> dict[str, HashRecord]:
             stem, record = HashRecord.parse(line)
         except ValueError as exc:
             raise BaselineCorrupt(
-                f"{path}:{number}: malformed line {line!r} ({exc}); fix or delete it, or run "
+                f"{path}:{number}: malformed line {clip(line)!r} ({exc}); fix or delete it, or run "
                 f"pytest with {UPDATE_OPTION} to rewrite it") from exc
-        records[stem] = record
+        if stem in records:
+            raise BaselineCorrupt(f"{path}:{number}: a second line for {stem} (the first is line "
+                                  f"{first[stem]}); delete one, or {REPAIR}")
+        records[stem], first[stem] = record, number
     return records
+
+
+def line_number(path: Path, stem: str) -> int:
+    """The line of ``stem`` in a hashes file that ``read_hashes`` read (0 when absent)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next((n for n, ln in enumerate(lines, 1) if ln.split()[:1] == [stem]), 0)
+
+
+def check_line(hashes: Path, stem: str, record: HashRecord | None, image: Path,
+               frames: list[Image.Image]) -> None:
+    """BaselineCorrupt unless ``record`` (the line of ``hashes``) describes ``image``'s pixels:
+    a missing file or line, or a line made from other pixels (an update interrupted between the
+    two files, an image copied by hand) would otherwise drop the device and its pixel limits."""
+    if record is None:
+        why = (f"{hashes} is missing" if not hashes.exists() else
+               f"{hashes} is empty" if not hashes.read_text(encoding="utf-8").strip() else
+               f"{hashes} has no line for {stem}")
+        raise BaselineCorrupt(f"baseline image {image} has no hash line: {why}; the line records the "
+                              f"device that made the image. {REPAIR}")
+    method, size = ic.HashValue.parse(record.hashes[0]).method, ic.HashValue.parse(record.hashes[0]).size
+    actual = HashRecord(tuple(ic.image_hash(f, method, size) for f in frames), frames[0].size,
+                        frames[0].mode, record.device)
+    if (actual.hashes, actual.size) != (record.hashes, record.size):
+        raise BaselineCorrupt(
+            f"{hashes}:{line_number(hashes, stem)}: the line for {stem} does not match {image} (line: "
+            f"{record.size[0]}x{record.size[1]}, {','.join(record.hashes)[:40]}; image: {actual.size[0]}x"
+            f"{actual.size[1]}, {','.join(actual.hashes)[:40]}): one of the two was changed without the "
+            f"other (an interrupted update, a hand-copied image); {REPAIR}")
 
 
 @contextmanager
@@ -160,6 +249,26 @@ def _dir_lock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back until the block ends, then delivered: a baseline image and
+    its ``hashes.txt`` line are written together or not at all (a SIGKILL can still part them;
+    reading names that). Only the main thread can hold signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same directory and ``os.replace``: readers (and a
     crash) see the old or the new file, never half of one."""
@@ -170,6 +279,11 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would surprise a CI cache or another user
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write that failed (a full disk) names no file: name ours
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -178,10 +292,12 @@ def atomic_write(path: Path, data: bytes) -> None:
 def upsert_hash(path: Path, stem: str, record: HashRecord) -> bool:
     """Set one line of a hashes file under its lock; True when the file changed.
 
-    Lines this call cannot parse are kept verbatim: they belong to other outputs."""
+    Other outputs' lines are kept; lines that do not parse (git conflict markers, garbage) go:
+    every compare run failed on them naming this update as the repair, and each output's update
+    writes its own line again."""
     with _dir_lock(path.parent):
-        old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        kept = [ln for ln in old if ln.strip() and ln.split()[0] != stem]
+        old = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        kept = [ln for ln in old if ln.strip() and ln.split()[0] != stem and _parses(ln)]
         new = sorted([*kept, record.line(stem)])
         if new == old:
             return False

@@ -450,7 +450,10 @@ class ComfyTestHoldMemory:
 
 class ComfyTestFile:
     """Writes ``content`` (text, or base64 with ``base64``) to ``output/comfytest/<name>`` and
-    reports it under ``output_key``: files of any kind, including undecodable ones, on demand."""
+    reports it under ``output_key``: files of any kind, including undecodable ones, on demand.
+
+    ``report_subfolder`` / ``report_name`` (optional) report another path than the one written:
+    a node with a bad output path, which ComfyUI's ``/view`` refuses (HTTP 403 / 400)."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, InputTypes]:
@@ -459,6 +462,9 @@ class ComfyTestFile:
             "content": ("STRING", {"default": "", "multiline": True}),
             "base64": ("BOOLEAN", {"default": False}),
             "output_key": ("STRING", {"default": "images"}),
+        }, "optional": {
+            "report_subfolder": ("STRING", {"default": ""}),
+            "report_name": ("STRING", {"default": ""}),
         }}
 
     RETURN_TYPES = ()
@@ -466,7 +472,8 @@ class ComfyTestFile:
     OUTPUT_NODE = True
     CATEGORY = CATEGORY
 
-    def run(self, name: str, content: str, base64: bool, output_key: str) -> dict[str, Any]:
+    def run(self, name: str, content: str, base64: bool, output_key: str,
+            report_subfolder: str = "", report_name: str = "") -> dict[str, Any]:
         import base64 as b64
         import os
 
@@ -477,7 +484,8 @@ class ComfyTestFile:
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, os.path.basename(name)), "wb") as fh:
             fh.write(data)
-        entry = {"filename": os.path.basename(name), "subfolder": "comfytest", "type": "output"}
+        entry = {"filename": report_name or os.path.basename(name),
+                 "subfolder": report_subfolder or "comfytest", "type": "output"}
         extra = {"animated": [True]} if output_key == "images" and not name.endswith(".png") else {}
         return {"ui": {output_key: [entry], **extra}}
 

@@ -8,7 +8,8 @@ blocking error or one ``ComparisonError`` listing every output that failed.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,15 @@ from comfytest.compare.calibrate import measure_runs, repeat
 from comfytest.compare.files import MediaCheck, check_file
 from comfytest.compare.interface import check_interfaces
 from comfytest.compare.video import as_animation
-from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError, clip
+from comfytest.errors import (
+    BaselineMissing,
+    ComparisonError,
+    ImageMismatch,
+    PreflightError,
+    RunError,
+    StorageError,
+    clip,
+)
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
 from comfytest.plugin.session import ComfySession
@@ -244,23 +253,34 @@ def check_outputs(
         shutil.rmtree(stale, ignore_errors=True)
     checks: list[CheckResult] = []
     mode: Mode = "update" if update else "compare"
+    unwritable: list[StorageError] = []  # one output's file refused: the others are still checked
+    refused: set[str] = set()  # their stems: produced, so their baselines are not "no longer produced"
+
+    def check(key: BaselineKey, call: Callable[[], CheckResult]) -> None:
+        try:
+            checks.append(call())
+        except StorageError as exc:
+            unwritable.append(exc)
+            refused.add(key.stem)
+
     for img in result.images:
         if case.outputs is not None and img.node_id not in case.outputs:
             continue
         key = BaselineKey(name, case.id, img.key)
         tolerance, limits = case.criteria_for(img.node_id)
-        checks.append(check_image(
-            store, key, img.image, mode=mode, method=case.hash_method or "phash",
+        check(key, partial(
+            check_image, store, key, img.image, mode=mode, method=case.hash_method or "phash",
             hash_size=case.hash_size or 8, tolerance=tolerance, limits=limits,
             results_dir=results_dir, hash_only=hash_only,
         ))
     for text in result.texts:
         if case.outputs is None or text.node_id in case.outputs:
-            checks.append(check_text(store, BaselineKey(name, case.id, text.key), text.text, mode=mode, results_dir=results_dir))
+            text_key = BaselineKey(name, case.id, text.key)
+            check(text_key, partial(check_text, store, text_key, text.text, mode=mode, results_dir=results_dir))
     media = check_media(result, name, case, store, results_dir, mode, hash_only, labels)
     checks += [m.result for m in media]
     case_key = BaselineKey(name, case.id, "")
-    gone = check_not_produced(store, case_key, {c.key.stem for c in checks}, mode=mode, nodes=case.outputs)
+    gone = check_not_produced(store, case_key, {c.key.stem for c in checks} | refused, mode=mode, nodes=case.outputs)
     problems += _not_produced_summary(gone, checks, labels)
     if not checks and case.outputs is None:
         problems.append(_compared_nothing(result, labels))
@@ -269,6 +289,8 @@ def check_outputs(
         {**comparison_json(m.result), **m.to_json(), **_media_numbers(m)} for m in media] + [
         comparison_json(c) for c in gone]
     checks += gone
+    if unwritable:  # after the record: the summary counts what was written before and after it
+        raise StorageError("\n\n".join(str(e) for e in unwritable))
     problems += [c.message for c in checks if not c.ok and c.status != "not_produced"]  # those: once per node, above
     if problems:
         missing_only = all(c.status == "missing" for c in checks if not c.ok) and len(problems) == sum(not c.ok for c in checks)

@@ -84,7 +84,7 @@ class WorkflowFile(pytest.File):
             # a UI-format file needs /object_info to name its widget values: converted in
             # runtest; here its links alone are enough to check the settings' selectors
             workflow = convert_ui_workflow(data, None, self.path) if ui_data else parse_workflow(data, self.path)
-            cases = load_cases(settings_path(self.path), workflow)
+            cases = load_cases(settings_path(self.path), workflow, max_cases=self.state.settings.max_cases)
         except ComfyTestError as exc:
             raise self.CollectError(str(exc)) from None
         name = baseline_name(self.path, self.state.workflow_roots, self.config.rootpath)

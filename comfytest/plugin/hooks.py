@@ -260,6 +260,8 @@ class Reporter:
         self.state.finish_session(self.state.unused_baselines())
         if exitstatus == pytest.ExitCode.TESTS_FAILED and self.state.only_infrastructure_failures():
             session.exitstatus = EXIT_INFRASTRUCTURE
+        if self.state.report_error is not None and exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR  # green without its reports would mislead
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:

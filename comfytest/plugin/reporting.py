@@ -7,6 +7,7 @@ records to the controller inside the test reports; only the controller writes th
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from comfytest.compare.baselines import (
 from comfytest.compare.calibrate import render_table as render_calibration
 from comfytest.compare.store import device_profile
 from comfytest.errors import (
+    BaselineCorrupt,
     BaselineMissing,
     ComfyTestError,
     ComparisonError,
@@ -36,6 +38,7 @@ from comfytest.errors import (
     StorageError,
     UnsupportedServer,
     WorkflowError,
+    escape_controls,
     redact,
 )
 from comfytest.plugin.session import ComfySession, open_session, server_stats, start_pool
@@ -68,8 +71,9 @@ def failure_kind(exc: BaseException) -> str:
         return "unsupported"
     if isinstance(exc, PreflightError):
         return "preflight"
-    if isinstance(exc, (ConfigError, StorageError)):
-        return "usage"  # the user's set-up (an option, a read-only folder), not the code under test
+    if isinstance(exc, (ConfigError, StorageError, BaselineCorrupt)):
+        # the user's set-up (an option, a read-only folder, a damaged baseline), not the code under test
+        return "usage"
     if isinstance(exc, BaselineMissing):
         return "no baseline"  # the first run of a case, not a regression
     return "regression"
@@ -94,6 +98,8 @@ class SessionState:
         self.previous: dict[str, Any] | None = None
         self.written: list[Path] = []
         self.summary_notes: list[str] = []
+        #: why the reports could not be written (the session then fails: exit code 4, usage)
+        self.report_error: str | None = None
         self.deselected = False
         self.doc: dict[str, Any] | None = None
         #: the run covered every workflow folder, so a baseline folder of a workflow that no
@@ -183,7 +189,8 @@ class SessionState:
         return "\n".join(line for line in lines if line)
 
     def redact(self, text: str) -> str:
-        return redact(text, self.settings.secrets)
+        """Secrets out and control characters escaped: what every shown or written message goes through."""
+        return escape_controls(redact(text, self.settings.secrets))
 
     def store(self, session: ComfySession) -> BaselineStore:
         """The baseline store; its profile is --comfy-profile, else the device's when that
@@ -312,6 +319,18 @@ class SessionState:
         if self.previous is not None:
             self.timing_changes = self._compare(doc)
             self.memory_changes = compare_memory(self.previous, doc)
+        try:
+            self._write_reports(doc)
+        except OSError as exc:  # a full disk, a read-only folder: said once, never a traceback
+            where = exc.filename or self.settings.results
+            self.report_error = (
+                f"comfytest could not write its reports into the results folder {self.settings.results}: "
+                f"{where}: {exc.strerror or exc}. "
+                + ("Free space on that disk" if exc.errno == errno.ENOSPC else "Make it writable")
+                + " or choose another folder with --comfy-results; the baselines were not affected.")
+            self.summary_notes.append(f"error: {self.report_error}")
+
+    def _write_reports(self, doc: dict[str, Any]) -> None:
         results = self.settings.results
         results.mkdir(parents=True, exist_ok=True)
         previous = results / "report.json"

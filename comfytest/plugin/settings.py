@@ -8,6 +8,7 @@ command-line option > environment variable (where one exists) > ini key > built-
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -25,11 +26,20 @@ PROGRESS_MODES = ("auto", "nodes", "off")
 ORDERS = ("models", "file")
 
 
-def positive_float(text: str) -> float:
+def _finite(text: str, what: str) -> float:
+    """``float(text)``, refusing NaN and infinities: a NaN timeout never expires, a NaN limit
+    compares false with everything."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give {what}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text, "a number of seconds")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value
@@ -53,11 +63,8 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0 or value != value:
+    value = _finite(text, "a number")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
@@ -191,6 +198,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("memory-fail", "fail tests whose peak memory grew against --comfy-compare (failure kind 'memory'); without it they only warn", flag=True, default=False),
     Option("progress", "live progress while a case runs: auto (one updating line on a terminal, nothing otherwise), nodes (a line per node, also in CI logs), off", choice(*PROGRESS_MODES), default="auto"),
     Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
+    # --- issue 25: hardening, round two ---
+    Option("max-cases", "most cases one workflow's settings file may declare (matrices expanded); a larger matrix is refused before it is built", positive_int, default=1000),
 )
 
 
@@ -265,6 +274,7 @@ class Settings:
     memory_fail: bool = False
     progress: str = "auto"
     previews: bool = False
+    max_cases: int = 1000
     url_source: str = "default"
     gpus: tuple[str, ...] = ()
     servers: int = 1
@@ -403,6 +413,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         memory_fail=bool(values["comfy_memory_fail"]),
         progress=values["comfy_progress"],
         previews=bool(values["comfy_previews"]),
+        max_cases=values["comfy_max_cases"],
     )
     _check_folders(settings, sources)
     return settings

@@ -77,7 +77,9 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -186,8 +188,15 @@ def settings_path(workflow_path: Path) -> Path:
     return workflow_path.with_suffix(".toml")
 
 
-def load_cases(toml_path: Path, workflow: Workflow) -> tuple[CaseSpec, ...]:
-    """The cases declared in ``toml_path``; one ``default`` case when the file is absent."""
+#: the most cases one settings file may declare unless told otherwise (--comfy-max-cases)
+MAX_CASES = 1000
+
+
+def load_cases(toml_path: Path, workflow: Workflow, *, max_cases: int | None = MAX_CASES) -> tuple[CaseSpec, ...]:
+    """The cases declared in ``toml_path``; one ``default`` case when the file is absent.
+
+    More than ``max_cases`` (None: no limit) is refused before a matrix is expanded: 3000 × 3000
+    values would otherwise be built, one case at a time, into nine million test items."""
     if not toml_path.exists():
         return (CaseSpec(DEFAULT_CASE),)
     data = _read_toml(toml_path)
@@ -197,9 +206,30 @@ def load_cases(toml_path: Path, workflow: Workflow) -> tuple[CaseSpec, ...]:
     if not isinstance(cases, dict) or not cases:
         raise ConfigError(f"{toml_path}: 'cases' must be a table of [cases.<name>] tables")
     specs: list[CaseSpec] = []
+    total = 0
     for name, table in cases.items():
-        specs.extend(_case(replace(ctx, scope=f"case '{name}'"), name, table, defaults))
+        case_ctx = replace(ctx, scope=f"case '{name}'")
+        total += _count(case_ctx, table, defaults, max_cases)
+        if max_cases is not None and total > max_cases:
+            raise ctx.error(f"{total:,} cases in all, more than the {max_cases:,} allowed per workflow file "
+                            "(--comfy-max-cases, ini comfy_max_cases): split the matrices or raise the limit")
+        specs.extend(_case(case_ctx, name, table, defaults))
     return tuple(specs)
+
+
+def _count(ctx: _Context, table: object, defaults: Mapping[str, Any], max_cases: int | None) -> int:
+    """How many cases one ``[cases.<name>]`` table makes, counted before any is built."""
+    own = table.get("matrix") if isinstance(table, dict) else None
+    matrix = own if own is not None else defaults.get("matrix")
+    if not isinstance(matrix, dict) or not matrix:
+        return 1
+    sizes = [len(v) if isinstance(v, list) else 1 for v in matrix.values()]
+    count = math.prod(sizes)
+    if max_cases is not None and count > max_cases:
+        raise ctx.error(f"its matrix makes {count:,} cases ({' × '.join(map(str, sizes))}), more than the "
+                        f"{max_cases:,} allowed per workflow file (--comfy-max-cases, ini comfy_max_cases): "
+                        "split the matrix into cases, or raise the limit")
+    return count
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -208,6 +238,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); TOML files are "
+                          "UTF-8: save it again as UTF-8") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read (arrays or tables inside each other "
+                          f"more than {sys.getrecursionlimit()} levels)") from None
 
 
 @dataclass(frozen=True)
@@ -271,6 +307,8 @@ def _int(minimum: int) -> Callable[[_Context, str, object], int]:
 
 
 def _timeout(ctx: _Context, key: str, value: object) -> float:
+    if isinstance(value, float) and not math.isfinite(value):  # a NaN or infinite timeout never expires
+        raise _type_error(ctx, key, "a finite number of seconds > 0", value)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise _type_error(ctx, key, "a number of seconds > 0", value)
     return float(value)
@@ -351,6 +389,8 @@ def _output_tolerance(ctx: _Context, key: str, value: object) -> dict[str, int]:
 
 
 def _number(ctx: _Context, key: str, value: object) -> float:
+    if isinstance(value, float) and not math.isfinite(value):  # a NaN limit compares false with everything
+        raise _type_error(ctx, key, "a finite number >= 0", value)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise _type_error(ctx, key, "a number >= 0", value)
     return float(value)
@@ -455,8 +495,8 @@ def _media(ctx: _Context, key: str, value: object) -> dict[str, Any]:
             raise ctx.error(f"unknown key '{key}.{name}'{hint}")
         kind, what = _MEDIA_KEYS[name]
         ok = isinstance(item, bool) if kind is bool else (
-            isinstance(item, (int, float)) and not isinstance(item, bool) and item >= 0
-            and (kind is float or isinstance(item, int)))
+            isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
+            and item >= 0 and (kind is float or isinstance(item, int)))
         if not ok:
             raise _type_error(ctx, f"{key}.{name}", what, item)
         out[name] = kind(item)

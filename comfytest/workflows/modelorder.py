@@ -131,7 +131,7 @@ class NodeidModels:
             if not isinstance(data, dict) or not is_workflow_file(data):
                 return None
             workflow = convert_ui_workflow(data, None, path) if is_ui_format(data) else parse_workflow(data, path)
-            return {case.id: case_models(workflow, case) for case in load_cases(settings_path(path), workflow)}
+            return {case.id: case_models(workflow, case) for case in load_cases(settings_path(path), workflow, max_cases=None)}
         except ComfyTestError:
             return None
 

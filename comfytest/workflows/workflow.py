@@ -144,6 +144,9 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise WorkflowError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    except RecursionError:
+        raise WorkflowError(f"{path}: nested too deeply to read (objects or arrays inside each other "
+                            "about a thousand levels or more); no workflow is built that way") from None
 
 
 def is_ui_format(data: object) -> bool:

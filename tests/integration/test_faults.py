@@ -23,7 +23,7 @@ import pytest
 
 from comfytest.comfy.client import ComfyClient
 from comfytest.comfy.execution import Runner, new_prompt_id
-from comfytest.errors import ProtocolError, ServerUnavailable
+from comfytest.errors import OutputRefused, ProtocolError, ServerUnavailable
 from comfytest.outputs import FileRef
 from tests.faultproxy import PASS, Fault, FaultProxy, proxy_to
 from tests.integration.test_client import noise_prompt
@@ -195,7 +195,7 @@ def test_http_cut_then_recovered_works_again(client: ComfyClient, proxy: FaultPr
 
 
 def test_a_403_from_view_is_not_blamed_on_credentials(comfy: Any) -> None:
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(OutputRefused) as err:  # the node's failure, not infrastructure (issue 25)
         comfy.client.view(FileRef("x.png", "../..", "output"))
     text = str(err.value)
     assert "HTTP 403" in text and "outside its output folder" in text
