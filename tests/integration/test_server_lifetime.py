@@ -69,7 +69,8 @@ def wait_for(check: object, within: float, what: str) -> object:
 
 def signal_during_startup(tmp_path: Path, sig: int, servers: int) -> tuple[list[int], str, int | None]:
     """Start the inner session, signal it once every launched server's process exists but
-    none answers yet; the server pids seen, pytest's output, its exit code."""
+    none answers yet; the server pids seen, pytest's output, its exit code. pytest must end
+    within 10 s (at this load) of the signal."""
     write_sleep_suite(tmp_path, 2)
     results = tmp_path / "results"
     xdist = ["-n", str(servers), f"--comfy-servers={servers}"] if servers > 1 else []
@@ -79,8 +80,12 @@ def signal_during_startup(tmp_path: Path, sig: int, servers: int) -> tuple[list[
                         "the servers' processes starting")
         time.sleep(0.3)
         assert not started(results), "the servers answered already: the test missed their start-up"
+        signalled = time.monotonic()
         os.kill(proc.pid, sig)
         out, _ = proc.communicate(timeout=loaded(60))
+        took = time.monotonic() - signalled
+        print(f"pytest ended {took:.2f} s after the signal")
+        assert took < loaded(10), f"pytest ended {took:.1f} s after the signal"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -97,10 +102,12 @@ def test_a_signal_while_the_server_starts_leaves_no_comfyui(tmp_path: Path, sig:
     """Rows 2 and 3: Ctrl-C, SIGTERM (CI cancel) or SIGHUP (ssh closed) while the launched
     server is still starting: pytest ends as interrupted and no ComfyUI is left."""
     pids, out, code = signal_during_startup(tmp_path, sig, servers)
+    ended = time.monotonic()
     wait_for(lambda: not comfyui_pids(tmp_path / "results"), loaded(10), "every launched ComfyUI ending")
     assert pids and not any(Path(f"/proc/{p}/cmdline").exists() and Path(f"/proc/{p}/cmdline").read_bytes()
                             for p in pids)
     assert code == 2, out  # pytest's "interrupted"
+    print(f"no ComfyUI left {time.monotonic() - ended:.2f} s after pytest's exit")
 
 
 def test_sigkill_to_pytest_while_the_server_starts_leaves_no_comfyui(tmp_path: Path) -> None:
@@ -108,7 +115,9 @@ def test_sigkill_to_pytest_while_the_server_starts_leaves_no_comfyui(tmp_path: P
     parent-death signal and its watchdog (EOF on a pipe from pytest) end it, checked by PID."""
     pids, out, code = signal_during_startup(tmp_path, signal.SIGKILL, 1)
     assert code == -signal.SIGKILL, out
+    killed = time.monotonic()
     wait_for(lambda: not comfyui_pids(tmp_path / "results"), loaded(15), "the orphaned ComfyUI ending")
+    print(f"no ComfyUI left {time.monotonic() - killed:.2f} s after pytest's death")
     for pid in pids:
         assert not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes(), pid
 
@@ -127,7 +136,9 @@ def test_sigkill_to_pytest_with_a_running_server_leaves_no_comfyui(tmp_path: Pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    killed = time.monotonic()
     wait_for(lambda: not comfyui_pids(results), loaded(15), "the orphaned ComfyUI ending")
+    print(f"no ComfyUI left {time.monotonic() - killed:.2f} s after pytest's death")
     assert pids
 
 
