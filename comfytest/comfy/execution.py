@@ -299,7 +299,10 @@ class Runner:
         limit = self._control_timeout()
         if self.client.answers_ping(limit):
             return False
-        return prompt_state(self.client, f.prompt_id) == "queued"
+        try:
+            return prompt_state(self.client, f.prompt_id) == "queued"
+        except (ServerUnavailable, ProtocolError):
+            return False  # HTTP is not fine either: the timeout's own handling says so
 
     def _follow_record(self, f: _Follower, info: NodeInfo, start_ms: float, timeout: float) -> None:
         """Follow a prompt by the server's record while its socket is stalled: every second,

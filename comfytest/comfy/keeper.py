@@ -9,7 +9,8 @@ session (and process group) of its own. It then
    (``prctl(PR_SET_PDEATHSIG)``; it fires when the parent *thread* that forked ends, so
    comfytest asks only when it forks from its main thread), and exits at once if the parent
    ``PARENT`` is gone already;
-3. forks a watchdog that holds ``FD``, the read end of a pipe whose write end only comfytest
+3. forks a watchdog (re-executed as ``keeper.py watch FD PID``, so that nothing takes it for
+   ComfyUI by its command line) that holds ``FD``, the read end of a pipe whose write end only comfytest
    holds: EOF means comfytest has ended, whatever ended it (SIGKILL included, on every OS).
    The watchdog then sends SIGTERM to the whole process group (ComfyUI and any process it
    started), SIGKILL after a grace period; it also ends the group's stragglers once ComfyUI has
@@ -65,6 +66,9 @@ def _watch(fd: int, server: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if argv[1] == "watch":  # the watchdog, re-executed so that its command line names no ComfyUI
+        _watch(int(argv[2]), int(argv[3]))
+        return
     fd, parent, deathsig, command = int(argv[1]), int(argv[2]), argv[3] == "1", argv[4:]
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for sig in _SIGNALS:
@@ -76,9 +80,9 @@ def main(argv: list[str]) -> None:
     server = os.getpid()
     if os.fork() == 0:
         try:
-            _watch(fd, server)
+            os.execv(sys.executable, [sys.executable, "-I", "-S", os.path.abspath(__file__), "watch", str(fd), str(server)])
         finally:
-            os._exit(0)
+            os._exit(71)  # could not run: the parent-death signal still covers Linux
     os.close(fd)
     os.execv(command[0], command)
 

@@ -109,7 +109,6 @@ class LocalServer:
 
     def spawn(self) -> None:
         """Start the process on a free port (``read_flags`` first); does not wait for it."""
-        self._cancelled = False
         self.port = free_port(self.spec.host)
         try:
             self._spawn()
@@ -163,6 +162,8 @@ class LocalServer:
             os.close(watch)
             if blocked is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if self._cancelled:  # cancel() ran on another thread while this one forked
+            self.stop()
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}

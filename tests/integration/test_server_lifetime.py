@@ -40,6 +40,19 @@ def comfyui_pids(results: Path) -> list[int]:
     return found
 
 
+def watchdogs(servers: list[int]) -> list[int]:
+    """The keepers' watchdogs (``keeper.py watch FD PID``) of these servers still running."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            words = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"watch" in words and any(w.endswith(b"keeper.py") for w in words) and words[-2].decode() in map(str, servers):
+            found.append(int(proc.name))
+    return found
+
+
 def started(results: Path) -> bool:
     """Whether any launched server has answered already (its log says where to find it)."""
     return any("To see the GUI" in log.read_text(errors="replace") for log in results.glob("server-*/comfyui.log"))
@@ -104,6 +117,7 @@ def test_a_signal_while_the_server_starts_leaves_no_comfyui(tmp_path: Path, sig:
     pids, out, code = signal_during_startup(tmp_path, sig, servers)
     ended = time.monotonic()
     wait_for(lambda: not comfyui_pids(tmp_path / "results"), loaded(10), "every launched ComfyUI ending")
+    wait_for(lambda: not watchdogs(pids), loaded(10), "their watchdogs ending")
     assert pids and not any(Path(f"/proc/{p}/cmdline").exists() and Path(f"/proc/{p}/cmdline").read_bytes()
                             for p in pids)
     assert code == 2, out  # pytest's "interrupted"
@@ -118,6 +132,7 @@ def test_sigkill_to_pytest_while_the_server_starts_leaves_no_comfyui(tmp_path: P
     killed = time.monotonic()
     wait_for(lambda: not comfyui_pids(tmp_path / "results"), loaded(15), "the orphaned ComfyUI ending")
     print(f"no ComfyUI left {time.monotonic() - killed:.2f} s after pytest's death")
+    wait_for(lambda: not watchdogs(pids), loaded(15), "its watchdog ending")
     for pid in pids:
         assert not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes(), pid
 
@@ -130,6 +145,7 @@ def test_sigkill_to_pytest_with_a_running_server_leaves_no_comfyui(tmp_path: Pat
     try:
         wait_for(lambda: started(results), loaded(120), "the server answering")
         pids = comfyui_pids(results)
+        assert len(watchdogs(pids)) == len(pids) == 1, "the server and its watchdog"
         proc.kill()
         proc.wait()
     finally:
@@ -140,6 +156,7 @@ def test_sigkill_to_pytest_with_a_running_server_leaves_no_comfyui(tmp_path: Pat
     wait_for(lambda: not comfyui_pids(results), loaded(15), "the orphaned ComfyUI ending")
     print(f"no ComfyUI left {time.monotonic() - killed:.2f} s after pytest's death")
     assert pids
+    wait_for(lambda: not watchdogs(pids), loaded(15), "its watchdog ending")
 
 
 def test_one_of_two_servers_dying_while_starting_is_left_out_with_its_log(tmp_path: Path) -> None:
