@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,31 @@ def test_a_proxy_whose_comfyui_is_not_here_gives_no_rss_and_says_why(forwarder: 
     found = find_comfyui(port, ["main.py", "--listen", "0.0.0.0", "--port", str(free_port())])
     assert found.pid is None
     assert found.why_not is not None and "no RSS figure" in found.why_not and "comfyui-forwarder" in found.why_not
+
+
+NOT_HERE = """
+from comfytest.comfy.resources import LocalComfyUI
+import comfytest.plugin.session as session
+
+session.find_comfyui = lambda port, argv: LocalComfyUI(None, "no RSS figure: (as behind a proxy to elsewhere)")
+"""
+
+
+def test_the_no_rss_note_of_an_xdist_worker_reaches_the_summary(comfy_url: str, tmp_path: Path) -> None:
+    """Under xdist the worker finds the server's process, the controller prints the summary:
+    the reason for a missing RSS figure is handed over. The finder is replaced in the inner
+    conftest (loaded by every worker): a ComfyUI that is no process of this user cannot be had
+    here, and the real finder is tested above."""
+    (tmp_path / "conftest.py").write_text(NOT_HERE)
+    (tmp_path / "quick.json").write_text(json.dumps(noise_prompt(133)))
+    dropped = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS", "COMFYUI_URL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "quick.json", "-n", "1",
+         f"--comfy-url={comfy_url}", f"--comfy-results={tmp_path / 'results'}",
+         f"--comfy-baselines={tmp_path / 'baselines'}", "--comfy-update-baselines"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=loaded(120),
+    )
+    assert done.returncode == 0, done.stdout
+    assert "no RSS figure: (as behind a proxy to elsewhere)" in done.stdout
