@@ -53,6 +53,26 @@ def watchdogs(servers: list[int]) -> list[int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (xdist workers, launched servers)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def started(results: Path) -> bool:
     """Whether any launched server has answered already (its log says where to find it)."""
     return any("To see the GUI" in log.read_text(errors="replace") for log in results.glob("server-*/comfyui.log"))
@@ -80,7 +100,7 @@ def wait_for(check: object, within: float, what: str) -> object:
     raise AssertionError(f"{what} did not happen within {within:.0f} s")
 
 
-def signal_during_startup(tmp_path: Path, sig: int, servers: int) -> tuple[list[int], str, int | None]:
+def signal_during_startup(tmp_path: Path, sig: int, servers: int) -> tuple[list[int], str, int | None, list[int]]:
     """Start the inner session, signal it once every launched server's process exists but
     none answers yet; the server pids seen, pytest's output, its exit code. pytest must end
     within 10 s (at this load) of the signal."""
@@ -93,6 +113,7 @@ def signal_during_startup(tmp_path: Path, sig: int, servers: int) -> tuple[list[
                         "the servers' processes starting")
         time.sleep(0.3)
         assert not started(results), "the servers answered already: the test missed their start-up"
+        spawned = children(proc.pid)
         signalled = time.monotonic()
         os.kill(proc.pid, sig)
         out, _ = proc.communicate(timeout=loaded(60))
@@ -103,7 +124,7 @@ def signal_during_startup(tmp_path: Path, sig: int, servers: int) -> tuple[list[
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return list(pids), out.decode(errors="replace"), proc.returncode  # type: ignore[call-overload]
+    return list(pids), out.decode(errors="replace"), proc.returncode, spawned  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(
@@ -114,7 +135,7 @@ def signal_during_startup(tmp_path: Path, sig: int, servers: int) -> tuple[list[
 def test_a_signal_while_the_server_starts_leaves_no_comfyui(tmp_path: Path, sig: int, servers: int) -> None:
     """Rows 2 and 3: Ctrl-C, SIGTERM (CI cancel) or SIGHUP (ssh closed) while the launched
     server is still starting: pytest ends as interrupted and no ComfyUI is left."""
-    pids, out, code = signal_during_startup(tmp_path, sig, servers)
+    pids, out, code, spawned = signal_during_startup(tmp_path, sig, servers)
     ended = time.monotonic()
     wait_for(lambda: not comfyui_pids(tmp_path / "results"), loaded(10), "every launched ComfyUI ending")
     wait_for(lambda: not watchdogs(pids), loaded(10), "their watchdogs ending")
@@ -122,12 +143,13 @@ def test_a_signal_while_the_server_starts_leaves_no_comfyui(tmp_path: Path, sig:
                             for p in pids)
     assert code == 2, out  # pytest's "interrupted"
     print(f"no ComfyUI left {time.monotonic() - ended:.2f} s after pytest's exit")
+    wait_for(lambda: not any(alive(p) for p in spawned), loaded(10), "every process pytest started ending (xdist workers too)")
 
 
 def test_sigkill_to_pytest_while_the_server_starts_leaves_no_comfyui(tmp_path: Path) -> None:
     """Row 3 (done-when): SIGKILL, which pytest cannot handle, during start-up: the server's
     parent-death signal and its watchdog (EOF on a pipe from pytest) end it, checked by PID."""
-    pids, out, code = signal_during_startup(tmp_path, signal.SIGKILL, 1)
+    pids, out, code, _ = signal_during_startup(tmp_path, signal.SIGKILL, 1)
     assert code == -signal.SIGKILL, out
     killed = time.monotonic()
     wait_for(lambda: not comfyui_pids(tmp_path / "results"), loaded(15), "the orphaned ComfyUI ending")
