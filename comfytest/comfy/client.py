@@ -15,6 +15,7 @@ import queue
 import re
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class ComfyClient:
         self.events: queue.Queue[Event | Disconnected] = queue.Queue()
         self._ws: websocket.WebSocket | None = None
         self._reader: threading.Thread | None = None
+        self._pongs = 0  # pong frames the reader has seen (``answers_ping``)
         self._jobs_api: bool | None = None  # probed on first use
 
     # ------------------------------------------------------------ HTTP
@@ -318,13 +320,16 @@ class ComfyClient:
 
     def _read_loop(self, ws: websocket.WebSocket, out: queue.Queue[Event | Disconnected]) -> None:
         now = self.clock.now
-        binary = websocket.ABNF.OPCODE_BINARY
+        binary, pong, ping = websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_PING
         while True:
             try:
-                opcode, data = ws.recv_data()
+                opcode, data = ws.recv_data(control_frame=True)
             except Exception as exc:  # any end of the socket is reported, never raised here
                 out.put(Disconnected(now(), f"{type(exc).__name__}: {exc}"))
                 return
+            if opcode in (pong, ping):  # websocket-client has answered a ping already
+                self._pongs += opcode == pong
+                continue
             at = now()
             try:
                 if opcode == binary:
@@ -335,6 +340,22 @@ class ComfyClient:
                 continue  # one unreadable frame must not stop the run; it has no prompt_id anyway
             except UnicodeDecodeError:
                 continue
+
+    def answers_ping(self, timeout: float) -> bool:
+        """Whether the open socket still carries the server's frames: a ping, and its pong
+        within ``timeout`` s (aiohttp answers pings itself, whatever a node is doing). False on
+        a stalled connection: TCP open, nothing coming back."""
+        ws, seen = self._ws, self._pongs
+        if ws is None or not self.connected:
+            return False
+        try:
+            ws.ping(b"comfytest")
+        except (OSError, websocket.WebSocketException):
+            return False
+        deadline = time.monotonic() + timeout
+        while self._pongs == seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self._pongs != seen
 
     def next_event(self, timeout: float) -> Event | Disconnected | None:
         try:

@@ -60,6 +60,7 @@ _HISTORY_RETRY_S = 2.0
 #: how often a prompt that has not started is looked for in the queue
 _QUEUE_CHECK_S = 2.0
 _INTERRUPT_GRACE_S = 15.0
+_RECORD_POLL_S = 1.0  # how often a prompt behind a stalled socket is looked up in /queue
 _CONTROL_TIMEOUT_S = 5.0  # capped by the run's own timeouts: a frozen server fails in bounded time
 
 
@@ -266,6 +267,9 @@ class Runner:
                     f"sent no message for {idle:g} s (--comfy-idle-timeout)"
                 if self._finished_meanwhile(f, info, why):
                     return  # the socket missed the end (stalled, or dropped right after connecting)
+                if not late and self._socket_stalled(f):
+                    self._follow_record(f, info, start, timeout)
+                    return
             if late:
                 self._timed_out(f, info, f"did not finish within {timeout:g} s (--comfy-timeout)")
             if now - last >= idle * 1000:
@@ -323,6 +327,46 @@ class Runner:
             f"prompt {f.prompt_id} is neither queued nor in /history after the WebSocket "
             f"to {self.client.url} dropped ({lost.reason}); the server may have restarted"
         )
+
+    def _socket_stalled(self, f: _Follower) -> bool:
+        """The silence is the socket's, not the prompt's: the socket does not answer a ping
+        while the server's own record (``/queue`` or the jobs API) has our prompt queued or
+        running. A silent node on a healthy socket is not a stall: the idle timeout stands."""
+        limit = self._control_timeout()
+        if self.client.answers_ping(limit):
+            return False
+        try:
+            return prompt_state(self.client, f.prompt_id) == "queued"
+        except (ServerUnavailable, ProtocolError):
+            return False  # HTTP is not fine either: the timeout's own handling says so
+
+    def _follow_record(self, f: _Follower, info: NodeInfo, start_ms: float, timeout: float) -> None:
+        """Follow a prompt by the server's record while its socket is stalled: every second,
+        ``/history`` (done?) and ``/queue`` (still there?), until its end or ``--comfy-timeout``;
+        events that still arrive are taken. A prompt that leaves the queue without an end in
+        ``/history`` is a protocol error, as after a dropped socket."""
+        f.resynced = True
+        clock = self.client.clock
+        deadline_ms = start_ms + timeout * 1000
+        while not f.done:
+            if clock.now().mono_ms >= deadline_ms:
+                self._timed_out(f, info, f"did not finish within {timeout:g} s (--comfy-timeout) "
+                                         "while its WebSocket was stalled (followed by GET /queue)")
+            item = self.client.next_event(min(_RECORD_POLL_S, max(0.0, (deadline_ms - clock.now().mono_ms) / 1000)))
+            if isinstance(item, Disconnected):
+                self._resync(f, item)
+                continue
+            if item is not None:
+                f.accept(item)
+                continue
+            state = prompt_state(self.client, f.prompt_id)
+            if state == "done":
+                f.done = True
+            elif state == "unknown":
+                raise ProtocolError(
+                    f"prompt {f.prompt_id} left the queue of {self.client.url} without an entry in "
+                    "/history while its WebSocket was stalled; the server may have restarted"
+                )
 
     def _control_timeout(self) -> float:
         """Seconds a control request (history check, interrupt, queue delete) may take."""

@@ -161,6 +161,79 @@ def process_rss(pid: int) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class LocalComfyUI:
+    """The ComfyUI process behind a loopback URL (``pid``), or why there is none (``why_not``:
+    set when a process of this user answers there that is not that ComfyUI)."""
+
+    pid: int | None
+    why_not: str | None = None
+
+
+def find_comfyui(port: int, argv: Sequence[Any] | None, proc: Path = Path("/proc")) -> LocalComfyUI:
+    """The ComfyUI process that answers on loopback ``port``, recognised by its command line.
+
+    ``argv`` is what the server says it was started with (``/system_stats`` ``system.argv``):
+    the process must have exactly that command line (after the interpreter). A proxy or port
+    forwarder in front of ComfyUI listens on ``port`` too, but its command line differs; then the
+    ComfyUI behind it is looked for on the port its own ``--port`` names (8188 by default), and
+    found when it runs on this machine. Without ``argv`` (a server that does not report it)
+    the command line must name ``main.py`` or ``comfy``.
+    """
+    argv = [str(a) for a in argv] if isinstance(argv, list) and argv else None
+    ports = [port] + [p for p in ([_argv_port(argv)] if argv else []) if p != port]
+    for candidate in ports:
+        for pid in _listening_pids(candidate, proc):
+            if _is_comfyui(proc / str(pid), argv):
+                return LocalComfyUI(pid)
+    holders = _listening_pids(port, proc)
+    if not holders:
+        return LocalComfyUI(None)
+    command = _short(" ".join(_cmdline(proc / str(holders[0]))))
+    return LocalComfyUI(None, (
+        f"no RSS figure: the process listening on port {port} (pid {holders[0]}: {command}) is not "
+        "the ComfyUI that answers there" + (f" (started as {_short(' '.join(argv))})" if argv else "")
+        + ", so it is a proxy or port forwarder, and that ComfyUI is not a process of this user on this machine"
+    ))
+
+
+def _short(command: str, width: int = 120) -> str:
+    """One line; a long command keeps its start and its end (where a forwarder names its target)."""
+    command = " ".join(command.split())
+    return command if len(command) <= width else f"{command[:width // 2]} … {command[-(width // 2 - 3):]}"
+
+
+def _argv_port(argv: Sequence[str]) -> int:
+    for i, arg in enumerate(argv):
+        value = arg.partition("=")[2] if arg.startswith("--port=") else argv[i + 1] if arg == "--port" and i + 1 < len(argv) else None
+        if value is not None and value.isdigit():
+            return int(value)
+    return 8188  # ComfyUI's default
+
+
+def _cmdline(entry: Path) -> list[str]:
+    try:
+        raw = (entry / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0")[:-1]]
+
+
+def _is_comfyui(entry: Path, argv: Sequence[str] | None) -> bool:
+    if argv is None:
+        return _looks_like_comfyui(entry)
+    cmd, n = _cmdline(entry), len(argv)
+    return (len(cmd) > n and cmd[len(cmd) - n + 1:] == list(argv[1:])
+            and os.path.basename(cmd[len(cmd) - n]) == os.path.basename(argv[0]))
+
+
+def _listening_pids(port: int, proc: Path) -> list[int]:
+    inodes = _listening_inodes(port, proc)
+    if not inodes:
+        return []
+    return [int(e.name) for e in proc.iterdir() if e.name.isdigit() and _holds_socket(e, inodes)]
+
+
 def listening_pid(port: int, proc: Path = Path("/proc")) -> int | None:
     """The process of this user that listens on TCP ``port`` and looks like ComfyUI, if any.
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections import deque
@@ -27,6 +28,7 @@ from comfytest.comfy.launchargs import ComfyFlags, failure_hint, own_state_args,
 from comfytest.errors import LaunchError
 
 _READY_POLL_S = 0.2
+KEEPER = Path(__file__).with_name("keeper.py")  # runs in front of ComfyUI: see its docstring
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,6 +74,8 @@ class LocalServer:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.flags = ComfyFlags(None)  # what its main.py --help lists; read in start()
+        self._lifeline: int | None = None  # write end of the keeper's pipe: open while we live
+        self._cancelled = False
 
     @property
     def url(self) -> str:
@@ -92,17 +96,47 @@ class LocalServer:
         return cmd + list(spec.args)
 
     def start(self, timeout: float) -> None:
-        """Start on a free port and wait for readiness; retries once if the port was taken."""
+        """Start on a free port and wait for readiness; retries once if the port was taken.
+        Whatever interrupts it (Ctrl-C, SIGTERM as ``KeyboardInterrupt``), the process is
+        stopped before the exception goes on."""
+        self.read_flags()
+        self.spawn()
+        self.finish_start(timeout)
+
+    def read_flags(self) -> None:
+        """What this ComfyUI's ``main.py --help`` lists (own user folder and database flags)."""
         self.flags = read_flags(self.spec.python, self.spec.comfyui_dir, self._env())
-        for _attempt in range(3):
-            self.port = free_port(self.spec.host)
+
+    def spawn(self) -> None:
+        """Start the process on a free port (``read_flags`` first); does not wait for it."""
+        self.port = free_port(self.spec.host)
+        try:
             self._spawn()
+        except BaseException:
+            self.stop()
+            raise
+
+    def finish_start(self, timeout: float) -> None:
+        """Wait for readiness; on a port taken meanwhile, start again on another (twice)."""
+        try:
+            for _attempt in range(2):
+                if self._wait_ready(timeout):
+                    return
+                if self._cancelled or not self._port_clash():
+                    break
+                self.stop()
+                self.spawn()
             if self._wait_ready(timeout):
                 return
-            if not self._port_clash():
-                break
+        except BaseException:
             self.stop()
+            raise
         raise LaunchError(self._launch_failure(timeout))
+
+    def cancel(self) -> None:
+        """Stop a start in progress (from another thread too): no retry follows."""
+        self._cancelled = True
+        self.stop()
 
     def _spawn(self) -> None:
         for sub in ("output", "temp"):
@@ -110,16 +144,26 @@ class LocalServer:
         if self.spec.input_dir is not None:
             self.spec.input_dir.mkdir(parents=True, exist_ok=True)
         env = self._env()
+        watch, self._lifeline = os.pipe()  # the keeper's watchdog reads EOF once we are gone
+        main = threading.current_thread() is threading.main_thread()
+        # the parent-death signal fires when the forking *thread* ends: only from the main one
+        keeper = [str(self.spec.python), str(KEEPER), str(watch), str(os.getpid()), "1" if main else "0"]
         log = open(self.log_path, "ab")
-        try:
+        blocked = _block_signals() if main else None
+        try:  # no signal handler runs between the fork and self.proc being set
             self.proc = subprocess.Popen(
-                self.command(), cwd=self.spec.comfyui_dir, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                keeper + self.command(), cwd=self.spec.comfyui_dir, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, start_new_session=True, pass_fds=(watch,),
             )
         except OSError as exc:
             raise LaunchError(f"cannot start {self.spec.python} main.py in {self.spec.comfyui_dir}: {exc}") from None
         finally:
             log.close()
+            os.close(watch)
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if self._cancelled:  # cancel() ran on another thread while this one forked
+            self.stop()
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}
@@ -170,15 +214,26 @@ class LocalServer:
         return b"".join(tail).decode("utf-8", "replace").rstrip()
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the process group, then SIGKILL after ``grace`` seconds."""
+        """SIGTERM the process group, then SIGKILL after ``grace`` seconds; then the lifeline
+        is closed (the keeper's watchdog ends what is left of the group)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        except ProcessLookupError:
-            pass
+            if proc is None or proc.poll() is not None:
+                return
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        finally:
+            lifeline, self._lifeline = self._lifeline, None
+            if lifeline is not None:
+                os.close(lifeline)
+
+
+def _block_signals() -> set[int | signal.Signals]:
+    """Block the signals that end a session (the keeper unblocks them in the child)."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})

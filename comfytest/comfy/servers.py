@@ -109,29 +109,36 @@ class ServerPool:
     @classmethod
     def launch(cls, spec: LaunchSpec, dirs: Sequence[Path], timeout: float,
                gpus: Sequence[str] = ()) -> ServerPool:
-        """One ComfyUI per folder in ``dirs`` (with ``gpus``: one per GPU), started in parallel;
-        if any cannot start, all are stopped and the error says which and shows its log."""
+        """One ComfyUI per folder in ``dirs`` (with ``gpus``: one per GPU), started in parallel.
+
+        One that cannot start is stopped and left out, named with its log in a note; only
+        when none starts is it an error (naming each, with the first one's log). The processes
+        are forked from the calling thread (the main one: see ``keeper``), their readiness
+        awaited on threads; an interrupt (Ctrl-C, SIGTERM) stops every one before it goes on."""
         servers = [LocalServer(_for_gpu(spec, gpus[i]) if gpus else spec, d) for i, d in enumerate(dirs)]
         labels = [f"GPU {g}" for g in gpus] if gpus else [f"server {i + 1}" for i in range(len(dirs))]
         if len(servers) == 1 and not gpus:
             labels = [""]
-
-        def start(server: LocalServer) -> ServerError | None:
-            try:
-                server.start(timeout)
-            except ServerError as exc:
-                return exc
-            return None
-
         with ThreadPoolExecutor(max_workers=len(servers)) as workers:
-            problems = list(workers.map(start, servers))
+            try:
+                problems = _start_all(servers, timeout, workers)
+            except BaseException:
+                for server in servers:
+                    server.cancel()
+                raise
         failed = [(label, p) for label, p in zip(labels, problems) if p is not None]
-        if failed:
-            for server in servers:
+        live = [(s, label) for s, label, p in zip(servers, labels, problems) if p is None]
+        notes = []
+        for server, label, problem in zip(servers, labels, problems):
+            if problem is not None:
                 server.stop()
+                notes.append(f"{label or 'the server'} could not start and was left out: "
+                             f"{str(problem).splitlines()[0]} Log: {server.log_path}. "
+                             f"The session ran on the other {len(live)} server(s).")
+        if not live:
             raise _launch_failed(failed, gpus)
-        entries = [ServerEntry(s.url, label, str(s.log_path)) for s, label in zip(servers, labels)]
-        return cls(entries, servers)
+        entries = [ServerEntry(s.url, label, str(s.log_path)) for s, label in live]
+        return cls(entries, [s for s, _ in live], notes=notes)
 
     def alive(self, index: int, probe: Callable[[str], bool]) -> bool:
         local = self.local[index]
@@ -141,6 +148,28 @@ class ServerPool:
         for server in self.local:
             if server is not None:
                 server.stop()
+
+
+def _start_all(servers: Sequence[LocalServer], timeout: float, workers: ThreadPoolExecutor) -> list[ServerError | None]:
+    """Read each server's flags (in parallel), fork each here, await each (in parallel)."""
+    def attempt(step: Callable[[LocalServer], None]) -> Callable[[LocalServer], ServerError | None]:
+        def run(server: LocalServer) -> ServerError | None:
+            try:
+                step(server)
+            except ServerError as exc:
+                return exc
+            return None
+        return run
+
+    problems = list(workers.map(attempt(LocalServer.read_flags), servers))
+    for i, server in enumerate(servers):
+        if problems[i] is None:
+            problems[i] = attempt(LocalServer.spawn)(server)
+    waiting = {i: workers.submit(attempt(lambda s: s.finish_start(timeout)), s)
+               for i, s in enumerate(servers) if problems[i] is None}
+    for i, future in waiting.items():
+        problems[i] = future.result()
+    return problems
 
 
 def _for_gpu(spec: LaunchSpec, gpu: str) -> LaunchSpec:

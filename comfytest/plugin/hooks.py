@@ -256,6 +256,7 @@ class Reporter:
             if output is not None and self.state.started is not None:
                 output["comfytest_fingerprint"] = self.state.fingerprint()
                 output["comfytest_dead"] = self.state.all_dead()
+                output["comfytest_notes"] = list(self.state.started.pool.notes)  # e.g. no RSS behind a proxy
             return
         self.state.finish_session(self.state.unused_baselines())
         if exitstatus == pytest.ExitCode.TESTS_FAILED and self.state.only_infrastructure_failures():
@@ -276,6 +277,7 @@ class Reporter:
         if fingerprint and self.state.worker_fingerprint is None:
             self.state.worker_fingerprint = fingerprint
         self.state.dead_servers.extend(d for d in output.get("comfytest_dead", []) if d not in self.state.dead_servers)
+        self.state.summary_notes.extend(n for n in output.get("comfytest_notes", []) if n not in self.state.summary_notes)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         lines = self.state.summary_lines()

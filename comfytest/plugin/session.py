@@ -26,7 +26,7 @@ from comfytest.comfy.client import ComfyClient
 from comfytest.comfy.embedded import default_home, load_embedded
 from comfytest.comfy.execution import Runner, RunResult
 from comfytest.comfy.packimport import check_log
-from comfytest.comfy.resources import HOST_MEMORY_DEVICES, ResourceSampler, listening_pid, meminfo_stats
+from comfytest.comfy.resources import HOST_MEMORY_DEVICES, ResourceSampler, find_comfyui, meminfo_stats
 from comfytest.comfy.server import LaunchSpec, LocalServer, check_comfyui_dir
 from comfytest.comfy.servers import ServerEntry, ServerPool, bound_index, log_tail
 from comfytest.errors import (
@@ -127,9 +127,17 @@ class ComfySession:
         if self.server is not None and self.server.proc is not None:
             return self.server.proc.pid
         parts = urlsplit(self.client.url)
-        if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port:
-            return listening_pid(parts.port)
-        return None
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1") or not parts.port:
+            return None
+        try:  # the server's own command line tells ComfyUI from a proxy in front of it
+            self._system_stats = self._system_stats or self.client.system_stats(timeout=3)
+            argv = (self._system_stats.get("system") or {}).get("argv")
+        except ComfyTestError:
+            argv = None
+        found = find_comfyui(parts.port, argv)
+        if found.why_not and found.why_not not in self.pool.notes:
+            self.pool.notes.append(f"{self.entry.name}: {found.why_not}.")
+        return found.pid
 
     def sampler(self) -> ResourceSampler | None:
         """The session's memory sampler (made at the first run, kept for every later one):
