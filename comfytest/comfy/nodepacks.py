@@ -4,7 +4,7 @@ ComfyUI 0.3.75 reads extra ``custom_nodes`` folders from an ``--extra-model-path
 (``utils/extra_config.py``: every key under a section is a folder kind; ``custom_nodes`` is one)
 and imports every package inside such a folder (``nodes.init_external_custom_nodes``). A pack
 under test is one package, not a folder of them, so the session gets a folder of its own,
-``<session>/custom_nodes``, holding one link per pack (``.`` → the repository the tests live
+``<home>/sessions/<pid>-…/custom_nodes``, holding one link per pack (``.`` → the repository the tests live
 in), and a YAML naming that folder. Nothing is written into the ComfyUI checkout: the same two
 files serve the embedded server and a ``--comfy-launch``ed one.
 
@@ -15,7 +15,10 @@ server, unless the server's own ``custom_nodes`` already has them (the embedded 
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,31 @@ def link_name(pack: Path, taken: set[str]) -> str:
     return name
 
 
+def session_folder(home: Path) -> Path:
+    """A new folder ``<home>/sessions/<pid>-…`` for one server pool's links and YAML.
+
+    Outside the suite's repository on purpose: a link back to the repository inside its own
+    results folder would be a loop for anything that walks the tree. Folders of processes that
+    no longer run are removed (they hold only links and the YAML)."""
+    root = home / "sessions"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def prepare(packs: Sequence[Path], session_dir: Path, comfy_custom_nodes: Path | None) -> PackLinks:
     """Links to ``packs`` (and to comfytest's nodepack, unless ``comfy_custom_nodes`` — the
     server's own folder — has it) in ``<session_dir>/custom_nodes``, and the YAML naming it."""
@@ -97,4 +125,4 @@ def inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-__all__ = ["NODEPACK_NAME", "PackLinks", "check_pack", "inside", "link_name", "our_nodepack", "prepare"]
+__all__ = ["NODEPACK_NAME", "PackLinks", "check_pack", "inside", "link_name", "our_nodepack", "prepare", "session_folder"]

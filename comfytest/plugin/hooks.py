@@ -125,7 +125,7 @@ def root_refusal(config: pytest.Config, settings: Settings) -> str | None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return None  # the controller checked it, and hands its rootdir to the workers
     picked = Setup(config.rootpath, config.inipath)
-    positional = [str(a) for a in (config.option.file_or_dir or [])]
+    positional = [str(a) for a in (getattr(config.option, "file_or_dir", None) or [])]
     words = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *map(str, config.invocation_params.args)]
     stray = [w for w in words if not w.startswith("-") and w not in positional]
     intended = None

@@ -25,7 +25,7 @@ from PIL import Image
 from comfytest.comfy.client import ComfyClient
 from comfytest.comfy.embedded import TORCH, default_home, load_embedded
 from comfytest.comfy.execution import Runner, RunResult
-from comfytest.comfy.nodepacks import check_pack
+from comfytest.comfy.nodepacks import check_pack, session_folder
 from comfytest.comfy.nodepacks import prepare as prepare_packs
 from comfytest.comfy.packdeps import ensure as ensure_packdeps
 from comfytest.comfy.packimport import check_log
@@ -420,7 +420,7 @@ def start_pool(settings: Settings, session_dir: Path, worker: str = "main") -> S
         return pool
     count = settings.servers
     dirs = [_server_dir(session_dir, worker if count == 1 else f"{worker}.{k + 1}") for k in range(count)]
-    spec = _launch_spec(settings, dirs[0])
+    spec = _launch_spec(settings)
     pool = ServerPool.launch(spec, dirs, settings.startup_timeout, settings.gpus)
     try:  # a pack that failed to import is reported once, here, not as N preflight failures
         for server in pool.local:
@@ -461,13 +461,13 @@ def check_comfyui(client: ComfyClient, stats: Mapping[str, Any]) -> None:
     )
 
 
-def _launch_spec(settings: Settings, server_dir: Path) -> LaunchSpec:
+def _launch_spec(settings: Settings) -> LaunchSpec:
     if settings.launch is not None:
         check_comfyui_dir(settings.launch)
         python = settings.python or Path(sys.executable)
         home = settings.embedded_home or default_home()
         return _with_packs(LaunchSpec(comfyui_dir=settings.launch, python=python, args=settings.launch_args),
-                           settings, server_dir, home, settings.launch / "custom_nodes", pins="")
+                           settings, home, settings.launch / "custom_nodes", pins="")
     emb = load_embedded(settings.embedded_home or default_home())
     spec = LaunchSpec(
         comfyui_dir=emb.comfyui_dir,
@@ -477,15 +477,14 @@ def _launch_spec(settings: Settings, server_dir: Path) -> LaunchSpec:
         env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", EMBEDDED_THREADS)},
     )
     pins = "comfytest/embedded_constraints.txt and torch " + TORCH.split("==")[-1]
-    return _with_packs(spec, settings, server_dir, emb.home, emb.base_dir / "custom_nodes", pins)
+    return _with_packs(spec, settings, emb.home, emb.base_dir / "custom_nodes", pins)
 
 
-def _with_packs(spec: LaunchSpec, settings: Settings, server_dir: Path, home: Path, own_nodes: Path,
-                pins: str) -> LaunchSpec:
+def _with_packs(spec: LaunchSpec, settings: Settings, home: Path, own_nodes: Path, pins: str) -> LaunchSpec:
     """The spec with the session's packs (and comfytest's nodepack) loaded, and the packs'
     requirements installed for the server's Python (``comfy.packdeps``)."""
     packs = [check_pack(p) for p in settings.custom_nodes]
-    links = prepare_packs(packs, server_dir / "packs", own_nodes)
+    links = prepare_packs(packs, session_folder(home), own_nodes)
     deps = ensure_packdeps(spec.python, packs, home, pins)
     return replace(spec, args=(*links.args(), *spec.args), env={**spec.env, **deps.env({**os.environ, **spec.env})})
 
