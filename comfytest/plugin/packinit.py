@@ -39,6 +39,8 @@ comfy_custom_nodes = .
 addopts = -ra
 """
 
+GITIGNORE = "comfytest-results/\n.comfytest-home/\n"
+
 INI_LINES = ("comfy_workflows = workflows", "comfy_custom_nodes = .")
 
 GITHUB_WORKFLOW = """\
@@ -138,6 +140,14 @@ def init(root: Path, info: dict[str, object], classes: Sequence[str], spec: str)
         wrote.extend(str(p) for p in write_workflow(target, prompt))
         notes.extend(f"{target.name}: connect by hand: {line}" for line in unfed)
     write_new(root / "baselines" / ".gitkeep", "", wrote, kept)
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        write_new(ignore, GITIGNORE, wrote, kept)
+    else:
+        lines = ignore.read_text(encoding="utf-8", errors="replace").split()
+        absent = [ln for ln in GITIGNORE.split() if ln not in lines]
+        if absent:
+            notes.append(f"add {', '.join(absent)} to {ignore} (comfytest's results; the CI job's embedded ComfyUI)")
     write_new(root / ".github" / "workflows" / "comfytest.yml", GITHUB_WORKFLOW.format(spec=spec), wrote, kept)
     return wrote, kept, notes
 

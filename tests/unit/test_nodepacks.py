@@ -3,6 +3,7 @@ scaffolds that consume every output, and what ``comfytest init`` writes."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -166,8 +167,8 @@ def test_init_writes_config_workflows_baselines_and_ci_and_never_overwrites(tmp_
     root = make_pack(tmp_path / "pack")
     wrote, kept, notes = init(root, INFO, ["Effect"], "comfytest")
     assert sorted(Path(p).relative_to(root).as_posix() for p in wrote) == [
-        ".github/workflows/comfytest.yml", "baselines/.gitkeep", "pytest.ini", "workflows/Effect.json",
-        "workflows/Effect.toml"]
+        ".github/workflows/comfytest.yml", ".gitignore", "baselines/.gitkeep", "pytest.ini",
+        "workflows/Effect.json", "workflows/Effect.toml"]
     assert (root / "pytest.ini").read_text() == PYTEST_INI and "comfy_custom_nodes = ." in PYTEST_INI
     (root / "pytest.ini").write_text("[pytest]\n# mine\n")
     wrote, kept, notes = init(root, INFO, ["Effect"], "comfytest")
@@ -223,3 +224,26 @@ def test_actionlint_accepts_the_github_workflow(tmp_path: Path) -> None:
     path.write_text(GITHUB_WORKFLOW.format(spec="comfytest"))
     res = subprocess.run(["actionlint", str(path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_pack_that_pip_installs_at_import_installs_into_its_own_folder(tmp_path: Path) -> None:
+    """What the server process gets (PIP_PREFIX, PIP_CONSTRAINT, PYTHONPATH) sends a pack's own
+    ``pip install`` at import time into the packdeps folder, never into the server's environment."""
+    from importlib import metadata
+
+    try:
+        metadata.version("text-unidecode")
+        pytest.skip("text-unidecode is installed in this environment: the test needs a package it lacks")
+    except metadata.PackageNotFoundError:
+        pass
+    deps = packdeps.ensure(Path(sys.executable), [make_pack(tmp_path / "p")], tmp_path / "home")
+    env = {**os.environ, **deps.env(os.environ)}
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "text-unidecode"],
+                         env=env, capture_output=True, text=True)
+    if res.returncode != 0 and "No matching distribution" in res.stderr:
+        pytest.skip("no package index reachable")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert deps.site is not None and (deps.site / "text_unidecode").is_dir()
+    probe = subprocess.run([sys.executable, "-c", "import text_unidecode"], capture_output=True)
+    assert probe.returncode != 0, "the server's own environment is unchanged"
+    assert subprocess.run([sys.executable, "-c", "import text_unidecode"], env=env).returncode == 0
