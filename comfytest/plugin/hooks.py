@@ -127,7 +127,8 @@ def root_refusal(config: pytest.Config, settings: Settings) -> str | None:
     picked = Setup(config.rootpath, config.inipath)
     positional = [str(a) for a in (getattr(config.option, "file_or_dir", None) or [])]
     words = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *map(str, config.invocation_params.args)]
-    stray = [w for w in words if not w.startswith("-") and w not in positional]
+    stray = [w for w in words if not w.startswith("-") and w not in positional
+             and _exists(config.invocation_params.dir / Path(w).expanduser())]
     intended = None
     if stray:
         from _pytest.config.findpaths import determine_setup  # what the real positional args give
@@ -144,6 +145,13 @@ def root_refusal(config: pytest.Config, settings: Settings) -> str | None:
     return message or writes_into(settings.launch, [
         ("--comfy-results", settings.results), ("--comfy-baselines", settings.baselines),
         ("--comfy-history", settings.history)])
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long, or a word that is no path at all
+        return False
 
 
 def covers_all_workflows(config: pytest.Config) -> bool:

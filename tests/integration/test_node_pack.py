@@ -143,3 +143,16 @@ def test_option_paths_resolve_against_the_config_file_folder(pytester: pytest.Py
     os.chdir(sub)
     result = pytester.runpytest("--comfy-results=out", "--collect-only", "-p", "no:cacheprovider")
     assert f"RESULTS {pytester.path / 'out'}" in result.stdout.str()
+
+
+@pytest.mark.parametrize("option", ["--comfy-baselines", "--comfy-results"])
+def test_a_rootdir_taken_from_an_option_value_is_refused(pytester: pytest.Pytester, option: str) -> None:
+    """``--comfy-baselines ../x`` with a space: pytest's rootdir moves to a common ancestor and
+    the suite's configuration is lost; the session stops and names the fix."""
+    pytester.makeini("[pytest]\n")
+    other = pytester.path.parent / f"elsewhere-{option[2:]}"
+    other.mkdir(exist_ok=True)
+    result = pytester.runpytest_subprocess(option, str(other), "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"from '{other}', the value of an option" in err and f"{pytester.path / 'tox.ini'}" in err, err
