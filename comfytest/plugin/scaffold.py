@@ -1,16 +1,20 @@
-"""``comfytest-node``: a node's inputs, and a workflow + settings file scaffolded for node classes.
+"""``comfytest node``: a node's inputs, a pack's classes, and a workflow + settings file scaffolded for node classes.
 
 An author should not have to start ComfyUI by hand and read ``/object_info`` to write a test::
 
-    comfytest-node ComfyTestBlur                        # inputs and outputs (embedded server)
-    comfytest-node --url http://127.0.0.1:8188 ImageBlur ImageInvert --write workflows/blur.json
+    comfytest node ComfyTestBlur                        # inputs and outputs (embedded server)
+    comfytest node --custom-nodes . --list my_pack      # the classes of the pack in this folder
+    comfytest node --url http://127.0.0.1:8188 ImageBlur ImageInvert --write workflows/blur.json
 
-``--write`` chains the classes in the order given: every required widget input gets its
-default, every linked input takes the output of the nearest earlier node of that type, and an
-IMAGE left over at the end goes into a SaveImage. It writes the API-format workflow and a
-settings file beside it (never over an existing file) and lists the inputs nothing feeds.
-``/object_info`` comes from ``--url``, ``--launch DIR`` or the embedded server, or from a saved
-JSON file (``--object-info FILE``).
+``--write`` chains the classes in the order given: widgets get their defaults (a COMBO whose
+default gives a flat image — ``none``, ``custom``, ``black`` — gets another option; colours a
+mid-tone), every linked input takes the output of the nearest earlier node of that type or a
+seeded source (``ComfyTestNoiseImage``), and every output nothing consumes goes into a node
+that shows it (SaveImage, SaveLatent, ComfyTestText, PreviewAny), so the whole chain runs and
+every output is compared. It writes the API-format workflow and a settings file beside it
+(never over an existing file) and lists what it could not connect. ``/object_info`` comes from
+``--url``, ``--launch DIR`` or the embedded server (one per command, however many classes), or
+from a saved JSON file (``--object-info FILE``).
 """
 
 from __future__ import annotations
