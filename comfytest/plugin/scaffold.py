@@ -81,8 +81,9 @@ class _Builder:
     def _made_source(self, kind: str) -> tuple[str, int] | None:
         """A seeded noise image (and, for a MASK, its red channel); an empty latent."""
         if kind in ("IMAGE", "MASK") and "ComfyTestNoiseImage" in self.info:
-            image = self.add("ComfyTestNoiseImage", {"width": 128, "height": 128, "seed": 0, "batch_size": 1},
-                             "seeded noise (comfytest)")
+            seed = sum(1 for n in self.prompt.values() if n["class_type"] == "ComfyTestNoiseImage")
+            image = self.add("ComfyTestNoiseImage", {"width": 128, "height": 128, "seed": seed, "batch_size": 1},
+                             "seeded noise (comfytest)")  # a second image differs from the first
             if kind == "IMAGE":
                 return image, 0
             if "ImageToMask" in self.info:

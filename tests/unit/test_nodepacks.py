@@ -149,6 +149,13 @@ def test_a_scaffold_feeds_every_input_and_consumes_every_output() -> None:
     assert sinks == ["ComfyTestText", "PreviewAny", "SaveImage", "SaveImage", "SaveLatent"]
 
 
+def test_two_image_inputs_get_two_different_seeded_images() -> None:
+    info = {**INFO, "Mix": {"input": {"required": {"a": ["IMAGE"], "b": ["IMAGE"]}}, "output": ["IMAGE"]}}
+    prompt, _ = scaffold(["Mix"], info)
+    seeds = [n["inputs"]["seed"] for n in prompt.values() if n["class_type"] == "ComfyTestNoiseImage"]
+    assert seeds == [0, 1]
+
+
 def test_combo_choice_keeps_a_useful_default() -> None:
     assert combo_value(["a", "b"], "b") == "b"
     assert combo_value(["none", "black", "x"], None) == "x"
