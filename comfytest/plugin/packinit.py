@@ -72,6 +72,8 @@ jobs:
         with:
           path: .comfytest-home
           key: comfytest-embedded-${{{{ runner.os }}}}-py${{{{ steps.python.outputs.python-version }}}}-${{{{ hashFiles('requirements.txt') }}}}
+          # a changed requirements.txt restores the ComfyUI and installs only the pack's requirements
+          restore-keys: comfytest-embedded-${{{{ runner.os }}}}-py${{{{ steps.python.outputs.python-version }}}}-
       - name: Install the embedded ComfyUI (CPU; a no-op when restored)
         run: comfytest embedded install
       - name: Run the workflow tests

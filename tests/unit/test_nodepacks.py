@@ -254,3 +254,21 @@ def test_a_pack_that_pip_installs_at_import_installs_into_its_own_folder(tmp_pat
     probe = subprocess.run([sys.executable, "-c", "import text_unidecode"], capture_output=True)
     assert probe.returncode != 0, "the server's own environment is unchanged"
     assert subprocess.run([sys.executable, "-c", "import text_unidecode"], env=env).returncode == 0
+
+
+def test_custom_nodes_come_from_cli_ini_or_env_relative_to_the_anchor(tmp_path: Path) -> None:
+    from comfytest.plugin.settings import resolve
+
+    a, b = make_pack(tmp_path / "a"), make_pack(tmp_path / "b b")
+
+    def settings(cli: tuple[str, ...] = (), ini: list[str] | None = None, env: str = ""):
+        return resolve(lambda o: list(cli) if o.name == "custom-nodes" else None,
+                       lambda o: (ini or []) if o.name == "custom-nodes" else None, tmp_path,
+                       {"COMFYTEST_CUSTOM_NODES": env} if env else {})
+
+    assert settings(cli=("a",)).custom_nodes == (a,)
+    assert settings(ini=["a", "b b"]).custom_nodes == (a, b)
+    assert settings(env=f"{a}{os.pathsep}b b").custom_nodes == (a, b), "os.pathsep, so a path may hold spaces"
+    assert settings(cli=("a", "./a")).custom_nodes == (a,), "the same pack once"
+    with pytest.raises(ConfigError, match=r"--comfy-custom-nodes .*nope: no such folder"):
+        settings(cli=("nope",))
