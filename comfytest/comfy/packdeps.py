@@ -77,6 +77,13 @@ class PackDeps:
         return {"PYTHONPATH": path, "PIP_PREFIX": str(self.prefix), "PIP_CONSTRAINT": str(self.constraints)}
 
 
+def pinned_by(constraints_text: str, source: str) -> dict[str, str]:
+    """``{name: source}`` for every ``name==version`` line of a constraints file."""
+    names = (ln.split("==", 1)[0].strip().lower().replace("_", "-") for ln in constraints_text.splitlines()
+             if "==" in ln and not ln.lstrip().startswith("#"))
+    return {name: source for name in names}
+
+
 def read_requirements(pack: Path) -> list[Requirement]:
     """The requirement lines of ``pack/requirements.txt`` (comments, blanks and pip options left out)."""
     path = pack / "requirements.txt"
@@ -90,7 +97,7 @@ def read_requirements(pack: Path) -> list[Requirement]:
     return found
 
 
-def ensure(python: Path, packs: Sequence[Path], home: Path, pins_file: str = "") -> PackDeps:
+def ensure(python: Path, packs: Sequence[Path], home: Path, pins: Mapping[str, str] | None = None) -> PackDeps:
     """Install what the packs require and ``python`` lacks; reused while nothing changes. The
     folder exists (on PYTHONPATH) even when nothing is missing: a pack that pip-installs while
     ComfyUI imports it installs there."""
@@ -98,7 +105,7 @@ def ensure(python: Path, packs: Sequence[Path], home: Path, pins_file: str = "")
         return PackDeps(None, None, None)
     reqs = [r for pack in packs for r in read_requirements(pack)]
     probe = _probe(python, reqs)
-    _check_conflicts(reqs, probe, python, pins_file)
+    _check_conflicts(reqs, probe, python, pins or {})
     rows = probe["reqs"]
     assert isinstance(rows, list)
     missing = [r.line for r, p in zip(reqs, rows) if p["applies"] and not p["ok"]]
@@ -128,15 +135,15 @@ def _probe(python: Path, reqs: Sequence[Requirement]) -> dict[str, object]:
     return data
 
 
-def _check_conflicts(reqs: Sequence[Requirement], probe: Mapping[str, object], python: Path, pins_file: str) -> None:
+def _check_conflicts(reqs: Sequence[Requirement], probe: Mapping[str, object], python: Path,
+                     pins: Mapping[str, str]) -> None:
     rows = probe["reqs"]
     assert isinstance(rows, list)
     clashes = [(r, p) for r, p in zip(reqs, rows) if p["applies"] and p["have"] is not None and not p["ok"]]
     if not clashes:
         return
-    pinned = f" (pinned by {pins_file})" if pins_file else ""
-    lines = [f"  - {r.line!r} ({r.where}) conflicts with {p['name']}=={p['have']}, installed in {python}{pinned}"
-             for r, p in clashes]
+    lines = [f"  - {r.line!r} ({r.where}) conflicts with {p['name']}=={p['have']}, installed in {python}"
+             + (f" (pinned by {pins[p['name']]})" if p["name"] in pins else "") for r, p in clashes]
     raise NodePackImportError(
         "a node pack requires a version the server's Python does not have:\n" + "\n".join(lines)
         + "\ncomfytest never changes a version the server runs with. Relax the requirement so the installed "
@@ -173,4 +180,4 @@ def _pip_prefix(python: Path, partial: Path, missing: Sequence[str], constraints
         )
 
 
-__all__ = ["PackDeps", "Requirement", "ensure", "read_requirements"]
+__all__ = ["PackDeps", "Requirement", "ensure", "pinned_by", "read_requirements"]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from comfytest.comfy.execution import Runner, RunResult
 from comfytest.comfy.nodepacks import check_pack, session_folder
 from comfytest.comfy.nodepacks import prepare as prepare_packs
 from comfytest.comfy.packdeps import ensure as ensure_packdeps
+from comfytest.comfy.packdeps import pinned_by
 from comfytest.comfy.packimport import check_log
 from comfytest.comfy.resources import HOST_MEMORY_DEVICES, ResourceSampler, listening_pid, meminfo_stats
 from comfytest.comfy.server import LaunchSpec, LocalServer, check_comfyui_dir
@@ -467,7 +469,7 @@ def _launch_spec(settings: Settings) -> LaunchSpec:
         python = settings.python or Path(sys.executable)
         home = settings.embedded_home or default_home()
         return _with_packs(LaunchSpec(comfyui_dir=settings.launch, python=python, args=settings.launch_args),
-                           settings, home, settings.launch / "custom_nodes", pins="")
+                           settings, home, settings.launch / "custom_nodes", pins={})
     emb = load_embedded(settings.embedded_home or default_home())
     spec = LaunchSpec(
         comfyui_dir=emb.comfyui_dir,
@@ -476,11 +478,14 @@ def _launch_spec(settings: Settings) -> LaunchSpec:
         base_dir=emb.base_dir,
         env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", EMBEDDED_THREADS)},
     )
-    pins = "comfytest/embedded_constraints.txt and torch " + TORCH.split("==")[-1]
+    constraints = resources.files("comfytest").joinpath("embedded_constraints.txt").read_text()
+    pins = {**pinned_by(constraints, "comfytest/embedded_constraints.txt"),
+            "torch": f"the embedded server's CPU torch ({TORCH})"}
     return _with_packs(spec, settings, emb.home, emb.base_dir / "custom_nodes", pins)
 
 
-def _with_packs(spec: LaunchSpec, settings: Settings, home: Path, own_nodes: Path, pins: str) -> LaunchSpec:
+def _with_packs(spec: LaunchSpec, settings: Settings, home: Path, own_nodes: Path,
+                pins: Mapping[str, str]) -> LaunchSpec:
     """The spec with the session's packs (and comfytest's nodepack) loaded, and the packs'
     requirements installed for the server's Python (``comfy.packdeps``)."""
     packs = [check_pack(p) for p in settings.custom_nodes]

@@ -156,3 +156,20 @@ def test_a_rootdir_taken_from_an_option_value_is_refused(pytester: pytest.Pytest
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert f"from '{other}', the value of an option" in err and f"{pytester.path / 'tox.ini'}" in err, err
+
+
+def test_a_requirement_that_conflicts_with_the_embedded_pins_stops_the_session_naming_both(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    (pytester.path / "requirements.txt").write_text("numpy<1.0\n")
+    pytester.makeini("[pytest]\ncomfy_workflows = workflows\ncomfy_custom_nodes = .\n")
+    (pytester.path / "workflows").mkdir()
+    (pytester.path / "workflows" / "w.json").write_text(
+        '{"1": {"class_type": "ComfyTestNoiseImage", "inputs": {"width": 8, "height": 8, "seed": 0, "batch_size": 1}},'
+        ' "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}')
+    result = pytester.runpytest_subprocess(f"--comfy-embedded-home={REPO / '.comfytest'}", "-p", "no:cacheprovider")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1, out[-3000:]  # the pack's failure, not the machine's (75)
+    assert "'numpy<1.0'" in out and "requirements.txt, line 1" in out
+    assert re.search(r"conflicts with numpy==\d[\d.]*, installed in .*\(pinned by comfytest/embedded_constraints.txt\)", out), out[-3000:]

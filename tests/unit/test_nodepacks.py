@@ -59,7 +59,8 @@ def test_a_folder_without_init_is_not_a_pack(tmp_path: Path) -> None:
 def test_a_requirement_the_server_has_in_another_version_names_both(tmp_path: Path) -> None:
     pack = make_pack(tmp_path / "p", "numpy<1.0  # too old\n")
     with pytest.raises(NodePackImportError) as err:
-        packdeps.ensure(Path(sys.executable), [pack], tmp_path / "home", "the pins file")
+        packdeps.ensure(Path(sys.executable), [pack], tmp_path / "home",
+                        packdeps.pinned_by("# c\nNumPy==9\n", "the pins file"))
     text = str(err.value)
     assert "'numpy<1.0'" in text and "requirements.txt, line 1" in text
     assert re.search(r"conflicts with numpy==\d", text) and "pinned by the pins file" in text
