@@ -1,7 +1,6 @@
 """The ``comfytest`` command: one entry point for the commands a suite's author runs by hand.
 
-``comfytest embedded``, ``comfytest node``, ``comfytest report`` (and ``comfytest init`` once a
-pack's repository can be scaffolded) dispatch to the command of each concern; the older names
+``comfytest init``, ``comfytest embedded``, ``comfytest node`` and ``comfytest report`` dispatch to the command of each concern; the older names
 ``comfytest-embedded``, ``comfytest-node`` and ``comfytest-report`` stay as aliases of the same
 functions. Running the tests is pytest's job: ``pytest`` with the plugin installed.
 """
@@ -14,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 # subcommand -> (module, what it does); each module has main(argv, prog) -> exit code
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("comfytest.plugin.packinit", "in a node pack's repository: pytest config, scaffolded workflows, a CPU CI workflow"),
     "embedded": ("comfytest.comfy.embedded", "install or locate the CPU ComfyUI comfytest starts by default"),
     "node": ("comfytest.plugin.scaffold", "scaffold a workflow test for node classes, from a server's /object_info"),
     "report": ("comfytest.report.cli", "work with saved reports and history: trend pages, merging shard reports"),
@@ -44,3 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     run: Callable[..., int] = importlib.import_module(COMMANDS[name][0]).main
     return run(rest, prog=f"comfytest {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,7 +87,7 @@ class WorkflowFile(pytest.File):
             cases = load_cases(settings_path(self.path), workflow, max_cases=self.state.settings.max_cases)
         except ComfyTestError as exc:
             raise self.CollectError(str(exc)) from None
-        name = baseline_name(self.path, self.state.workflow_roots, self.config.rootpath)
+        name = baseline_name(self.path, self.state.workflow_roots, self.state.rootdir)
         for case in cases:
             item = WorkflowItem.from_parent(
                 self, name=case.id, workflow=workflow, case=case, key=name, ui_data=ui_data,
@@ -136,7 +136,7 @@ class WorkflowItem(pytest.Item):
                 self.comfy_record["conversion"] = session.conversions[str(self.path)].to_json()
             run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key)
         except ComparisonError as exc:
-            hint = moved_baselines(settings.baselines, self.path, state.workflow_roots, self.config.rootpath, self.key, case.id)
+            hint = moved_baselines(settings.baselines, self.path, state.workflow_roots, state.rootdir, self.key, case.id)
             if hint and any(c.get("status") == "missing" for c in self.comfy_record.get("comparisons") or []):
                 raise type(exc)(f"{exc}\n\n{hint}") from None
             raise

@@ -7,6 +7,7 @@ Only glue: settings come from ``settings``, the server from ``session``, workflo
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Generator
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,7 +19,8 @@ from comfytest.errors import ComfyTestError, NodePackImportError, ServerError
 from comfytest.plugin.collection import WorkflowFile, is_collectable, model_keys
 from comfytest.plugin.progress import ProgressDisplay
 from comfytest.plugin.reporting import SessionState, failure_kind
-from comfytest.plugin.settings import OPTIONS, Option, join_dash_values, resolve
+from comfytest.plugin.rootguard import Setup, anchor, misplaced_root, writes_into
+from comfytest.plugin.settings import OPTIONS, Option, Settings, join_dash_values, resolve
 from comfytest.plugin.signals import SigtermAsInterrupt
 from comfytest.workflows.modelorder import NodeidModels, group_name, ordered, shard_groups
 
@@ -91,15 +93,17 @@ def metavar(opt: Option) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     for mark in ("comfy: a ComfyUI workflow test", "gpu: needs a GPU server", "slow: slow workflow"):
         config.addinivalue_line("markers", mark)
+    base = anchor(config.inipath, config.invocation_params.dir)
     try:
-        settings = resolve(
-            lambda o: config.getoption(o.dest), lambda o: config.getini(o.ini), config.rootpath
-        )
+        settings = resolve(lambda o: config.getoption(o.dest), lambda o: config.getini(o.ini), base)
     except ComfyTestError as exc:
         raise pytest.UsageError(str(exc)) from None
+    refusal = root_refusal(config, settings)
+    if refusal is not None:
+        raise pytest.UsageError(refusal)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     try:
-        state = SessionState(settings, worker, str(config.rootpath))
+        state = SessionState(settings, worker, str(base))
     except ComfyTestError as exc:
         raise pytest.UsageError(str(exc)) from None
     state.full_run = covers_all_workflows(config)
@@ -114,6 +118,40 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SIGTERM] = SigtermAsInterrupt()
     config.stash[SIGTERM].install()
     config.pluginmanager.register(Reporter(state), "comfytest-reporter")
+
+
+def root_refusal(config: pytest.Config, settings: Settings) -> str | None:
+    """Why the rootdir or configuration pytest picked must not be used (``rootguard``)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return None  # the controller checked it, and hands its rootdir to the workers
+    picked = Setup(config.rootpath, config.inipath)
+    positional = [str(a) for a in (getattr(config.option, "file_or_dir", None) or [])]
+    words = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *map(str, config.invocation_params.args)]
+    stray = [w for w in words if not w.startswith("-") and w not in positional
+             and _exists(config.invocation_params.dir / Path(w).expanduser())]
+    intended = None
+    if stray:
+        from _pytest.config.findpaths import determine_setup  # what the real positional args give
+
+        try:
+            root, ini, *_ = determine_setup(
+                inifile=config.option.inifilename, override_ini=None, args=positional,
+                rootdir_cmd_arg=config.option.rootdir or None, invocation_dir=config.invocation_params.dir)
+            intended = Setup(root, ini)
+        except (TypeError, pytest.UsageError):  # another pytest's signature: the other checks still apply
+            intended = None
+    message = misplaced_root(picked, intended, stray, settings.launch, settings.custom_nodes,
+                             config.invocation_params.dir)
+    return message or writes_into(settings.launch, [
+        ("--comfy-results", settings.results), ("--comfy-baselines", settings.baselines),
+        ("--comfy-history", settings.history)])
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long, or a word that is no path at all
+        return False
 
 
 def covers_all_workflows(config: pytest.Config) -> bool:
@@ -148,6 +186,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def state_of(config: pytest.Config) -> SessionState:
     return config.stash[STATE]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A node pack under test (``--comfy-custom-nodes``, usually the repository root) is a plain
+    folder to pytest: as a Package, pytest would import its ``__init__.py`` (which imports
+    ComfyUI) before the first test under it."""
+    state = parent.config.stash.get(STATE, None)
+    if state is not None and path.resolve() in state.settings.custom_nodes and (path / "__init__.py").is_file():
+        return pytest.Dir.from_parent(parent, path=path)
+    return None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> WorkflowFile | None:

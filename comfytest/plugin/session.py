@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -23,8 +24,12 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from comfytest.comfy.client import ComfyClient
-from comfytest.comfy.embedded import default_home, load_embedded
+from comfytest.comfy.embedded import TORCH, default_home, load_embedded
 from comfytest.comfy.execution import Runner, RunResult
+from comfytest.comfy.nodepacks import check_pack, session_folder
+from comfytest.comfy.nodepacks import prepare as prepare_packs
+from comfytest.comfy.packdeps import ensure as ensure_packdeps
+from comfytest.comfy.packdeps import pinned_by
 from comfytest.comfy.packimport import check_log
 from comfytest.comfy.resources import HOST_MEMORY_DEVICES, ResourceSampler, find_comfyui, meminfo_stats
 from comfytest.comfy.server import LaunchSpec, LocalServer, check_comfyui_dir
@@ -417,10 +422,15 @@ def open_session(settings: Settings, session_dir: Path, worker: str = "main",
 def start_pool(settings: Settings, session_dir: Path, worker: str = "main") -> ServerPool:
     """Every server of the session: the URLs (probed), or N launched/embedded servers."""
     if settings.urls:
-        return ServerPool.attach(settings.urls, lambda url: _probe(url, settings), _hint(settings))
-    spec = _launch_spec(settings, session_dir)
+        pool = ServerPool.attach(settings.urls, lambda url: _probe(url, settings), _hint(settings))
+        if settings.custom_nodes:
+            pool.notes.append(f"--comfy-custom-nodes ({', '.join(map(str, settings.custom_nodes))}) was not loaded: "
+                              "comfytest loads packs only into servers it starts; a server given by URL needs "
+                              "them in its own custom_nodes/")
+        return pool
     count = settings.servers
     dirs = [_server_dir(session_dir, worker if count == 1 else f"{worker}.{k + 1}") for k in range(count)]
+    spec = _launch_spec(settings)
     pool = ServerPool.launch(spec, dirs, settings.startup_timeout, settings.gpus)
     try:  # a pack that failed to import is reported once, here, not as N preflight failures
         for server in pool.local:
@@ -461,22 +471,35 @@ def check_comfyui(client: ComfyClient, stats: Mapping[str, Any]) -> None:
     )
 
 
-def _launch_spec(settings: Settings, session_dir: Path) -> LaunchSpec:
+def _launch_spec(settings: Settings) -> LaunchSpec:
     if settings.launch is not None:
         check_comfyui_dir(settings.launch)
-        return LaunchSpec(
-            comfyui_dir=settings.launch,
-            python=settings.python or Path(sys.executable),
-            args=settings.launch_args,
-        )
+        python = settings.python or Path(sys.executable)
+        home = settings.embedded_home or default_home()
+        return _with_packs(LaunchSpec(comfyui_dir=settings.launch, python=python, args=settings.launch_args),
+                           settings, home, settings.launch / "custom_nodes", pins={})
     emb = load_embedded(settings.embedded_home or default_home())
-    return LaunchSpec(
+    spec = LaunchSpec(
         comfyui_dir=emb.comfyui_dir,
         python=settings.python or emb.python,
         args=("--cpu", *settings.launch_args),
         base_dir=emb.base_dir,
         env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", EMBEDDED_THREADS)},
     )
+    constraints = resources.files("comfytest").joinpath("embedded_constraints.txt").read_text()
+    pins = {**pinned_by(constraints, "comfytest/embedded_constraints.txt"),
+            "torch": f"the embedded server's CPU torch ({TORCH})"}
+    return _with_packs(spec, settings, emb.home, emb.base_dir / "custom_nodes", pins)
+
+
+def _with_packs(spec: LaunchSpec, settings: Settings, home: Path, own_nodes: Path,
+                pins: Mapping[str, str]) -> LaunchSpec:
+    """The spec with the session's packs (and comfytest's nodepack) loaded, and the packs'
+    requirements installed for the server's Python (``comfy.packdeps``)."""
+    packs = [check_pack(p) for p in settings.custom_nodes]
+    links = prepare_packs(packs, session_folder(home), own_nodes)
+    deps = ensure_packdeps(spec.python, packs, home, pins)
+    return replace(spec, args=(*links.args(), *spec.args), env={**spec.env, **deps.env({**os.environ, **spec.env})})
 
 
 def _server_dir(results: Path, worker: str) -> Path:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfytest.comfy.nodepacks import check_pack
 from comfytest.errors import ConfigError
 from comfytest.workflows.conversion import CONVERT_MODES
 
@@ -129,6 +130,8 @@ class Option:
     repeat: bool = False
     #: the value is itself command-line flags ("--cpu"), accepted as a separate word too
     dash_value: bool = False
+    #: repeatable paths: the environment variable separates them with os.pathsep
+    path_list: bool = False
 
     @property
     def cli(self) -> str:
@@ -200,6 +203,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
     # --- issue 25: hardening, round two ---
     Option("max-cases", "most cases one workflow's settings file may declare (matrices expanded); a larger matrix is refused before it is built", positive_int, default=1000),
+    # --- issue 22: node packs under test, loaded into the servers comfytest starts ---
+    Option("custom-nodes", "a custom node pack folder (. for a pack at the repository root) loaded for the session into the embedded or --comfy-launch'ed ComfyUI, its requirements.txt installed for that server only; paths separated by os.pathsep in the env variable", env="COMFYTEST_CUSTOM_NODES", repeat=True, default=(), path_list=True),
 )
 
 
@@ -280,6 +285,7 @@ class Settings:
     servers: int = 1
     order: str = "models"
     shard: tuple[int, int] | None = None
+    custom_nodes: tuple[Path, ...] = ()  # node packs loaded into the servers comfytest starts
 
     @property
     def url(self) -> str | None:
@@ -315,6 +321,8 @@ def _resolve_one(opt: Option, cli: Getter, ini: Getter, env: Mapping[str, str]) 
         return value, opt.cli
     if opt.env and env.get(opt.env):
         where = f"environment variable {opt.env}"
+        if opt.path_list:
+            return tuple(v for v in env[opt.env].split(os.pathsep) if v.strip()), opt.env
         if opt.repeat:  # several values: separated by spaces or commas
             return tuple(_parse(opt, v, where) for v in re.split(r"[\s,]+", env[opt.env]) if v), opt.env
         return _parse(opt, env[opt.env], where), opt.env
@@ -414,6 +422,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         progress=values["comfy_progress"],
         previews=bool(values["comfy_previews"]),
         max_cases=values["comfy_max_cases"],
+        custom_nodes=_packs(values["comfy_custom_nodes"], sources["comfy_custom_nodes"], rootdir),
     )
     _check_folders(settings, sources)
     return settings
@@ -425,6 +434,11 @@ def _ca_bundle(value: Any, source: str, rootdir: Path) -> Path | None:
         raise ConfigError(f"{source} {value}: no such file; give the PEM file (or folder) of the CA "
                           "that signed the server's certificate")
     return path
+
+
+def _packs(values: Any, source: str, rootdir: Path) -> tuple[Path, ...]:
+    packs = tuple(check_pack(rootdir / Path(str(v).strip()).expanduser(), source) for v in values or ())
+    return tuple(dict.fromkeys(packs))
 
 
 def _check_folders(settings: Settings, sources: Mapping[str, str]) -> None:

@@ -49,7 +49,7 @@ MODEL_SUFFIXES = _MODEL_SUFFIXES  # public: modelorder reads model names without
 
 #: (class-name pattern, node pack): custom node packs whose classes are easy to recognise
 NODE_PACKS: tuple[tuple[str, str], ...] = (
-    (r"^ComfyTest", "comfytest's own node pack (comfytest/nodepack in the server's custom_nodes/)"),
+    (r"^ComfyTest", "comfytest's own node pack (loaded into every server comfytest starts; a server given by URL needs comfytest/nodepack in its custom_nodes/)"),
     (r"^VHS_", "ComfyUI-VideoHelperSuite"),
     (r"IPAdapter", "ComfyUI_IPAdapter_plus"),
     (r"^(Impact|SAM)", "ComfyUI-Impact-Pack"),
