@@ -191,6 +191,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("memory-fail", "fail tests whose peak memory grew against --comfy-compare (failure kind 'memory'); without it they only warn", flag=True, default=False),
     Option("progress", "live progress while a case runs: auto (one updating line on a terminal, nothing otherwise), nodes (a line per node, also in CI logs), off", choice(*PROGRESS_MODES), default="auto"),
     Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
+    # --- issue 23: the trace of intermediate outputs ---
+    Option("trace", "the trace of intermediate outputs: on (recorded beside the baselines when they are updated; a failing case is run once more with taps to name the first node that changed) or off (for huge graphs; a settings file's `trace = false` turns it off for one workflow)", choice("on", "off"), default="on"),
 )
 
 
@@ -265,6 +267,7 @@ class Settings:
     memory_fail: bool = False
     progress: str = "auto"
     previews: bool = False
+    trace: bool = True  # issue 23: record and read traces of intermediate outputs
     url_source: str = "default"
     gpus: tuple[str, ...] = ()
     servers: int = 1
@@ -403,6 +406,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         memory_fail=bool(values["comfy_memory_fail"]),
         progress=values["comfy_progress"],
         previews=bool(values["comfy_previews"]),
+        trace=values["comfy_trace"] == "on",
     )
     _check_folders(settings, sources)
     return settings
