@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from comfytest.compare.store import TRACE_FILE
 
-HEADER = "# comfytest trace 1: one node per line in execution order (docs/baselines.md#the-trace)"
+HEADER = "# comfytest trace 1: one node per line in execution order (docs/baselines.md#the-trace-of-intermediate-outputs)"
 _CLIP = 60
 
 
@@ -78,7 +78,7 @@ class Trace:
         return next((n for n in self.nodes if n.node_id == node_id), None)
 
     def to_text(self) -> str:
-        return "\n".join([HEADER, *(json.dumps(n.to_json(), sort_keys=True, ensure_ascii=False) for n in self.nodes)]) + "\n"
+        return "\n".join([HEADER, *(json.dumps(n.to_json(), ensure_ascii=False) for n in self.nodes)]) + "\n"
 
     @classmethod
     def from_text(cls, text: str) -> Trace:

@@ -1,0 +1,127 @@
+"""The trace of intermediate outputs (issue 23): taps on a copy of a prompt, the trace file,
+and the walk that names the first node that changed (pure; the server side is in
+tests/integration/test_trace.py)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import imagehash
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comfytest.comfy.trace import TAP_CLASS, TapUnavailable, read_fingerprints, tapped_prompt
+from comfytest.compare.trace import Trace, build_trace, first_change, traces_match
+from comfytest.nodepack import ComfyTestTap, fingerprint, noise_pixels, phash_grey
+
+INFO: dict[str, Any] = {
+    "Load": {"output": ["IMAGE"], "input": {"required": {"image": [["a.png"], {"image_upload": True}]}}},
+    "Blur": {"output": ["IMAGE"]}, "Tint": {"output": ["IMAGE"]}, "Split": {"output": ["IMAGE", "MASK"]},
+    "Save": {"output": [], "output_node": True}, "Unused": {"output": ["IMAGE"]}, TAP_CLASS: {"output": []},
+}
+PROMPT: dict[str, Any] = {
+    "1": {"class_type": "Load", "inputs": {"image": "a.png"}, "_meta": {"title": "Photo"}},
+    "2": {"class_type": "Blur", "inputs": {"image": ["1", 0], "amount": 2}},
+    "3": {"class_type": "Tint", "inputs": {"image": ["2", 0]}, "_meta": {"title": "Warm tint"}},
+    "4": {"class_type": "Save", "inputs": {"images": ["3", 0]}},
+    "7": {"class_type": "Unused", "inputs": {}},
+}
+
+
+def image(value: float, seed: int = 0) -> dict[str, Any]:
+    pixels = torch.from_numpy(noise_pixels(32, 32, seed, 1)) * 0.5 + value
+    return fingerprint(pixels, "IMAGE")
+
+
+def trace(values: dict[str, float], prompt: dict[str, Any] = PROMPT) -> Trace:
+    tapped = tapped_prompt(prompt, INFO)
+    fps = {(n, 0): image(values[n], int(n)) for n, _ in tapped.types}
+    return build_trace(prompt, fps, tapped.types, loaders={"1"})
+
+
+BASE = {"1": 0.1, "2": 0.2, "3": 0.3}
+
+
+def test_taps_go_on_a_copy_one_per_output_of_every_node_that_runs() -> None:
+    original = copy.deepcopy(PROMPT)
+    tapped = tapped_prompt(PROMPT, INFO)
+    assert original == PROMPT, "the measured prompt is untouched"
+    assert sorted(tapped.taps.values()) == [("1", 0), ("2", 0), ("3", 0)], "no tap on node 7, which never runs"
+    tap = tapped.prompt[next(iter(tapped.taps))]
+    assert tap["class_type"] == TAP_CLASS and tap["inputs"]["type"] == "IMAGE"
+    outputs = {t: {"comfytest_trace": [{"kind": "value", "value": i}]} for i, t in enumerate(tapped.taps)}
+    assert read_fingerprints(tapped, outputs) == {w: {"kind": "value", "value": i} for i, w in enumerate(tapped.taps.values())}
+    with pytest.raises(TapUnavailable, match=r"no ComfyTestTap node .* custom_nodes/"):
+        tapped_prompt(PROMPT, {k: v for k, v in INFO.items() if k != TAP_CLASS})
+
+
+def test_the_trace_file_reads_back_as_it_was_written_in_execution_order() -> None:
+    made = trace(BASE)
+    text = made.to_text()
+    assert Trace.from_text(text) == made
+    assert [n.node_id for n in made.nodes] == ["1", "2", "3"]
+    assert made.node("2") is not None and made.node("2").settings == {"amount": 2}  # type: ignore[union-attr]
+    assert len(text.splitlines()) == 4 and len(text) < 3000
+
+
+def test_a_node_that_changed_is_named_and_the_nodes_after_it_follow() -> None:
+    finding = first_change(trace(BASE), trace({**BASE, "2": 0.35, "3": 0.45}))
+    assert finding.status == "found"
+    assert finding.first is not None and finding.first.node.node_id == "2"
+    message = finding.message()
+    assert message.startswith("first change at node 2 (Blur): IMAGE output differs (channel mean ")
+    assert "its inputs match the baseline — the change is inside this node" in message
+    assert "1 later node(s) differ because their inputs did: 3" in message
+    assert [c.state for c in finding.chain] == ["same", "origin", "follows"]
+
+
+def test_a_changed_upload_is_said_to_be_the_file_not_a_node() -> None:
+    finding = first_change(trace(BASE), trace({**BASE, "1": 0.4}))
+    assert "node 1 'Photo' (Load)" in finding.message()
+    assert "it loads a file and its inputs match the baseline — the file it loads (an upload or a model) changed" in finding.message()
+
+
+def test_changed_settings_say_the_workflow_changed() -> None:
+    patched = copy.deepcopy(PROMPT)
+    patched["2"]["inputs"]["amount"] = 5
+    finding = first_change(trace(BASE), trace({**BASE, "2": 0.4}, patched))
+    assert "its settings changed since the baseline (amount: 2 → 5)" in finding.message()
+
+
+def test_drift_within_tolerance_is_no_change_and_an_exact_change_is_still_pointed_at() -> None:
+    base = trace(BASE)
+    assert traces_match(base, trace({**BASE, "3": 0.3 + 0.5 / 255}))
+    finding = first_change(base, trace({**BASE, "3": 0.3 + 0.5 / 255}))
+    assert finding.status == "drift" and finding.first is not None and finding.first.node.node_id == "3"
+    assert "numerical drift" in finding.message()
+    same = first_change(base, trace(BASE))
+    assert same.status == "no_change" and "no intermediate output differs" in same.message()
+
+
+def test_a_subgraph_node_is_named_by_its_flattened_id_and_title_path() -> None:
+    prompt = {"5:2": {"class_type": "Blur", "inputs": {}, "_meta": {"title": "Soften"}},
+              "4": {"class_type": "Save", "inputs": {"images": ["5:2", 0]}}}
+    info = tapped_prompt(prompt, INFO)
+    before = build_trace(prompt, {("5:2", 0): image(0.1)}, info.types)
+    after = build_trace(prompt, {("5:2", 0): image(0.4)}, info.types)
+    assert "first change at node 5:2 'subgraph 5 › Soften' (Blur)" in first_change(before, after).message()
+
+
+def test_the_tap_fingerprints_values_tensors_latents_and_lists() -> None:
+    tap = ComfyTestTap()
+    assert tap.run([7], ["INT"]) == {"ui": {"comfytest_trace": [{"kind": "value", "value": 7}]}}
+    assert ComfyTestTap.VALIDATE_INPUTS({"value": "LATENT"}) is True
+    latent = tap.run([{"samples": torch.zeros(1, 4, 8, 8)}], ["LATENT"])["ui"]["comfytest_trace"][0]
+    assert latent["items"]["samples"]["shape"] == [1, 4, 8, 8] and latent["items"]["samples"]["stats"] == [0, 0, 0, 0]
+    mask = fingerprint(torch.ones(2, 16, 16), "MASK")
+    assert mask["kind"] == "image" and len(mask["phash"]) == 2 and mask["mean"] == [1.0]
+    assert tap.run(["a", "b"], ["STRING"])["ui"]["comfytest_trace"][0]["length"] == 2
+
+
+def test_the_tap_phash_is_imagehash_phash_on_a_grey_picture() -> None:
+    grey = noise_pixels(64, 40, 3, 1)[0, :, :, 0]
+    pil = Image.fromarray((grey * 255).round().astype(np.uint8), mode="L")
+    assert phash_grey(grey) == str(imagehash.phash(pil))
