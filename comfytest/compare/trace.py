@@ -16,12 +16,16 @@ values moved.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from PIL import Image
 
 from comfytest.compare.store import TRACE_FILE
 
@@ -73,6 +77,8 @@ class TraceNode:
 @dataclass(frozen=True)
 class Trace:
     nodes: tuple[TraceNode, ...]
+    #: small PNGs of image outputs by "<node>:<slot>" (``trace.png`` on disk, not in the text)
+    pictures: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def node(self, node_id: str) -> TraceNode | None:
         return next((n for n in self.nodes if n.node_id == node_id), None)
@@ -91,11 +97,14 @@ class TraceCorrupt(ValueError):
 
 
 def read_trace(path: Path) -> Trace | None:
-    """The trace stored at ``path``; None when there is none."""
+    """The trace stored at ``path`` (with the pictures of ``trace.png`` beside it); None when
+    there is none."""
     if not path.is_file():
         return None
     try:
-        return Trace.from_text(path.read_text(encoding="utf-8"))
+        trace = Trace.from_text(path.read_text(encoding="utf-8"))
+        sheet = path.with_suffix(".png")
+        return replace(trace, pictures=sheet_pictures(trace, sheet.read_bytes())) if sheet.is_file() else trace
     except (ValueError, KeyError, TypeError) as exc:
         raise TraceCorrupt(f"{path} is not a comfytest trace ({exc}); delete it and run pytest with "
                            "--comfy-update-baselines to record it again") from None
@@ -143,20 +152,82 @@ def build_trace(
     ``loaders`` are the nodes that load a file (model loaders, image uploads)."""
     loading = set(loaders)
     traced = {node for node, _ in types}
+    pictures: dict[str, bytes] = {}
     nodes = []
     for node_id in execution_order(prompt, traced):
         node = prompt[node_id]
         inputs = node.get("inputs", {})
         meta = node.get("_meta")
         title = meta.get("title") if isinstance(meta, Mapping) and isinstance(meta.get("title"), str) else None
-        outputs = tuple(Output(slot, kind, dict(fingerprints.get((node_id, slot), {"kind": "missing"})))
+        outputs = tuple(Output(slot, kind, _without_thumb(fingerprints.get((node_id, slot)), f"{node_id}:{slot}", pictures))
                         for (n, slot), kind in sorted(types.items(), key=lambda t: t[0][1]) if n == node_id)
         nodes.append(TraceNode(
             node_id, str(node.get("class_type")), title,
             {k: s for k, v in sorted(inputs.items()) if (s := _link(v))},
             {k: _setting(v) for k, v in sorted(inputs.items()) if _link(v) is None},
             outputs, node_id in loading))
-    return Trace(tuple(nodes))
+    return Trace(tuple(nodes), pictures)
+
+
+def _without_thumb(fingerprint: Mapping[str, Any] | None, where: str, pictures: dict[str, bytes]) -> dict[str, Any]:
+    """The fingerprint with its thumbnail moved to ``pictures``; the text keeps its size."""
+    found = dict(fingerprint or {"kind": "missing"})
+    thumb = found.pop("thumb", None)
+    if isinstance(thumb, str):
+        try:
+            data = base64.b64decode(thumb, validate=True)
+            with Image.open(io.BytesIO(data)) as img:
+                found["thumb"] = list(img.size)
+            pictures[where] = data
+        except (ValueError, OSError):
+            pass  # no picture then; the fingerprint still compares
+    return found
+
+
+# --- trace.png: the pictures of image outputs, one cell each in trace order ----------------
+
+CELL = 64  # nodepack.THUMB_SIDE
+_COLUMNS = 16
+
+
+def _cells(trace: Trace) -> list[tuple[str, tuple[int, int]]]:
+    """(``node:slot``, thumbnail size) of every image output with a picture size, in order."""
+    return [(f"{n.node_id}:{o.slot}", (int(o.fingerprint["thumb"][0]), int(o.fingerprint["thumb"][1])))
+            for n in trace.nodes for o in n.outputs if isinstance(o.fingerprint.get("thumb"), list)]
+
+
+def picture_sheet(trace: Trace) -> bytes | None:
+    """``trace.png``: every image output's picture in a grid, in trace order; None without any."""
+    cells = [(where, size) for where, size in _cells(trace) if where in trace.pictures]
+    if not cells or len(cells) != len(_cells(trace)):
+        return None
+    columns = min(len(cells), _COLUMNS)
+    sheet = Image.new("RGB", (columns * CELL, -(-len(cells) // columns) * CELL))
+    for index, (where, _) in enumerate(cells):
+        with Image.open(io.BytesIO(trace.pictures[where])) as img:
+            sheet.paste(img.convert("RGB"), ((index % columns) * CELL, (index // columns) * CELL))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def sheet_pictures(trace: Trace, sheet: bytes) -> dict[str, bytes]:
+    """The pictures cut back out of ``trace.png`` (empty when it does not fit the trace)."""
+    cells = _cells(trace)
+    try:
+        with Image.open(io.BytesIO(sheet)) as img:
+            columns = max(1, min(len(cells), _COLUMNS))
+            if img.size != (columns * CELL, -(-len(cells) // columns) * CELL):
+                return {}
+            found = {}
+            for index, (where, (w, h)) in enumerate(cells):
+                x, y = (index % columns) * CELL, (index // columns) * CELL
+                buffer = io.BytesIO()
+                img.crop((x, y, x + w, y + h)).save(buffer, format="PNG")
+                found[where] = buffer.getvalue()
+            return found
+    except OSError:
+        return {}
 
 
 # --- comparing two traces ------------------------------------------------------------------
@@ -386,5 +457,5 @@ def traces_match(baseline: Trace, obtained: Trace, tol: Tolerance = Tolerance())
 
 
 __all__ = ["HEADER", "TRACE_FILE", "Finding", "NodeCheck", "Output", "Tolerance", "Trace", "TraceCorrupt",
-           "TraceNode", "build_trace", "execution_order", "fingerprint_diff", "first_change", "read_trace",
-           "traces_match"]
+           "TraceNode", "build_trace", "execution_order", "fingerprint_diff", "first_change", "picture_sheet",
+           "read_trace", "sheet_pictures", "traces_match"]

@@ -532,7 +532,27 @@ def fingerprint_image(tensor: Any) -> dict[str, Any]:
     return {"kind": "image", "shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch."),
             "phash": [phash_grey(g) for g in grey[:_MAX_ITEMS]],
             "mean": _rounded(frames.mean(axis=axes)), "std": _rounded(frames.std(axis=axes)),
-            "sha": _digest(pixels)}
+            "sha": _digest(pixels), "thumb": thumbnail(frames[0])}
+
+
+THUMB_SIDE = 64
+
+
+def thumbnail(frame: np.ndarray[Any, Any]) -> str:
+    """The frame as a small PNG (base64, at most 64 px a side): comfytest keeps it beside the
+    trace and shows a changed node's baseline and obtained pictures side by side."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    channels = frame.shape[-1]
+    pixels = (np.clip(frame[..., :3] if channels >= 3 else frame[..., 0], 0.0, 1.0) * 255).round().astype(np.uint8)
+    pil = Image.fromarray(pixels, mode="RGB" if channels >= 3 else "L")
+    pil.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def fingerprint_tensor(tensor: Any) -> dict[str, Any]:
@@ -609,7 +629,10 @@ class ComfyTestTap:
 
     def run(self, value: list[Any], type: list[str]) -> dict[str, Any]:
         kind = type[0] if type else "*"
-        found = fingerprint(value[0], kind) if len(value) == 1 else fingerprint(list(value), kind)
+        try:
+            found = fingerprint(value[0], kind) if len(value) == 1 else fingerprint(list(value), kind)
+        except Exception as exc:  # a value the tap cannot read must not fail the diagnostic run
+            found = {"kind": "error", "error": f"{exc.__class__.__name__}: {exc}"[:200]}
         return {"ui": {TRACE_KEY: [found]}}
 
 

@@ -149,7 +149,8 @@ def _trace_context(
     if not (case.trace if case.trace is not None else session.settings.trace):
         return None
     return TraceContext(prompt, BaselineKey(name, case.id, ""), file_loaders(prompt, session.object_info(), loaders),
-                        timeout, Tolerance(hash_bits=max(case.tolerance or 0, 2)))
+                        timeout, Tolerance(hash_bits=max(case.tolerance or 0, 2)),
+                        session.settings.results / BaselineKey(name, case.id, "").relative_dir)
 
 
 def _run(

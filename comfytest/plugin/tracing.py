@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from comfytest.comfy.trace import TAP_CLASS, TapUnavailable, read_fingerprints, tap_missing, tapped_prompt
 from comfytest.compare.baselines import BaselineKey, BaselineStore
-from comfytest.compare.store import atomic_write
+from comfytest.compare.store import TRACE_PICTURES, atomic_write, safe_name
 from comfytest.compare.trace import (
     TRACE_FILE,
+    Finding,
     Tolerance,
     Trace,
     TraceCorrupt,
     build_trace,
     first_change,
+    picture_sheet,
     read_trace,
     traces_match,
 )
@@ -43,6 +46,7 @@ class TraceContext:
     loaders: frozenset[str]
     timeout: float | None
     tolerance: Tolerance
+    artefacts: Path  # the case's results folder: the changed node's pictures go there
 
 
 def file_loaders(prompt: Mapping[str, Any], info: ObjectInfo, model_loaders: Mapping[str, Any]) -> frozenset[str]:
@@ -83,6 +87,11 @@ def record_trace(session: ComfySession, store: BaselineStore, ctx: TraceContext,
         record["trace"] = {"status": "kept", "message": f"trace {path} still matches; kept"}
         return
     atomic_write(path, trace.to_text().encode("utf-8"))
+    sheet, sheet_path = picture_sheet(trace), path.with_name(TRACE_PICTURES)
+    if sheet is not None:
+        atomic_write(sheet_path, sheet)
+    elif sheet_path.is_file():  # an earlier trace's pictures, which no longer fit this trace
+        sheet_path.unlink()
     record["trace"] = {"status": "written", "message": f"trace written to {path}", "path": str(path)}
 
 
@@ -107,8 +116,24 @@ def diagnose(session: ComfySession, store: BaselineStore, ctx: TraceContext, rec
         return _note(record, "error", f"trace: the diagnostic run with taps failed, no node named: {exc}")
     assert baseline is not None  # find_file found it
     finding = first_change(baseline, obtained, ctx.tolerance)
-    record["trace"] = {**finding.to_json(), "path": str(path)}
+    record["trace"] = {**finding.to_json(), "path": str(path), "pictures": _pictures(finding, baseline, obtained, ctx)}
     return finding.message()
+
+
+def _pictures(finding: Finding, baseline: Trace, obtained: Trace, ctx: TraceContext) -> list[dict[str, Any]]:
+    """The baseline and obtained pictures of the changed nodes' image outputs, as artefacts."""
+    found = []
+    for check in finding.origins:
+        for slot in check.outputs:
+            where = f"{check.node.node_id}:{slot}"
+            if where in baseline.pictures and where in obtained.pictures:
+                paths = {}
+                for role, trace in (("baseline", baseline), ("obtained", obtained)):
+                    paths[role] = ctx.artefacts / f"trace_{safe_name(check.node.node_id)}_{slot}.{role}.png"
+                    paths[role].parent.mkdir(parents=True, exist_ok=True)
+                    paths[role].write_bytes(trace.pictures[where])
+                found.append({"node_id": check.node.node_id, "slot": slot, **{k: str(v) for k, v in paths.items()}})
+    return found
 
 
 def _note(record: dict[str, Any], status: str, message: str) -> str:

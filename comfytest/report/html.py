@@ -157,7 +157,7 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
     if message:
         parts.append(f'<pre class="message">{_e(message)}</pre>')
     parts.extend(_comparison(c, base_dir, message) for c in record.get("comparisons") or [])
-    parts.append(trace_html(record))  # issue 23
+    parts.append(trace_html(record, lambda role, path, label: _figure(role, path, base_dir, label)))  # issue 23
     parts.append(_timing(record))
     parts.append(_memory(record))
     parts.append(_previews(record, base_dir))

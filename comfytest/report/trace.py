@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from html import escape
 from typing import Any
 
@@ -32,8 +32,12 @@ def fingerprint_text(fp: Mapping[str, Any] | None) -> str:
     return str(kind)
 
 
-def trace_html(record: Mapping[str, Any]) -> str:
-    """The trace section of one test: the finding and the chain, the first change marked."""
+Figure = Callable[[str, str, str], str]  # role, path, caption → an embedded <figure>
+
+
+def trace_html(record: Mapping[str, Any], figure: Figure | None = None) -> str:
+    """The trace section of one test: the finding, the changed node's baseline and obtained
+    pictures side by side (``figure`` embeds one), and the chain with the first change marked."""
     trace = record.get("trace")
     if not isinstance(trace, Mapping) or not trace.get("chain"):
         return ""
@@ -46,8 +50,12 @@ def trace_html(record: Mapping[str, Any]) -> str:
                      out.get("differs") or "", fingerprint_text(out.get("baseline")), fingerprint_text(out.get("obtained"))]
             rows.append(f'<tr class="{escape(css)}">' + "".join(f"<td>{escape(str(c or ''))}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("node", "state", "output", "differs", "baseline", "obtained"))
+    pictures = "".join(
+        '<div class="images">' + "".join(figure(role, str(p[role]), f"{role}: node {p.get('node_id')} output {p.get('slot')}")
+                                         for role in ("baseline", "obtained")) + "</div>"
+        for p in trace.get("pictures") or [] if figure is not None)
     return (f'<details class="trace" open><summary>Trace of intermediate outputs: {escape(str(trace.get("message", "")).splitlines()[0])}'
-            f'</summary><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></details>')
+            f'</summary>{pictures}<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></details>')
 
 
 def trace_properties(record: Mapping[str, Any]) -> list[tuple[str, str]]:

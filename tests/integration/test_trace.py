@@ -147,7 +147,9 @@ def test_a_changed_node_in_a_chain_is_named_as_the_first_change(
     trace = (ws.case_dir("chain", "a") / "trace.txt").read_text().splitlines()
     assert [json.loads(line)["node"] for line in trace[1:]] == ["1", "2", "3", "4", "5"]
     assert json.loads(trace[3])["out"][0]["type"] == "IMAGE" and json.loads(trace[3])["title"] == "Warm tint"
+    assert (ws.case_dir("chain", "a") / "trace.png").is_file(), "the image outputs' pictures"
     (ws.case_dir("notrace", "default") / "trace.txt").unlink()  # a baseline made before traces
+    (ws.case_dir("notrace", "default") / "trace.png").unlink()
 
     tapped_runs.clear()
     unchanged = run(ws, args)
@@ -168,6 +170,8 @@ def test_a_changed_node_in_a_chain_is_named_as_the_first_change(
         assert "2 later node(s) differ because their inputs did: 4, 5" in message
         assert found[case]["trace"]["first_change"] == {
             "node_id": "3", "class_type": "TraceWarmTint", "title": "Warm tint", "state": "origin"}
+        [pictures] = found[case]["trace"]["pictures"]
+        assert pictures["node_id"] == "3" and Path(pictures["baseline"]).is_file() and Path(pictures["obtained"]).is_file()
         states = {n["node_id"]: n["state"] for n in found[case]["trace"]["chain"]}
         assert states == {"1": "same", "2": "same", "3": "origin", "4": "follows", "5": "follows"}
     assert "no trace of intermediate outputs yet" in str(found["notrace::default"]["message"])
@@ -177,6 +181,7 @@ def test_a_changed_node_in_a_chain_is_named_as_the_first_change(
     assert junit_out.count("first change at node 3 'Warm tint' (TraceWarmTint)") >= 2
     html = (ws.results / "report.html").read_text()
     assert "first change" in html and "TraceWarmTint" in html
+    assert html.count('data-role="baseline"') >= 2 and "baseline: node 3 output 0" in html
 
 
 def test_a_server_without_the_tap_node_says_the_node_cannot_be_located(

@@ -5,6 +5,8 @@ tests/integration/test_trace.py)."""
 from __future__ import annotations
 
 import copy
+import io
+from pathlib import Path
 from typing import Any
 
 import imagehash
@@ -14,7 +16,7 @@ import torch
 from PIL import Image
 
 from comfytest.comfy.trace import TAP_CLASS, TapUnavailable, read_fingerprints, tapped_prompt
-from comfytest.compare.trace import Trace, build_trace, first_change, traces_match
+from comfytest.compare.trace import Trace, build_trace, first_change, picture_sheet, read_trace, traces_match
 from comfytest.nodepack import ComfyTestTap, fingerprint, noise_pixels, phash_grey
 
 INFO: dict[str, Any] = {
@@ -125,3 +127,18 @@ def test_the_tap_phash_is_imagehash_phash_on_a_grey_picture() -> None:
     grey = noise_pixels(64, 40, 3, 1)[0, :, :, 0]
     pil = Image.fromarray((grey * 255).round().astype(np.uint8), mode="L")
     assert phash_grey(grey) == str(imagehash.phash(pil))
+
+
+def test_pictures_go_to_trace_png_and_come_back_for_the_side_by_side(tmp_path: Path) -> None:
+    made = trace(BASE)
+    assert set(made.pictures) == {"1:0", "2:0", "3:0"}
+    assert made.nodes[0].outputs[0].fingerprint["thumb"] == [32, 32], "the text keeps the size, not the picture"
+    sheet = picture_sheet(made)
+    assert sheet is not None
+    (tmp_path / "trace.txt").write_text(made.to_text())
+    (tmp_path / "trace.png").write_bytes(sheet)
+    back = read_trace(tmp_path / "trace.txt")
+    assert back == made and set(back.pictures) == set(made.pictures)  # type: ignore[union-attr]
+    for where, data in made.pictures.items():
+        with Image.open(io.BytesIO(data)) as a, Image.open(io.BytesIO(back.pictures[where])) as b:  # type: ignore[union-attr]
+            assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
