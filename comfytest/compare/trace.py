@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from comfytest.compare import picturesheet as sheet
+from comfytest.compare.fingerprint import Tolerance, fingerprint_diff, short
 from comfytest.compare.store import TRACE_FILE
 
 HEADER = "# comfytest trace 1: one node per line in execution order (docs/baselines.md#the-trace-of-intermediate-outputs)"
@@ -186,9 +188,6 @@ def _without_thumb(fingerprint: Mapping[str, Any] | None, where: str, pictures: 
 
 # --- trace.png: the pictures of image outputs, one cell each in trace order ----------------
 
-CELL = 64  # nodepack.THUMB_SIDE
-_COLUMNS = 16
-
 
 def _cells(trace: Trace) -> list[tuple[str, tuple[int, int]]]:
     """(``node:slot``, thumbnail size) of every image output with a picture size, in order."""
@@ -197,131 +196,23 @@ def _cells(trace: Trace) -> list[tuple[str, tuple[int, int]]]:
 
 
 def picture_sheet(trace: Trace) -> bytes | None:
-    """``trace.png``: every image output's picture in a grid, in trace order; None without any."""
-    cells = [(where, size) for where, size in _cells(trace) if where in trace.pictures]
-    if not cells or len(cells) != len(_cells(trace)):
+    """``trace.png``: every image output's picture in a grid, in trace order; None when one lacks it."""
+    cells = _cells(trace)
+    if not cells or any(where not in trace.pictures for where, _ in cells):
         return None
-    columns = min(len(cells), _COLUMNS)
-    sheet = Image.new("RGB", (columns * CELL, -(-len(cells) // columns) * CELL))
-    for index, (where, _) in enumerate(cells):
-        with Image.open(io.BytesIO(trace.pictures[where])) as img:
-            sheet.paste(img.convert("RGB"), ((index % columns) * CELL, (index // columns) * CELL))
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return sheet.pack([trace.pictures[where] for where, _ in cells])
 
 
-def sheet_pictures(trace: Trace, sheet: bytes) -> dict[str, bytes]:
+def sheet_pictures(trace: Trace, data: bytes) -> dict[str, bytes]:
     """The pictures cut back out of ``trace.png`` (empty when it does not fit the trace)."""
     cells = _cells(trace)
-    try:
-        with Image.open(io.BytesIO(sheet)) as img:
-            columns = max(1, min(len(cells), _COLUMNS))
-            if img.size != (columns * CELL, -(-len(cells) // columns) * CELL):
-                return {}
-            found = {}
-            for index, (where, (w, h)) in enumerate(cells):
-                x, y = (index % columns) * CELL, (index // columns) * CELL
-                buffer = io.BytesIO()
-                img.crop((x, y, x + w, y + h)).save(buffer, format="PNG")
-                found[where] = buffer.getvalue()
-            return found
-    except OSError:
-        return {}
+    return dict(zip((where for where, _ in cells), sheet.unpack(data, [size for _, size in cells]), strict=False))
 
 
 # --- comparing two traces ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a fingerprint may move and still match: phash bits per frame, image channel
-    mean/std (0..1 scale), and other tensors' statistics relative to their spread."""
-
-    hash_bits: int = 2
-    image_stat: float = 2.0 / 255.0
-    tensor_rel: float = 0.01
-
-
-def _hamming(a: str, b: str) -> int:
-    return bin(int(a, 16) ^ int(b, 16)).count("1") if a and b and len(a) == len(b) else 64
-
-
-def _floats(values: Any) -> str:
-    return ",".join(f"{v:.3f}" for v in values)
-
-
-def _image_diff(a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance) -> str | None:
-    if a.get("shape") != b.get("shape"):
-        return f"shape {_shape(a)} → {_shape(b)}"
-    reasons = []
-    distance = max((_hamming(x, y) for x, y in zip(a.get("phash", []), b.get("phash", []))), default=0)
-    if distance > tol.hash_bits:
-        reasons.append(f"phash distance {distance} > {tol.hash_bits}")
-    for stat in ("mean", "std"):
-        x, y = a.get(stat, []), b.get(stat, [])
-        if len(x) != len(y) or any(abs(p - q) > tol.image_stat for p, q in zip(x, y)):
-            reasons.append(f"channel {stat} {_floats(x)} → {_floats(y)}")
-    return "; ".join(reasons) or None
-
-
-def _shape(fp: Mapping[str, Any]) -> str:
-    return "x".join(str(s) for s in fp.get("shape", [])) + (f" {fp['dtype']}" if fp.get("dtype") else "")
-
-
-def _tensor_diff(a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance) -> str | None:
-    if a.get("shape") != b.get("shape") or a.get("dtype") != b.get("dtype"):
-        return f"shape {_shape(a)} → {_shape(b)}"
-    x, y = a.get("stats", []), b.get("stats", [])
-    spread = abs(x[1]) if len(x) > 1 else 0.0
-    if len(x) != len(y) or any(abs(p - q) > tol.tensor_rel * (spread + abs(p)) + 1e-6 for p, q in zip(x, y)):
-        return f"mean/std/min/max {_floats(x)} → {_floats(y)}"
-    return None
-
-
-def _value_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
-    x, y = a.get("value"), b.get("value")
-    if isinstance(x, float) and isinstance(y, float) and abs(x - y) <= 1e-9 * max(abs(x), abs(y), 1.0):
-        return None
-    return None if x == y and type(x) is type(y) else f"value {_short(x)} → {_short(y)}"
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= _CLIP else text[:_CLIP] + "…"
-
-
-def fingerprint_diff(a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance) -> str | None:
-    """Why fingerprint ``b`` left ``a`` (words), or None when it matches within ``tol``."""
-    kind = a.get("kind")
-    if kind != b.get("kind"):
-        return f"{kind} → {b.get('kind')}"
-    if kind == "image":
-        return _image_diff(a, b, tol)
-    if kind == "tensor":
-        return _tensor_diff(a, b, tol)
-    if kind == "value":
-        return _value_diff(a, b)
-    if kind in ("list", "dict"):
-        return _nested_diff(a, b, tol)
-    same = {k: v for k, v in a.items()} == {k: v for k, v in b.items()}
-    return None if same else f"{kind} {_short(a.get('sha') or a.get('type'))} → {_short(b.get('sha') or b.get('type'))}"
-
-
-def _nested_diff(a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance) -> str | None:
-    if a.get("length") != b.get("length"):
-        return f"length {a.get('length')} → {b.get('length')}"
-    x, y = a.get("items"), b.get("items")
-    pairs = list(zip(x, y)) if isinstance(x, list) and isinstance(y, list) else [
-        (x.get(k), y.get(k)) for k in sorted(set(x) | set(y))] if isinstance(x, dict) and isinstance(y, dict) else []
-    for index, (p, q) in enumerate(pairs):
-        if p is None or q is None:
-            return "items differ"
-        reason = fingerprint_diff(p, q, tol)
-        if reason:
-            return f"item {index}: {reason}"
-    return None
-
+DEFAULT_TOLERANCE = Tolerance()
 
 State = Literal["same", "origin", "loaded", "settings", "new", "follows"]
 
@@ -361,7 +252,7 @@ def _check(node: TraceNode, base: TraceNode | None, checked: Mapping[str, NodeCh
         return fingerprint_diff(a, b, tol)
 
     outputs = {o.slot: why for o in node.outputs if (why := differs(theirs.get(o.slot), o.fingerprint))}
-    settings = tuple(f"{k}: {_short(base.settings.get(k))} → {_short(node.settings.get(k))}"
+    settings = tuple(f"{k}: {short(base.settings.get(k))} → {short(node.settings.get(k))}"
                      for k in sorted(set(base.settings) | set(node.settings)) if base.settings.get(k) != node.settings.get(k))
     if not outputs:
         return NodeCheck(node, "same", baseline=base)
@@ -439,7 +330,7 @@ def _walk(baseline: Trace, obtained: Trace, tol: Tolerance | None) -> tuple[Node
     return tuple(checked.values())
 
 
-def first_change(baseline: Trace, obtained: Trace, tol: Tolerance = Tolerance()) -> Finding:
+def first_change(baseline: Trace, obtained: Trace, tol: Tolerance = DEFAULT_TOLERANCE) -> Finding:
     """Walk ``obtained`` in execution order against ``baseline``; see the module docstring."""
     chain = _walk(baseline, obtained, tol)
     origins = tuple(c for c in chain if c.state in ("origin", "loaded", "settings", "new"))
@@ -450,7 +341,7 @@ def first_change(baseline: Trace, obtained: Trace, tol: Tolerance = Tolerance())
     return Finding("drift", exact, origins) if origins else Finding("no_change", chain, ())
 
 
-def traces_match(baseline: Trace, obtained: Trace, tol: Tolerance = Tolerance()) -> bool:
+def traces_match(baseline: Trace, obtained: Trace, tol: Tolerance = DEFAULT_TOLERANCE) -> bool:
     """Whether ``obtained`` stays within ``baseline`` everywhere (an update keeps the old file then)."""
     return [n.node_id for n in baseline.nodes] == [n.node_id for n in obtained.nodes] and not any(
         c.changed for c in _walk(baseline, obtained, tol))
