@@ -142,3 +142,25 @@ def test_pictures_go_to_trace_png_and_come_back_for_the_side_by_side(tmp_path: P
     for where, data in made.pictures.items():
         with Image.open(io.BytesIO(data)) as a, Image.open(io.BytesIO(back.pictures[where])) as b:  # type: ignore[union-attr]
             assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+
+
+# --- the setting: --comfy-trace on|off (ini comfy_trace), and `trace = false` per workflow -----
+
+
+def test_the_trace_is_on_by_default_and_turned_off_by_option_or_settings_file(tmp_path: Path) -> None:
+    from comfytest.errors import ConfigError
+    from comfytest.workflows.casefile import load_cases
+    from comfytest.workflows.workflow import load_workflow
+    from tests.unit.test_settings import settings
+
+    assert settings().trace is True
+    assert settings({"trace": "off"}).trace is False and settings(ini={"trace": "off"}).trace is False
+    with pytest.raises(ConfigError, match=r"ini comfy_trace: 'maybe' is not one of: on, off"):
+        settings(ini={"trace": "maybe"})
+    (tmp_path / "wf.json").write_text('{"1": {"class_type": "SaveImage", "inputs": {}}}')
+    (tmp_path / "wf.toml").write_text("trace = false\n[cases.big]\n[cases.small]\ntrace = true\n")
+    specs = {c.id: c.trace for c in load_cases(tmp_path / "wf.toml", load_workflow(tmp_path / "wf.json"))}
+    assert specs == {"big": False, "small": True}
+    (tmp_path / "wf.toml").write_text('trace = "no"\n')
+    with pytest.raises(ConfigError, match="trace"):
+        load_cases(tmp_path / "wf.toml", load_workflow(tmp_path / "wf.json"))
