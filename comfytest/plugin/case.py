@@ -28,21 +28,12 @@ from comfytest.compare.baselines import (
 from comfytest.compare.calibrate import measure_runs, repeat
 from comfytest.compare.files import MediaCheck, check_file
 from comfytest.compare.interface import check_interfaces
-from comfytest.compare.trace import Tolerance
 from comfytest.compare.video import as_animation
-from comfytest.errors import (
-    BaselineCorrupt,
-    BaselineMissing,
-    ComparisonError,
-    ImageMismatch,
-    PreflightError,
-    RunError,
-    clip,
-)
+from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError, clip
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
 from comfytest.plugin.session import ComfySession
-from comfytest.plugin.tracing import TraceContext, diagnose, file_loaders, record_trace
+from comfytest.plugin.tracing import case_trace, diagnosable, diagnose, record_trace
 from comfytest.report.document import summarize_runs
 from comfytest.report.memory import summarize_memory
 from comfytest.report.previews import PREVIEWS_DIR, save_previews
@@ -130,27 +121,15 @@ def _run_and_check(
     if settings.previews:
         folder = settings.results / PREVIEWS_DIR / BaselineKey(name, case.id, "").relative_dir
         record["previews"] = save_previews(runs[0].events, folder, settings.results)
-    trace = _trace_context(session, prompt, timeout, name, case, loaders)
+    trace = case_trace(session, prompt, timeout, BaselineKey(name, case.id, ""), case, loaders)
     try:
         check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
     except ComparisonError as exc:  # issue 23: one tapped run names the node that changed first
-        if trace is None or isinstance(exc, BaselineMissing | BaselineCorrupt):
+        if trace is None or not diagnosable(exc):
             raise
         raise type(exc)(f"{exc}\n\n{diagnose(session, store, trace, record)}") from exc
     if trace is not None and settings.update_baselines:
         record_trace(session, store, trace, record)
-
-
-def _trace_context(
-    session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, name: str, case: CaseSpec,
-    loaders: Mapping[str, Any],
-) -> TraceContext | None:
-    """The trace of this case, unless --comfy-trace off or the settings file's ``trace = false``."""
-    if not (case.trace if case.trace is not None else session.settings.trace):
-        return None
-    return TraceContext(prompt, BaselineKey(name, case.id, ""), file_loaders(prompt, session.object_info(), loaders),
-                        timeout, Tolerance(hash_bits=max(case.tolerance or 0, 2)),
-                        session.settings.results / BaselineKey(name, case.id, "").relative_dir)
 
 
 def _run(

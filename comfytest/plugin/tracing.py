@@ -30,8 +30,9 @@ from comfytest.compare.trace import (
     read_trace,
     traces_match,
 )
-from comfytest.errors import ComfyTestError
+from comfytest.errors import BaselineCorrupt, BaselineMissing, ComfyTestError, ComparisonError
 from comfytest.plugin.session import ComfySession
+from comfytest.workflows.casefile import CaseSpec
 from comfytest.workflows.workflow import ObjectInfo
 
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "upload")
@@ -60,6 +61,23 @@ def file_loaders(prompt: Mapping[str, Any], info: ObjectInfo, model_loaders: Map
                         and any(value[1].get(flag) for flag in _UPLOAD_FLAGS):
                     found.add(str(node_id))
     return frozenset(found)
+
+
+def case_trace(
+    session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, key: BaselineKey, case: CaseSpec,
+    model_loaders: Mapping[str, Any],
+) -> TraceContext | None:
+    """The trace of one case (``key``: its baselines folder), unless --comfy-trace off or the
+    settings file's ``trace = false``; the hash tolerance is the case's, 2 bits at least."""
+    if not (case.trace if case.trace is not None else session.settings.trace):
+        return None
+    return TraceContext(prompt, key, file_loaders(prompt, session.object_info(), model_loaders), timeout,
+                        Tolerance(hash_bits=max(case.tolerance or 0, 2)), session.settings.results / key.relative_dir)
+
+
+def diagnosable(exc: ComparisonError) -> bool:
+    """A failed comparison the trace can explain: not a missing or unreadable baseline."""
+    return not isinstance(exc, BaselineMissing | BaselineCorrupt)
 
 
 def _take(session: ComfySession, ctx: TraceContext) -> Trace:
@@ -141,4 +159,4 @@ def _note(record: dict[str, Any], status: str, message: str) -> str:
     return message
 
 
-__all__ = ["TraceContext", "diagnose", "file_loaders", "record_trace"]
+__all__ = ["TraceContext", "case_trace", "diagnosable", "diagnose", "file_loaders", "record_trace"]
