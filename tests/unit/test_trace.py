@@ -164,3 +164,17 @@ def test_the_trace_is_on_by_default_and_turned_off_by_option_or_settings_file(tm
     (tmp_path / "wf.toml").write_text('trace = "no"\n')
     with pytest.raises(ConfigError, match="trace"):
         load_cases(tmp_path / "wf.toml", load_workflow(tmp_path / "wf.json"))
+
+
+def test_reports_carry_the_first_change_as_junit_properties_and_an_html_chain() -> None:
+    from comfytest.report.document import junit_properties
+    from comfytest.report.trace import trace_html
+
+    finding = first_change(trace(BASE), trace({**BASE, "2": 0.35, "3": 0.45}))
+    record = {"trace": finding.to_json()}
+    assert ("comfy_first_change", "node 2 (Blur)") in junit_properties(record)
+    assert ("comfy_first_change_node", "2") in junit_properties(record)
+    html = trace_html(record)
+    assert '<tr class="first-change"><td>node 2 (Blur)</td><td>◀ first change: inside this node</td>' in html
+    assert html.count('class="follows"') == 1 and "Warm tint" in html
+    assert not [k for k, _ in junit_properties({"trace": {"status": "no_trace"}}) if k.startswith("comfy_first")]
