@@ -75,12 +75,21 @@ def tapped_prompt(prompt: Mapping[str, Any], info: Mapping[str, Any]) -> TappedP
     types: dict[tuple[str, int], str] = {}
     for node_id in sorted(executed_nodes(prompt, info)):
         for slot, kind in enumerate(output_types(str(prompt[node_id].get("class_type")), info)):
-            tap_id = f"{_TAP_PREFIX}{len(taps)}"
+            tap_id = _free_id(copy, f"{_TAP_PREFIX}{len(taps)}")
             taps[tap_id] = (node_id, slot)
             types[(node_id, slot)] = kind
             copy[tap_id] = {"class_type": TAP_CLASS, "inputs": {"value": [node_id, slot], "type": kind},
                             "_meta": {"title": f"comfytest tap {node_id}:{slot}"}}
     return TappedPrompt(copy, taps, types)
+
+
+def _free_id(prompt: Mapping[str, Any], wanted: str) -> str:
+    """``wanted``, or with a suffix when the prompt already has a node of that id."""
+    found, suffix = wanted, 0
+    while found in prompt:
+        suffix += 1
+        found = f"{wanted}_{suffix}"
+    return found
 
 
 def read_fingerprints(tapped: TappedPrompt, outputs: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, int], Any]:

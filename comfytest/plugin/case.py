@@ -125,7 +125,7 @@ def _run_and_check(
     try:
         check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
     except ComparisonError as exc:  # issue 23: one tapped run names the node that changed first
-        if trace is None or not diagnosable(exc):
+        if trace is None or settings.update_baselines or not diagnosable(exc):
             raise
         raise type(exc)(f"{exc}\n\n{diagnose(session, store, trace, record)}") from exc
     if trace is not None and settings.update_baselines:

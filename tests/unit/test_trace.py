@@ -178,3 +178,11 @@ def test_reports_carry_the_first_change_as_junit_properties_and_an_html_chain() 
     assert '<tr class="first-change"><td>node 2 (Blur)</td><td>◀ first change: inside this node</td>' in html
     assert html.count('class="follows"') == 1 and "Warm tint" in html
     assert not [k for k, _ in junit_properties({"trace": {"status": "no_trace"}}) if k.startswith("comfy_first")]
+
+
+def test_a_tap_never_takes_the_id_of_a_node_of_the_prompt() -> None:
+    prompt = {**PROMPT, "comfytest_tap_0": {"class_type": "Blur", "inputs": {"image": ["1", 0]}}}
+    prompt["4"] = {"class_type": "Save", "inputs": {"images": ["comfytest_tap_0", 0]}}
+    tapped = tapped_prompt(prompt, INFO)
+    assert tapped.prompt["comfytest_tap_0"] == prompt["comfytest_tap_0"]
+    assert ("comfytest_tap_0", 0) in tapped.taps.values() and len(set(tapped.taps)) == len(tapped.taps)
