@@ -83,7 +83,7 @@ def fingerprint_diff(a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance)
     if kind in ("list", "dict"):
         return _nested_diff(a, b, tol)
     same = {k: v for k, v in a.items()} == {k: v for k, v in b.items()}
-    return None if same else f"{kind} {short(a.get('sha') or a.get('type'))} → {short(b.get('sha') or b.get('type'))}"
+    return None if same else f"{kind} {short(a.get('sha') or a.get('object'))} → {short(b.get('sha') or b.get('object'))}"
 
 
 def _nested_diff(a: Mapping[str, Any], b: Mapping[str, Any], tol: Tolerance) -> str | None:

@@ -578,7 +578,7 @@ def fingerprint_module(value: Any, module: Any) -> dict[str, Any]:
     (the first values of the first tensors), so a changed model file shows without hashing it."""
     params = list(module.parameters())
     sample = [_numpy(p.flatten()[:64]) for p in params[:_MAX_ITEMS]]
-    return {"kind": "model", "type": type(value).__name__, "params": sum(p.numel() for p in params),
+    return {"kind": "model", "object": type(value).__name__, "params": sum(p.numel() for p in params),
             "sha": _digest(np.concatenate(sample)) if sample else ""}
 
 
@@ -602,7 +602,7 @@ def fingerprint(value: Any, type_name: str = "*", depth: int = 0) -> dict[str, A
     module = _module_of(value)
     if module is not None:
         return fingerprint_module(value, module)
-    return {"kind": "opaque", "type": type(value).__name__}
+    return {"kind": "opaque", "object": type(value).__name__}
 
 
 class ComfyTestTap:

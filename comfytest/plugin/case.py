@@ -127,7 +127,7 @@ def _run_and_check(
     except ComparisonError as exc:  # issue 23: one tapped run names the node that changed first
         if trace is None or settings.update_baselines or not diagnosable(exc):
             raise
-        raise type(exc)(f"{exc}\n\n{diagnose(session, store, trace, record)}") from exc
+        raise type(exc)("\n\n".join(filter(None, [str(exc), diagnose(session, store, trace, record)]))) from exc
     if trace is not None and settings.update_baselines:
         record_trace(session, store, trace, record)
 

@@ -48,6 +48,7 @@ class TraceContext:
     timeout: float | None
     tolerance: Tolerance
     artefacts: Path  # the case's results folder: the changed node's pictures go there
+    pictures: bool = True  # trace.png beside trace.txt (not with --comfy-hash-only: no images kept)
 
 
 def file_loaders(prompt: Mapping[str, Any], info: ObjectInfo, model_loaders: Mapping[str, Any]) -> frozenset[str]:
@@ -72,7 +73,8 @@ def case_trace(
     if not (case.trace if case.trace is not None else session.settings.trace):
         return None
     return TraceContext(prompt, key, file_loaders(prompt, session.object_info(), model_loaders), timeout,
-                        Tolerance(hash_bits=max(case.tolerance or 0, 2)), session.settings.results / key.relative_dir)
+                        Tolerance(hash_bits=max(case.tolerance or 0, 2)), session.settings.results / key.relative_dir,
+                        pictures=not session.settings.hash_only)
 
 
 def diagnosable(exc: ComparisonError) -> bool:
@@ -84,7 +86,13 @@ def _take(session: ComfySession, ctx: TraceContext) -> Trace:
     """One run of the tapped copy of the prompt → its trace."""
     info = session.object_info()
     tapped = tapped_prompt(ctx.prompt, info)
-    result = session.run_prompt(tapped.prompt, timeout=ctx.timeout, fetch_images=False)
+    if not tapped.taps:  # only nodes without outputs (SaveImage alone): nothing to trace, no run
+        return Trace(())
+    observers, session.runner.observers = session.runner.observers, []  # no live progress lines for taps
+    try:
+        result = session.run_prompt(tapped.prompt, timeout=ctx.timeout, fetch_images=False)
+    finally:
+        session.runner.observers = observers  # the runner now in use (a failover may have replaced it)
     result.raise_for_status()
     return build_trace(ctx.prompt, read_fingerprints(tapped, result.outputs), tapped.types, ctx.loaders)
 
@@ -100,12 +108,15 @@ def record_trace(session: ComfySession, store: BaselineStore, ctx: TraceContext,
         return
     except TraceCorrupt:
         old = None
+    if not trace.nodes:
+        record["trace"] = {"status": "empty", "message": "no node with outputs to trace"}
+        return
     store.mark_used(path)
     if old is not None and traces_match(old, trace, ctx.tolerance):
         record["trace"] = {"status": "kept", "message": f"trace {path} still matches; kept"}
         return
     atomic_write(path, trace.to_text().encode("utf-8"))
-    sheet, sheet_path = picture_sheet(trace), path.with_name(TRACE_PICTURES)
+    sheet, sheet_path = picture_sheet(trace) if ctx.pictures else None, path.with_name(TRACE_PICTURES)
     if sheet is not None:
         atomic_write(sheet_path, sheet)
     elif sheet_path.is_file():  # an earlier trace's pictures, which no longer fit this trace
@@ -115,9 +126,12 @@ def record_trace(session: ComfySession, store: BaselineStore, ctx: TraceContext,
 
 def diagnose(session: ComfySession, store: BaselineStore, ctx: TraceContext, record: dict[str, Any]) -> str:
     """After a failed comparison: one tapped run against the stored trace → the finding in words
-    (also in ``record["trace"]``)."""
-    if TAP_CLASS not in session.object_info():
+    (also in ``record["trace"]``); "" when the prompt has no node output to trace."""
+    info = session.object_info()
+    if TAP_CLASS not in info:
         return _note(record, "unavailable", f"trace: the node that changed cannot be located: {tap_missing()}")
+    if not tapped_prompt(ctx.prompt, info).taps:
+        return ""  # no node with outputs (a lone output node): nothing a trace could tell
     path = store.find_file(ctx.key, TRACE_FILE)
     if path is None:
         return _note(record, "no_trace", (

@@ -186,3 +186,22 @@ def test_a_tap_never_takes_the_id_of_a_node_of_the_prompt() -> None:
     tapped = tapped_prompt(prompt, INFO)
     assert tapped.prompt["comfytest_tap_0"] == prompt["comfytest_tap_0"]
     assert ("comfytest_tap_0", 0) in tapped.taps.values() and len(set(tapped.taps)) == len(tapped.taps)
+
+
+def test_every_kind_of_fingerprint_reads_back_equal_so_an_unchanged_update_keeps_the_file() -> None:
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(3, 2)
+
+    class Patcher:  # ComfyUI's ModelPatcher: the module is its ``model``
+        model = Model()
+
+    values = {"MODEL": Patcher(), "LATENT": {"samples": torch.ones(1, 4, 8, 8)}, "INT": 3, "*": object(),
+              "CONDITIONING": [[torch.zeros(1, 77, 8), {"pooled_output": torch.ones(1, 8)}]]}
+    prompt = {str(i): {"class_type": "Blur", "inputs": {}} for i, _ in enumerate(values)}
+    types = {(str(i), 0): kind for i, kind in enumerate(values)}
+    made = build_trace(prompt, {(str(i), 0): fingerprint(v, k) for i, (k, v) in enumerate(values.items())}, types)
+    assert made.nodes[0].outputs[0].fingerprint["object"] == "Patcher" and made.nodes[0].outputs[0].type == "MODEL"
+    back = Trace.from_text(made.to_text())
+    assert back == made and traces_match(back, made)
