@@ -288,9 +288,8 @@ class Finding:
             return ("trace: no intermediate output differs from the baseline's trace, exactly or within tolerance "
                     "(the difference is in how outputs were saved or compared, not in a node's result)")
         lines = [f"first change at {_sentence(first, self.status)}"]
-        others = [c for c in self.origins[1:]]
-        if others:
-            lines.append("also changed on their own: " + "; ".join(_sentence(c, self.status) for c in others))
+        if self.origins[1:]:
+            lines.append("also changed on their own: " + "; ".join(_sentence(c, self.status) for c in self.origins[1:]))
         follows = [c.node.node_id for c in self.chain if c.state == "follows"]
         if follows:
             lines.append(f"{len(follows)} later node(s) differ because their inputs did: {', '.join(follows)}")

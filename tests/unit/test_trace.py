@@ -205,3 +205,12 @@ def test_every_kind_of_fingerprint_reads_back_equal_so_an_unchanged_update_keeps
     assert made.nodes[0].outputs[0].fingerprint["object"] == "Patcher" and made.nodes[0].outputs[0].type == "MODEL"
     back = Trace.from_text(made.to_text())
     assert back == made and traces_match(back, made)
+
+
+def test_two_branches_that_changed_on_their_own_are_both_named_first_in_execution_order() -> None:
+    prompt = copy.deepcopy(PROMPT)
+    prompt["3"]["inputs"]["image"] = ["1", 0]  # Tint now beside Blur, not after it
+    prompt["5"] = {"class_type": "Save", "inputs": {"images": ["2", 0]}}
+    finding = first_change(trace(BASE, prompt), trace({**BASE, "2": 0.4, "3": 0.6}, prompt))
+    assert [c.node.node_id for c in finding.origins] == ["2", "3"]
+    assert finding.message().splitlines()[1].startswith("also changed on their own: node 3 'Warm tint' (Tint)")
