@@ -5,6 +5,8 @@ Layout under the root (see ``baselines`` for the lifecycle that uses it)::
     <workflow>/<case>/<node>_<index>.png      baseline image (an APNG for animations)
     <workflow>/<case>/<node>_<index>.txt      baseline text output
     <workflow>/<case>/hashes.txt              "<key>  <hash>[,<hash>...]  <W>x<H> <MODE>", sorted
+    <workflow>/<case>/trace.txt               the trace of intermediate outputs (``compare.trace``)
+    <workflow>/<case>/trace.png               its image outputs' pictures, one 64 px cell each
     _profiles/<profile>/<workflow>/<case>/... the same files, overriding the common ones
 """
 
@@ -34,6 +36,8 @@ except ImportError:  # Windows: no flock; xdist workers there must not update on
 
 UPDATE_OPTION = "--comfy-update-baselines"
 HASHES_FILE = "hashes.txt"
+TRACE_FILE = "trace.txt"  # issue 23: the case's trace of intermediate outputs (compare.trace), no output's
+TRACE_PICTURES = "trace.png"  # ... and the pictures of its image outputs
 PROFILES_DIR = "_profiles"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 #: files a baseline folder holds: images and records, plus kept media (audio, latents, videos)
@@ -370,7 +374,7 @@ class BaselineStore:
             if not directory.is_dir():
                 continue
             for path in sorted(directory.iterdir()):
-                if not path.is_file() or path.name.startswith(".") or path.name in seen_names:
+                if not path.is_file() or path.name.startswith(".") or path.name in seen_names or path.name in (TRACE_FILE, TRACE_PICTURES):
                     continue
                 seen_names.add(path.name)
                 if path.name == HASHES_FILE:

@@ -15,6 +15,8 @@ The nodes let tests exercise a server without any model file:
   ``ComfyTestInvert``, ``ComfyTestSink``): small copies of real pack nodes, each with the
   regression an author made switchable through ``COMFYTEST_REGRESSIONS`` (see below).
 * ``ComfyTestHoldMemory``  holds a given number of MiB (RAM, or the torch device) for a given time.
+* ``ComfyTestTap``         takes any output and reports a compact fingerprint of it in its UI
+  output (``comfytest_trace``): the trace of intermediate outputs (issue 23, ``comfy/trace.py``).
 
 This module runs inside ComfyUI's process: it must not import comfytest or pytest. ComfyUI's
 own modules (and torch) are imported inside the functions, so the module can be imported, and
@@ -490,6 +492,158 @@ class ComfyTestFile:
         return {"ui": {output_key: [entry], **extra}}
 
 
+# --- issue 23: the tap node of the trace of intermediate outputs -------------------------
+
+TRACE_KEY = "comfytest_trace"
+_PHASH_SIZE = 8
+_MAX_ITEMS = 8  # frames hashed, list items fingerprinted: the trace stays small
+
+
+def phash_grey(grey: np.ndarray[Any, Any]) -> str:
+    """imagehash's ``phash`` of an ``[H, W]`` 0..1 picture, as hex: 32x32 greyscale (Lanczos),
+    DCT-II of rows and columns, the top-left 8x8 compared with its median."""
+    from PIL import Image
+
+    size = 4 * _PHASH_SIZE
+    pil = Image.fromarray((np.clip(grey, 0.0, 1.0) * 255).round().astype(np.uint8), mode="L")
+    pixels = np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64)
+    k = np.arange(size)
+    dct = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * size))  # rows: frequencies
+    low = (dct @ pixels @ dct.T)[:_PHASH_SIZE, :_PHASH_SIZE]
+    bits = (low > np.median(low)).flatten()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):0{_PHASH_SIZE * _PHASH_SIZE // 4}x}"
+
+
+def _digest(array: np.ndarray[Any, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+def _rounded(values: Any) -> list[float]:
+    return [float(f"{float(v):.5g}") for v in np.atleast_1d(values)]
+
+
+def _numpy(tensor: Any) -> np.ndarray[Any, Any]:
+    return np.asarray(tensor.detach().to("cpu").float().numpy())
+
+
+def fingerprint_image(tensor: Any) -> dict[str, Any]:
+    """IMAGE ``[B, H, W, C]`` or MASK ``[B, H, W]``: shape, a phash per frame (8 at most), and
+    the mean and standard deviation of each channel over the batch."""
+    pixels = _numpy(tensor)
+    frames = pixels if pixels.ndim == 4 else pixels[..., None]
+    if frames.ndim == 3:
+        frames = frames[None]
+    grey = frames[..., :3].mean(-1) if frames.shape[-1] >= 3 else frames[..., 0]
+    axes = tuple(range(frames.ndim - 1))
+    return {"kind": "image", "shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch."),
+            "phash": [phash_grey(g) for g in grey[:_MAX_ITEMS]],
+            "mean": _rounded(frames.mean(axis=axes)), "std": _rounded(frames.std(axis=axes)),
+            "sha": _digest(pixels), "thumb": thumbnail(frames[0])}
+
+
+THUMB_SIDE = 64
+
+
+def thumbnail(frame: np.ndarray[Any, Any]) -> str:
+    """The frame as a small PNG (base64, at most 64 px a side): comfytest keeps it beside the
+    trace and shows a changed node's baseline and obtained pictures side by side."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    channels = frame.shape[-1]
+    pixels = (np.clip(frame[..., :3] if channels >= 3 else frame[..., 0], 0.0, 1.0) * 255).round().astype(np.uint8)
+    pil = Image.fromarray(pixels, mode="RGB" if channels >= 3 else "L")
+    pil.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def fingerprint_tensor(tensor: Any) -> dict[str, Any]:
+    """Any other tensor (latents, conditioning): shape, dtype and summary statistics."""
+    values = _numpy(tensor)
+    stats = [values.mean(), values.std(), values.min(), values.max()] if values.size else [0, 0, 0, 0]
+    return {"kind": "tensor", "shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch."),
+            "stats": _rounded(stats), "sha": _digest(values)}
+
+
+def _module_of(value: Any) -> Any:
+    import torch
+
+    for name in ("model", "cond_stage_model", "first_stage_model"):
+        module = getattr(value, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    return value if isinstance(value, torch.nn.Module) else None
+
+
+def fingerprint_module(value: Any, module: Any) -> dict[str, Any]:
+    """A model (MODEL, CLIP, VAE): parameter count, and a digest of a sample of the weights
+    (the first values of the first tensors), so a changed model file shows without hashing it."""
+    params = list(module.parameters())
+    sample = [_numpy(p.flatten()[:64]) for p in params[:_MAX_ITEMS]]
+    return {"kind": "model", "object": type(value).__name__, "params": sum(p.numel() for p in params),
+            "sha": _digest(np.concatenate(sample)) if sample else ""}
+
+
+def fingerprint(value: Any, type_name: str = "*", depth: int = 0) -> dict[str, Any]:
+    """A compact, JSON-able fingerprint of one output value of a node."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        images = type_name in ("IMAGE", "MASK") and value.ndim in (2, 3, 4)
+        return fingerprint_image(value) if images else fingerprint_tensor(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return {"kind": "value", "value": value}
+    if isinstance(value, str):
+        if len(value) <= 200:
+            return {"kind": "value", "value": value}
+        return {"kind": "text", "length": len(value), "start": value[:60], "sha": _digest(np.frombuffer(value.encode(), np.uint8))}
+    if isinstance(value, dict) and depth < 2:
+        return {"kind": "dict", "items": {str(k): fingerprint(v, "*", depth + 1) for k, v in sorted(value.items(), key=str)[:_MAX_ITEMS]}}
+    if isinstance(value, list | tuple) and depth < 3:
+        return {"kind": "list", "length": len(value), "items": [fingerprint(v, type_name, depth + 1) for v in value[:4]]}
+    module = _module_of(value)
+    if module is not None:
+        return fingerprint_module(value, module)
+    return {"kind": "opaque", "object": type(value).__name__}
+
+
+class ComfyTestTap:
+    """Takes any output (the ``*`` type: ``VALIDATE_INPUTS`` asks for ``input_types``, which
+    makes ComfyUI skip its type check of the link) and reports its fingerprint in the UI output
+    ``comfytest_trace``. comfytest appends one per node output to a copy of a prompt."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "value": ("*", {}),
+            "type": ("STRING", {"default": "*"}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, input_types: dict[str, Any]) -> bool:
+        return True
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    INPUT_IS_LIST = True  # a node's list output arrives whole, not one tap call per item
+    CATEGORY = CATEGORY
+
+    def run(self, value: list[Any], type: list[str]) -> dict[str, Any]:
+        kind = type[0] if type else "*"
+        try:
+            found = fingerprint(value[0], kind) if len(value) == 1 else fingerprint(list(value), kind)
+        except Exception as exc:  # a value the tap cannot read must not fail the diagnostic run
+            found = {"kind": "error", "error": f"{exc.__class__.__name__}: {exc}"[:200]}
+        return {"ui": {TRACE_KEY: [found]}}
+
+
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "ComfyTestFile": ComfyTestFile,
     "ComfyTestNoiseImage": ComfyTestNoiseImage,
@@ -499,6 +653,7 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "ComfyTestText": ComfyTestText,
     **_ISSUE14_NODES,
     "ComfyTestHoldMemory": ComfyTestHoldMemory,
+    "ComfyTestTap": ComfyTestTap,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
@@ -510,4 +665,5 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "ComfyTestText": "Show text (comfytest)",
     **_ISSUE14_NAMES,
     "ComfyTestHoldMemory": "Hold memory (comfytest)",
+    "ComfyTestTap": "Trace tap (comfytest)",
 }

@@ -25,7 +25,7 @@ from comfytest.compare.baselines import (
     unused_baselines,
 )
 from comfytest.compare.calibrate import render_table as render_calibration
-from comfytest.compare.store import device_profile
+from comfytest.compare.store import TRACE_FILE, TRACE_PICTURES, device_profile
 from comfytest.errors import (
     BaselineCorrupt,
     BaselineMissing,
@@ -217,7 +217,7 @@ class SessionState:
             return []
         store = self._store or self._make_store(self._fingerprint_stats())
         used = {Path(c["baseline"]).resolve() for r in self.records for c in r.get("comparisons") or [] if c.get("baseline")}
-        used |= {p.parent / HASHES_FILE for p in used}
+        used |= {p.parent / name for p in used for name in (HASHES_FILE, TRACE_FILE, TRACE_PICTURES)}  # TRACE_FILE: issue 23
         used |= {Path(f).resolve() for r in self.records for c in r.get("comparisons") or [] for f in c.get("baseline_files") or []}
         dirs = [Path(r["baseline_dir"]) for r in self.records if r.get("baseline_dir")]
         unchecked = [Path(r["baseline_dir"]) for r in self.records if r.get("baseline_dir") and not r.get("comparisons")]

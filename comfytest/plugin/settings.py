@@ -205,6 +205,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-cases", "most cases one workflow's settings file may declare (matrices expanded); a larger matrix is refused before it is built", positive_int, default=1000),
     # --- issue 22: node packs under test, loaded into the servers comfytest starts ---
     Option("custom-nodes", "a custom node pack folder (. for a pack at the repository root) loaded for the session into the embedded or --comfy-launch'ed ComfyUI, its requirements.txt installed for that server only; paths separated by os.pathsep in the env variable", env="COMFYTEST_CUSTOM_NODES", repeat=True, default=(), path_list=True),
+    # --- issue 23: the trace of intermediate outputs ---
+    Option("trace", "the trace of intermediate outputs: on (recorded beside the baselines when they are updated; a failing case is run once more with taps to name the first node that changed) or off (for huge graphs; a settings file's `trace = false` turns it off for one workflow)", choice("on", "off"), default="on"),
 )
 
 
@@ -280,6 +282,7 @@ class Settings:
     progress: str = "auto"
     previews: bool = False
     max_cases: int = 1000
+    trace: bool = True  # issue 23: record and read traces of intermediate outputs
     url_source: str = "default"
     gpus: tuple[str, ...] = ()
     servers: int = 1
@@ -423,6 +426,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         previews=bool(values["comfy_previews"]),
         max_cases=values["comfy_max_cases"],
         custom_nodes=_packs(values["comfy_custom_nodes"], sources["comfy_custom_nodes"], rootdir),
+        trace=values["comfy_trace"] == "on",
     )
     _check_folders(settings, sources)
     return settings

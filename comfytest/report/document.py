@@ -30,6 +30,7 @@ import comfytest
 from comfytest.comfy.compat import info_from_dict
 from comfytest.errors import ConfigError
 from comfytest.report.memory import memory_properties
+from comfytest.report.trace import trace_properties
 
 SCHEMA = "comfytest.report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
@@ -63,6 +64,8 @@ RECORD_DEFAULTS: Mapping[str, Any] = {
     # where it ran and which models it loaded (several servers, model-aware order)
     "server": None,  # {"url", "label", "device", "moved_from"?, "died"?}
     "models": [],  # the model files the case loads, "folder/name"
+    # issue 23: the trace of intermediate outputs (recorded, or the finding of a failing case)
+    "trace": None,
 }
 
 Document = dict[str, Any]
@@ -406,6 +409,7 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
             name = f"comfy_distance_{_safe(comparison.get('output'))}"
             props.append((name, _fmt_number(comparison["distance"])))
     props.extend(memory_properties(record))
+    props.extend(trace_properties(record))  # issue 23
     if record.get("failure_kind"):
         props.append(("comfy_failure_kind", str(record["failure_kind"])))
     if record.get("server"):

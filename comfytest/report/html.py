@@ -38,6 +38,8 @@ from comfytest.report.document import (
     test_server,
 )
 from comfytest.report.memory import figures, memory_cell, memory_lines
+from comfytest.report.trace import CSS as TRACE_CSS
+from comfytest.report.trace import trace_html
 
 Keys = tuple[str, ...]
 
@@ -109,7 +111,7 @@ def render_html(doc: Mapping[str, Any], base_dir: Path, *, trends: str = "") -> 
             '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>comfytest report {_e(doc.get('created'))}</title>",
-            f"<style>{CSS}</style></head>",
+            f"<style>{CSS}{TRACE_CSS}</style></head>",
             f'<body data-test-count="{len(tests)}">',
             _summary(doc),
             _overview(tests),
@@ -155,6 +157,7 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
     if message:
         parts.append(f'<pre class="message">{_e(message)}</pre>')
     parts.extend(_comparison(c, base_dir, message) for c in record.get("comparisons") or [])
+    parts.append(trace_html(record, lambda role, path, label: _figure(role, path, base_dir, label)))  # issue 23
     parts.append(_timing(record))
     parts.append(_memory(record))
     parts.append(_previews(record, base_dir))

@@ -160,6 +160,8 @@ class CaseSpec:
     timing: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     #: per output node id: its own tolerance and pixel limits
     output_criteria: Mapping[str, OutputCriteria] = field(default_factory=lambda: MappingProxyType({}))
+    #: the trace of intermediate outputs (issue 23); None: as --comfy-trace says
+    trace: bool | None = None
 
     def with_defaults(self, defaults: CaseDefaults) -> CaseSpec:
         """Fill what the settings file left unset from the CLI/ini/built-in values."""
@@ -512,6 +514,7 @@ _KEYS: Mapping[str, Callable[[_Context, str, Any], Any]] = MappingProxyType({
     "max_diff": _int(0), "mean_diff": _number, "min_psnr": _number, "exact": _flag,
     "output_criteria": _output_criteria,
     "timing": _timing,
+    "trace": _flag,  # issue 23: false turns the trace of intermediate outputs off for this workflow
 })
 
 
@@ -564,6 +567,7 @@ def _spec(name: str, values: Mapping[str, Any]) -> CaseSpec:
         output_criteria=MappingProxyType(dict(values.get("output_criteria", {}))),
         timing=MappingProxyType(dict(values.get("timing", {}))),
         media=MappingProxyType(dict(values.get("media", {}))),
+        trace=values.get("trace"),
     )
 
 

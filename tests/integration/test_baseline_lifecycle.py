@@ -31,10 +31,11 @@ def test_tiny_txt2img_walks_the_whole_lifecycle(ws: Workspace) -> None:
     assert ws.snapshot() == {}
     assert [c["status"] for c in ws.comparisons()] == ["missing"]
 
-    # 2. update: png + hashes.txt written, the test passes, the summary lists the new file
+    # 2. update: png + hashes.txt (and the trace, issue 23) written, the test passes, the summary lists the new file
     created = ws.run(UPDATE)
     created.assert_outcomes(passed=1)
-    assert sorted(ws.snapshot()) == ["tiny_txt2img/base/7_0.png", "tiny_txt2img/base/hashes.txt"]
+    assert sorted(ws.snapshot()) == ["tiny_txt2img/base/7_0.png", "tiny_txt2img/base/hashes.txt",
+                                     "tiny_txt2img/base/trace.png", "tiny_txt2img/base/trace.txt"]
     created.stdout.fnmatch_lines([
         f"baselines ({UPDATE}): 1 created, 0 updated, 0 unchanged",
         "  created  workflows/tiny_txt2img.json [[]base[]] 7_0: new  *7_0.png",
@@ -82,7 +83,7 @@ def test_tiny_txt2img_walks_the_whole_lifecycle(ws: Workspace) -> None:
 def test_hash_only_keeps_a_hash_line_and_no_image(ws: Workspace) -> None:
     ws.workflow("two", TWO_OUTPUTS)
     ws.run(UPDATE, "--comfy-hash-only").assert_outcomes(passed=1)
-    assert sorted(ws.snapshot()) == ["two/default/hashes.txt"]
+    assert sorted(ws.snapshot()) == ["two/default/hashes.txt", "two/default/trace.txt"], "no trace.png either"
     lines = ws.case_dir("two", "default").joinpath("hashes.txt").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["2_0", "4_0"]
     assert all(ln.split()[1].startswith("phash:8:") and ln.endswith("16x16 RGB  device=cpu") for ln in lines)
@@ -136,6 +137,10 @@ def test_outputs_list_reports_missing_and_extra_output_nodes(ws: Workspace) -> N
         "two/missing/2_0.png", "two/missing/4_0.png", "two/missing/hashes.txt"]
 
 
+#: a removed case's files: its outputs, hash lines and trace (issue 23)
+STALE = ("2_0.png", "4_0.png", "hashes.txt", "trace.png", "trace.txt")
+
+
 def test_baselines_of_a_case_that_no_longer_exists_are_listed_as_unused(ws: Workspace) -> None:
     ws.workflow("two", TWO_OUTPUTS, "[cases.old]\n")
     ws.run(UPDATE).assert_outcomes(passed=1)
@@ -143,7 +148,7 @@ def test_baselines_of_a_case_that_no_longer_exists_are_listed_as_unused(ws: Work
 
     result = ws.run(UPDATE)
     result.assert_outcomes(passed=1)
-    stale = [str(ws.case_dir("two", "old") / n) for n in ("2_0.png", "4_0.png", "hashes.txt")]
+    stale = [str(ws.case_dir("two", "old") / n) for n in STALE]
     result.stdout.fnmatch_lines([f"unused baseline: {p}" for p in stale])
     assert ws.report()["unused_baselines"] == stale
 
@@ -157,7 +162,7 @@ def test_a_run_of_some_files_lists_unused_baselines_only_of_those_workflows(ws: 
 
     only_two = ws.run(UPDATE, "workflows/two.json")
     only_two.assert_outcomes(passed=1)
-    assert ws.report()["unused_baselines"] == [str(stale / n) for n in ("2_0.png", "4_0.png", "hashes.txt")]
+    assert ws.report()["unused_baselines"] == [str(stale / n) for n in STALE]
     assert "unused baseline: " + str(ws.case_dir("other", "fine")) not in text(only_two), "other.json did not run"
 
     by_case = ws.run("workflows/two.json::renamed")
@@ -170,7 +175,7 @@ def test_unused_baselines_under_xdist_and_with_a_keyword_filter(ws: Workspace) -
     ws.run(UPDATE).assert_outcomes(passed=2)
     ws.settings("two", "[cases.kept]\n[cases.added]\n")
     ws.run(UPDATE, "-k", "added").assert_outcomes(passed=1)
-    stale = [str(ws.case_dir("two", "old") / n) for n in ("2_0.png", "4_0.png", "hashes.txt")]
+    stale = [str(ws.case_dir("two", "old") / n) for n in STALE]
 
     ws.run("-n", "2").assert_outcomes(passed=2)
     assert ws.report()["unused_baselines"] == stale, "the controller lists what no worker used"

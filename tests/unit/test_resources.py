@@ -30,6 +30,7 @@ from comfytest.report.memory import (
     memory_regressions,
     summarize_memory,
 )
+from tests.load import loaded
 
 GIB = 1024 * MIB
 
@@ -101,10 +102,12 @@ def test_stop_waits_for_the_idle_reading_but_for_no_other() -> None:
         gate.wait(5)
         return stats(60 * GIB, 70 * GIB, 9 * GIB)
 
-    sampler = ResourceSampler(slow, 1000)
+    sampler = ResourceSampler(slow, 60_000)  # an interval no busy machine reaches
+    started = time.monotonic()
     sampler.start()
     threading.Timer(0.2, gate.set).start()
-    memory = sampler.stop()  # returns once the idle reading is back, not after the 1 s interval
+    memory = sampler.stop()  # returns once the idle reading is back, not after the 60 s interval
+    assert time.monotonic() - started < loaded(5)
     assert memory is not None and memory.samples == 1
     assert memory.ram_used_idle_bytes == memory.ram_used_peak_bytes
 
