@@ -187,12 +187,15 @@ def _pct(new: float, old: float, floor: float) -> float:
     return 100.0 * (new - old) / max(old, floor)
 
 
-def _hue_turn(za: complex, zb: complex, chroma: float) -> float:
-    """Degrees from baseline's colour to obtained's, from chroma-weighted complex means; 0 for
-    images too grey (mean chroma under 2) for a hue to mean anything."""
-    if chroma < 2 or abs(za) < 1e-9 or abs(zb) < 1e-9:
-        return 0.0
-    return math.degrees(float(np.angle(za * np.conj(zb))))
+def _hue_turn(obtained: F, baseline: F, chroma: float) -> float:
+    """Degrees the colours turned, pixel by pixel (or cell by cell), weighted by chroma: the
+    angle of the sum of z_obtained * conj(z_baseline) with z = a* + i b*. Noise turns pixels
+    both ways and cancels; a hue change turns them all one way. 0 for images too grey (mean
+    chroma under 2) for a hue to mean anything."""
+    za = obtained[..., 1] + 1j * obtained[..., 2]
+    zb = baseline[..., 1] + 1j * baseline[..., 2]
+    total = complex(np.sum(za * np.conj(zb)))
+    return 0.0 if chroma < 2 or abs(total) < 1e-9 else math.degrees(float(np.angle(total)))
 
 
 @dataclass(frozen=True)
@@ -281,12 +284,6 @@ def _global(sa: ColourSignature, sb: ColourSignature) -> tuple[float, float, flo
             _pct(sa.chroma, sb.chroma, _FLOORS["chroma"]), _pct(sa.sharpness, sb.sharpness, _FLOORS["sharpness"]))
 
 
-def _weighted_ab(x: F) -> complex:
-    """The chroma-weighted mean of a* + i b*: where the colour of an image points."""
-    w = np.hypot(x[..., 1], x[..., 2])
-    return complex(float(np.mean(x[..., 1] * w)), float(np.mean(x[..., 2] * w)))
-
-
 def signature_changes(obtained: ColourSignature, baseline: ColourSignature,
                       size: tuple[int, int] = (GRID, GRID)) -> Perceptual:
     """Figures from two signatures alone (hash-only baselines, video frames): no SSIM, shift
@@ -298,7 +295,7 @@ def signature_changes(obtained: ColourSignature, baseline: ColourSignature,
     cw, ch = size[0] / GRID, size[1] / GRID
     box = (round(col * cw), round(row * ch), round(cw), round(ch))
     return Perceptual(float(cell_de.mean()), float(cell_de.max()), *_global(obtained, baseline),
-                      hue_deg=_hue_turn(_weighted_ab(ga), _weighted_ab(gb), baseline.chroma),
+                      hue_deg=_hue_turn(ga, gb, baseline.chroma),
                       region=box, region_pct=100 / (GRID * GRID))
 
 
@@ -365,7 +362,7 @@ def measure(obtained: Image.Image, baseline: Image.Image, limits: PerceptualLimi
     region, region_pct = _region(_blur(de, 2.0), limits.local_delta_e, scale) if local > limits.local_delta_e \
         else (None, 0.0)
     return Perceptual(
-        float(de.mean()), local, *_global(sa, sb), hue_deg=_hue_turn(_weighted_ab(ba), _weighted_ab(bb), sb.chroma),
+        float(de.mean()), local, *_global(sa, sb), hue_deg=_hue_turn(ba, bb, sb.chroma),
         ssim=float(ssim(La, Lb).mean()), shift=_best_shift(La, Lb), mirrored=_mirror(La, Lb),
         region=region, region_pct=region_pct)
 
