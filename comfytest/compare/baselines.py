@@ -255,7 +255,8 @@ class _ImageKind(_Kind[list[Image.Image]]):
         """The limits for this output: the strict pixel default only where the baseline's stack
         (device, torch, ComfyUI, precision flags, as far as its line records them) is ours."""
         same, why = same_stack(self.stored.stack if self.stored else Stack(), self.store.stack)
-        return for_baseline(self.params.tolerance, self.params.limits, same, why)
+        return for_baseline(self.params.tolerance, self.params.limits, same, why,
+                            pc.DEFAULT_LIMITS if self.store.perceptual else None)
 
     @property
     def target(self) -> Path:

@@ -278,13 +278,15 @@ class BaselineStore:
     """The baselines root, the active profile, and which baseline files this process used."""
 
     def __init__(self, root: Path, profile: str | None = None, device: str | None = None,
-                 stack: Stack | None = None) -> None:
+                 stack: Stack | None = None, perceptual: bool = True) -> None:
         self.root = Path(root)
         self.profile = profile
         #: the server's device profile (``cpu``, a GPU name), recorded with each baseline made
         self.device = safe_name(device) if device else None
         #: the server's whole stack (device, versions, precision flags), recorded likewise
         self.stack = stack if stack is not None else Stack(self.device)
+        #: whether comparisons apply the perceptual criteria (``--comfy-perceptual``)
+        self.perceptual = perceptual
         self._used: set[Path] = set()
 
     @property

@@ -265,7 +265,7 @@ class VideoKind(OutputKind[VideoSignature]):
         mine_c = dict(self.sig.colours)
         changes = tuple((i, tuple(pc.signature_changes(pc.ColourSignature.parse(mine_c[i]), pc.ColourSignature.parse(c),
                                                        (self.sig.width, self.sig.height)).changes(FRAME_LIMITS)))
-                        for i, c in baseline.colours if i in mine_c)
+                        for i, c in baseline.colours if i in mine_c and self.store.perceptual)
         self.cmp = VideoComparison(s.tolerance, self.sig, baseline, distances, changes)
         return Outcome(self.cmp.passed, self.cmp.describe(f"{s.method}:{s.hash_size}"))
 

@@ -198,7 +198,8 @@ class SessionState:
         derived = device_profile(system_stats) if system_stats else None
         if profile is None and derived and (root / PROFILES_DIR / safe_name(derived)).is_dir():
             profile = derived
-        return BaselineStore(root, profile, derived, stack_of(system_stats) if system_stats else None)
+        return BaselineStore(root, profile, derived, stack_of(system_stats) if system_stats else None,
+                             perceptual=self.settings.perceptual)
 
     def unused_baselines(self) -> list[str]:
         """Baseline files that no test of this session read or wrote (full runs only).

@@ -191,6 +191,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("memory-fail", "fail tests whose peak memory grew against --comfy-compare (failure kind 'memory'); without it they only warn", flag=True, default=False),
     Option("progress", "live progress while a case runs: auto (one updating line on a terminal, nothing otherwise), nodes (a line per node, also in CI logs), off", choice(*PROGRESS_MODES), default="auto"),
     Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
+    # --- issue 21: perceptual criteria ---
+    Option("perceptual", "perceptual criteria beside the hash (colour, tone, blur, shifts, changed regions; limits in docs/baselines.md): on, or off for the hash and pixel limits alone", choice("on", "off"), default="on"),
 )
 
 
@@ -265,6 +267,7 @@ class Settings:
     memory_fail: bool = False
     progress: str = "auto"
     previews: bool = False
+    perceptual: bool = True  # perceptual criteria beside the hash (issue 21)
     url_source: str = "default"
     gpus: tuple[str, ...] = ()
     servers: int = 1
@@ -403,6 +406,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         memory_fail=bool(values["comfy_memory_fail"]),
         progress=values["comfy_progress"],
         previews=bool(values["comfy_previews"]),
+        perceptual=values["comfy_perceptual"] == "on",
     )
     _check_folders(settings, sources)
     return settings
