@@ -341,6 +341,9 @@ def check_video(store: BaselineStore, key: BaselineKey, file: OutputFile, *, mod
                        worst_frame=cmp.worst[0] if cmp.worst else None)
     how = (f"frame count, size and fps exactly; {len(sig.hashes)} of {sig.frames} frames by "
            f"{settings.method}:{settings.hash_size} hash, tolerance {settings.tolerance}")
+    if cmp is not None and cmp.changes:
+        how = (f"frame count, size and fps exactly; {len(sig.hashes)} of {sig.frames} frames by colour signature "
+               f"(perceptual limits) and {settings.method}:{settings.hash_size} hash within {cmp.limit(cmp.changes[0][0])}")
     return MediaCheck(result, "video", how, metrics, kind.files)
 
 
