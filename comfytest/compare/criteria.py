@@ -94,7 +94,9 @@ class Criteria:
             parts.append(f"mean diff {fmt(self.mean_diff)}")
         if self.min_psnr is not None:
             parts.append(f"min PSNR {fmt(self.min_psnr)} dB")
-        return ", ".join(parts)
+        if self.perceptual is not None:
+            parts.append("perceptual limits")
+        return ", ".join(parts) + (f" ({self.why})" if self.why else "")
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,7 @@ DEFAULT_LIMITS = PerceptualLimits()
 
 #: below these a relative change is measured against the floor (a black image that gains half
 #: a level is not "10 % brighter"): mean level, lightness spread, chroma, detail
-_FLOORS = {"gray": 48.0, "contrast": 5.0, "chroma": 4.0, "sharpness": 0.3}
+_FLOORS = {"gray": 48.0, "contrast": 8.0, "chroma": 8.0, "sharpness": 1.0}
 
 
 def _pct(new: float, old: float, floor: float) -> float:
@@ -322,15 +322,19 @@ def _best_shift(a: F, b: F, reach: int = 3) -> tuple[int, int]:
         return float(np.abs(a[reach + dy:h - reach + dy, reach + dx:w - reach + dx] - core).mean())
 
     here = err(0, 0)
+    if here <= 0.5:  # nothing a shift could explain (drift, identical pixels): skip the search
+        return (0, 0)
     best = min((err(dx, dy), (dx, dy)) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1))
     return best[1] if best[0] < 0.5 * here and here > 0.5 else (0, 0)
 
 
 def _mirror(a: F, b: F) -> str | None:
     here = float(np.abs(a - b).mean())
+    if here <= 2:
+        return None
     for how, flipped in (("horizontally", b[:, ::-1]), ("vertically", b[::-1, :])):
         there = float(np.abs(a - flipped).mean())
-        if there < 0.5 * here and here > 2:
+        if there < 0.5 * here:
             return how
     return None
 

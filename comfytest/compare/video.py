@@ -310,7 +310,7 @@ class VideoKind(OutputKind[VideoSignature]):
         if not common:
             return Artefacts(obtained_sheet)
         dist = dict(self.cmp.distances) if self.cmp else {}
-        heat = {i: ic.diff_heatmap(self.thumbs[i], base[i]) for i in common}
+        heat = {i: pc.error_map(self.thumbs[i], base[i]) for i in common}
         labels = {i: f"frame {i}" + (f" d={dist[i]}" if i in dist else "") for i in common}
         diff_sheet = contact_sheet(heat, labels)
         diff, side = out_dir / f"{self.key.stem}.diff.png", out_dir / f"{self.key.stem}.side_by_side.png"
