@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import math
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -388,11 +388,8 @@ def error_map(obtained: Image.Image, baseline: Image.Image, full_scale: float = 
     return Image.merge("RGB", [grey.point(_heat_lut()[i * 256:(i + 1) * 256]) for i in range(3)])
 
 
-LIMIT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PerceptualLimits))
-
 __all__ = [
     "DEFAULT_LIMITS",
-    "LIMIT_NAMES",
     "ColourSignature",
     "Perceptual",
     "PerceptualLimits",
