@@ -336,7 +336,7 @@ def check_video(store: BaselineStore, key: BaselineKey, file: OutputFile, *, mod
     metrics: dict[str, Any] = {"method": settings.method, "frames": sig.frames, "width": sig.width, "height": sig.height,
                                "fps": fps_text(sig.fps), "codec": sig.codec, "hashed_frames": len(sig.hashes)}
     if cmp is not None:
-        metrics.update(distance=cmp.distance, tolerance=cmp.tolerance, failing_frames=len(cmp.failing),
+        metrics.update(distance=cmp.distance, tolerance=cmp.limit(cmp.changes[0][0]) if cmp.changes else cmp.tolerance, failing_frames=len(cmp.failing),
                        first_failing_frame=cmp.failing[0] if cmp.failing else None,
                        worst_frame=cmp.worst[0] if cmp.worst else None)
     how = (f"frame count, size and fps exactly; {len(sig.hashes)} of {sig.frames} frames by "
