@@ -4,6 +4,7 @@ words; the colour signature round-trips through hashes.txt; the stack decides st
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,15 @@ def test_default_limits_are_the_benchmarked_ones() -> None:
     # docs/baselines.md shows the benchmark at these values; change both together
     assert (DEFAULT_LIMITS.delta_e, DEFAULT_LIMITS.local_delta_e, DEFAULT_LIMITS.brightness_pct,
             DEFAULT_LIMITS.hue_deg, DEFAULT_LIMITS.sharpness_pct) == (1.6, 12.0, 1.5, 4.0, 10.0)
+
+
+def test_perceptual_off_leaves_the_hash_and_pixel_limits(tmp_path: Path) -> None:
+    from comfytest.compare.baselines import BaselineKey, BaselineStore, check_image
+
+    key = BaselineKey("flow", "case", "9_0")
+    brighter = ImageEnhance.Brightness(SCENE).enhance(1.05)
+    for perceptual, status in ((True, "mismatch"), (False, "passed")):
+        store = BaselineStore(tmp_path / str(perceptual), device="NVIDIA_L4", perceptual=perceptual)
+        check_image(store, key, SCENE, mode="update", results_dir=tmp_path / "results")
+        other = BaselineStore(tmp_path / str(perceptual), device="cpu", perceptual=perceptual)
+        assert check_image(other, key, brighter, results_dir=tmp_path / "results").status == status
