@@ -33,6 +33,7 @@ from typing import Generic, Literal, TypeVar
 from PIL import Image
 
 from comfytest.compare import images as ic
+from comfytest.compare import perceptual as pc
 from comfytest.compare.criteria import NO_LIMITS, Criteria, PixelLimits, for_baseline
 from comfytest.compare.store import (
     HASHES_FILE,
@@ -41,6 +42,7 @@ from comfytest.compare.store import (
     BaselineKey,
     BaselineStore,
     HashRecord,
+    Stack,
     atomic_write,
     check_line,
     read_hashes,
@@ -61,6 +63,7 @@ __all__ = [  # the file layer is re-exported: callers need only this module
     "CheckResult",
     "HashRecord",
     "Mode",
+    "Stack",
     "Status",
     "atomic_write",
     "check_image",
@@ -261,10 +264,11 @@ class _ImageKind(_Kind[list[Image.Image]]):
         self.cmp: Comparison | None = None
 
     def criteria(self) -> Criteria:
-        """The limits for this output: pixel defaults only where the baseline's device is ours."""
-        device = self.stored.device if self.stored else None
-        same = device is not None and device == self.store.device
-        return for_baseline(self.params.tolerance, self.params.limits, same)
+        """The limits for this output: the strict pixel default only where the baseline's stack
+        (device, torch, ComfyUI, precision flags, as far as its line records them) is ours."""
+        same, why = same_stack(self.stored.stack if self.stored else Stack(), self.store.stack)
+        return for_baseline(self.params.tolerance, self.params.limits, same, why,
+                            pc.DEFAULT_LIMITS if self.store.perceptual else None)
 
     @property
     def target(self) -> Path:
@@ -304,8 +308,8 @@ class _ImageKind(_Kind[list[Image.Image]]):
         # identical pixels keep the device that made them: an update on another device
         # that changes nothing must not move every line
         keep = self.pixels_same and self.stored is not None and self.stored.device
-        device = self.stored.device if keep and self.stored else self.store.device
-        return HashRecord.of(self.obtained, self.params.method, self.params.hash_size, device)
+        stack = self.stored.stack if keep and self.stored else self.store.stack
+        return HashRecord.of(self.obtained, self.params.method, self.params.hash_size, stack)
 
     def unchanged(self, outcome: _Outcome) -> bool:
         assert self.source is not None
@@ -338,7 +342,8 @@ class _ImageKind(_Kind[list[Image.Image]]):
         # the first failing frame of an animation, else the last one both have
         failing = self.cmp.first_failure if isinstance(self.cmp, ic.AnimationComparison) else None
         index = min(len(self.frames), len(baseline)) - 1 if failing is None else failing
-        diff = ic.diff_heatmap(self.frames[index], baseline[index])
+        a, b = self.frames[index], baseline[index]
+        diff = pc.error_map(a, b) if a.size == b.size else ic.diff_heatmap(a, b)
         paths = _Artefacts(obtained, out_dir / f"{self.key.stem}.diff.png",
                            out_dir / f"{self.key.stem}.side_by_side.png")
         assert paths.diff and paths.side_by_side
@@ -384,8 +389,8 @@ class _HashOnlyKind(_ImageKind):
         try:
             frames = tuple(ic.compare_to_hash(
                 f, h, baseline_size=stored.size, baseline_mode=stored.mode, method=p.method,
-                hash_size=p.hash_size, criteria=self.criteria())
-                for f, h in zip(self.frames, stored.hashes))
+                hash_size=p.hash_size, criteria=self.criteria(), baseline_colour=c)
+                for f, h, c in zip(self.frames, stored.hashes, stored.colour or [None] * len(stored.hashes)))
         except ComparisonError as exc:
             raise ComparisonError(f"{self.key.label()}, baseline {self.source}: {exc}; run pytest "
                                   f"with {UPDATE_OPTION} to re-hash it") from exc
@@ -402,6 +407,16 @@ class _HashOnlyKind(_ImageKind):
 
     def artefacts(self, out_dir: Path, baseline: list[Image.Image] | None) -> _Artefacts:
         return super().artefacts(out_dir, None)  # nothing to diff against
+
+
+def same_stack(baseline: Stack, current: Stack) -> tuple[bool, str]:
+    """Whether strict criteria apply, and why, in words for the failure message."""
+    if baseline.device is None:
+        return False, "baseline: device not recorded — perceptual criteria"
+    differs = baseline.differences(current)
+    if not differs:
+        return True, f"baseline made on this stack ({baseline.label()}) — strict criteria"
+    return False, (f"baseline: {baseline.label()}; this run: {current.label(differs)} — perceptual criteria")
 
 
 def check_image(store: BaselineStore, key: BaselineKey, obtained: Image.Image, *,

@@ -9,11 +9,15 @@ Per-frame comparisons (animations, video) apply the same value to each frame.
 * ``mean_diff``: the mean per-channel difference;
 * ``min_psnr``: the lowest PSNR in dB (identical images have infinite PSNR).
 
-The defaults (``for_baseline``) depend on where the baseline was made. On the device profile
-that made it, a node pack's output is normally bit-exact (or within ±1 of rounding across
-thread counts), so the built-in ``SAME_DEVICE_MAX_DIFF`` applies: it catches a swapped channel
-order, a blur kernel off by two, a one-pixel shift. On any other device only the hash
-tolerance applies, unless the user configured pixel limits (those apply everywhere).
+* ``perceptual``: the perceptual limits (colour, tone, blur, geometry, changed regions; see
+  ``perceptual``), which tell device drift from a change a person would see.
+
+The defaults (``for_baseline``) depend on what made the baseline. On the same stack (device,
+torch, ComfyUI, precision flags) a node pack's output is normally bit-exact (or within ±1 of
+rounding across thread counts), so the built-in ``SAME_DEVICE_MAX_DIFF`` applies on top of the
+perceptual limits: it catches a swapped channel order, a blur kernel off by two, a one-pixel
+shift. On any other stack the hash tolerance and the perceptual limits apply, plus pixel limits
+the user configured (those apply everywhere). ``why`` says which, for messages.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from comfytest.compare.perceptual import DEFAULT_LIMITS, PerceptualLimits
 from comfytest.errors import ConfigError
 
 #: the largest channel difference allowed by default when the baseline's device is this one
@@ -49,6 +54,9 @@ class Criteria:
     max_diff: int | None = None
     mean_diff: float | None = None
     min_psnr: float | None = None
+    perceptual: PerceptualLimits | None = None
+    #: which criteria and why ("baseline: cpu, torch 2.4.1; this run: torch 2.5.0 — perceptual criteria")
+    why: str | None = None
 
     def __post_init__(self) -> None:
         # the settings parsers refuse these with the option or key named; this guards the
@@ -95,7 +103,9 @@ class Criteria:
             parts.append(f"mean diff {fmt(self.mean_diff)}")
         if self.min_psnr is not None:
             parts.append(f"min PSNR {fmt(self.min_psnr)} dB")
-        return ", ".join(parts)
+        if self.perceptual is not None:
+            parts.append("perceptual limits")
+        return ", ".join(parts) + (f" ({self.why})" if self.why else "")
 
 
 @dataclass(frozen=True)
@@ -118,13 +128,14 @@ class PixelLimits:
 NO_LIMITS = PixelLimits()
 
 
-def for_baseline(tolerance: int, configured: PixelLimits, same_device: bool) -> Criteria:
-    """The criteria for one comparison: configured limits always apply; the built-in pixel
-    default only when the baseline was made on this device profile."""
+def for_baseline(tolerance: int, configured: PixelLimits, same_device: bool, why: str | None = None,
+                 perceptual: PerceptualLimits | None = DEFAULT_LIMITS) -> Criteria:
+    """The criteria for one comparison: configured and perceptual limits always apply; the
+    built-in pixel default only when the baseline was made on this stack (``same_device``)."""
     limits = configured
     if same_device and limits.max_diff is None:
         limits = replace(limits, max_diff=SAME_DEVICE_MAX_DIFF)
-    return Criteria(tolerance, limits.max_diff, limits.mean_diff, limits.min_psnr)
+    return Criteria(tolerance, limits.max_diff, limits.mean_diff, limits.min_psnr, perceptual, why)
 
 
 def suggest_max_diff(observed: int) -> int:

@@ -21,6 +21,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageSequence
 
+from comfytest.compare import perceptual as pc
 from comfytest.compare.criteria import NOTABLE_DIFF, Criteria, fmt
 from comfytest.errors import ComparisonError, ConfigError
 
@@ -142,14 +143,19 @@ class ImageComparison:
     metrics: PixelMetrics | None  # None for hash-only comparisons and size mismatches
     #: every limit the comparison must hold; None: the hash tolerance alone
     criteria: Criteria | None = None
+    #: perceptual figures (against the baseline's pixels, or its colour signature)
+    perceptual: pc.Perceptual | None = None
 
     @property
     def failures(self) -> list[str]:
-        """The limits this comparison broke, in words (empty when it passed)."""
+        """The limits this comparison broke, in words (empty when it passed): what kind of
+        change first ("colour shift (mean ΔE 6.1)"), then the pixel limits."""
         if self.size_mismatch:
             return [f"size {_wxh(self.obtained_size)} differs from baseline {_wxh(self.baseline_size)}"]
         criteria = self.criteria or Criteria(self.tolerance)
-        return criteria.failures(self.distance, self.metrics, self.method)
+        seen = self.perceptual.changes(criteria.perceptual) \
+            if self.perceptual is not None and criteria.perceptual is not None else []
+        return seen + criteria.failures(self.distance, self.metrics, self.method)
 
     @property
     def size_mismatch(self) -> bool:
@@ -185,10 +191,12 @@ class ImageComparison:
             if broken:
                 hash_ok = self.distance <= self.tolerance
                 evidence = f"{self.method} distance {self.distance}, " if hash_ok else ""
-                text = "; ".join(broken) + f" ({evidence}{_describe_metrics(self.metrics)})"
+                text = "; ".join(broken) + f" ({evidence}{_describe_metrics(self.metrics, self.perceptual)})"
+                if self.criteria and self.criteria.why:
+                    text += f" [{self.criteria.why}]"
             else:
                 text = f"{self.method} distance {self.distance} <= tolerance {self.tolerance}"
-                text += f" ({_describe_metrics(self.metrics)})"
+                text += f" ({_describe_metrics(self.metrics, self.perceptual)})"
                 if self.metrics and self.metrics.max_abs_diff > NOTABLE_DIFF and not (
                         self.criteria and self.criteria.checks_pixels):
                     text += (f"; passed on the hash alone although pixels differ by up to "
@@ -203,13 +211,14 @@ def _wxh(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def _describe_metrics(m: PixelMetrics | None) -> str:
+def _describe_metrics(m: PixelMetrics | None, p: pc.Perceptual | None = None) -> str:
+    seen = f", {p.describe()}" if p is not None else ""
     if m is None:
-        return "hash only"
+        return "hash only" + (f" + colour signature{seen}" if p is not None else "")
     if m.max_abs_diff == 0:
         return "identical pixels"
     return (f"max pixel diff {m.max_abs_diff}, mean {fmt(m.mean_abs_diff)}, "
-            f"PSNR {m.psnr:.1f} dB")
+            f"PSNR {m.psnr:.1f} dB{seen}")
 
 
 def _normalise_pair(a: Image.Image, b: Image.Image) -> tuple[Image.Image, Image.Image, str]:
@@ -260,23 +269,32 @@ def compare_images(obtained: Image.Image, baseline: Image.Image, *, method: str 
     # identical pixels hash identically; skipping the second hash halves the common case
     identical = metrics is not None and metrics.max_abs_diff == 0
     b_hash = a_hash if identical else _hash_prepared(_hash_source(baseline), method, hash_size)
+    seen = None
+    if criteria is not None and criteria.perceptual is not None and metrics is not None and not identical:
+        seen = pc.measure(obtained, baseline, criteria.perceptual)
     return ImageComparison(
         method, hash_size, tolerance, hash_distance(a_hash, b_hash), a_hash, b_hash,
-        obtained.size, baseline.size, obtained.mode, baseline.mode, compared_as, metrics, criteria,
+        obtained.size, baseline.size, obtained.mode, baseline.mode, compared_as, metrics, criteria, seen,
     )
 
 
 def compare_to_hash(obtained: Image.Image, baseline_hash: str, *, baseline_size: tuple[int, int],
                     baseline_mode: str, method: str = "phash", hash_size: int = 8,
-                    tolerance: int = 2, criteria: Criteria | None = None) -> ImageComparison:
-    """Compare with a stored hash only (no baseline pixels, so no pixel metrics)."""
+                    tolerance: int = 2, criteria: Criteria | None = None,
+                    baseline_colour: str | None = None) -> ImageComparison:
+    """Compare with a stored hash only (no baseline pixels, so no pixel metrics), and with the
+    stored colour signature when the baseline line has one (lines written before it do not)."""
     a_hash = image_hash(obtained, method, hash_size)
     tolerance = criteria.tolerance if criteria else tolerance
     compared_as = "RGBA" if has_alpha(obtained) else "RGB"
+    seen = None
+    if baseline_colour is not None and criteria is not None and criteria.perceptual is not None:
+        seen = pc.signature_changes(pc.ColourSignature.of(obtained), pc.ColourSignature.parse(baseline_colour),
+                                    obtained.size)
     return ImageComparison(
         method, hash_size, tolerance, hash_distance(a_hash, baseline_hash), a_hash,
         baseline_hash, obtained.size, baseline_size, obtained.mode, baseline_mode,
-        compared_as, None, criteria,
+        compared_as, None, criteria, seen,
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from PIL import Image
 
 from comfytest.compare import images as ic
+from comfytest.compare.perceptual import ColourSignature
 from comfytest.errors import BaselineCorrupt, clip
 
 try:
@@ -79,39 +80,109 @@ class BaselineKey:
         return f"output {self.output_key} of {self.workflow}[{self.case}]"
 
 
+#: what made a baseline, in the order a line of ``hashes.txt`` writes it
+STACK_FIELDS = ("device", "torch", "comfyui", "precision")
+#: launch flags that change what a model computes (precision, attention, determinism)
+_PRECISION_FLAG = re.compile(r"^--(.*(fp8|fp16|bf16|fp32|fp64|upcast|attention|deterministic|precision).*)$")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What made (or runs) a baseline: the device profile, torch and ComfyUI versions and the
+    precision flags ComfyUI was started with; ``None``: not known (lines written before it was
+    kept record the device alone)."""
+
+    device: str | None = None
+    torch: str | None = None
+    comfyui: str | None = None
+    precision: str | None = None  # "fp16-vae,bf16-unet"; "none" for none
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(name, value) for name in STACK_FIELDS if (value := getattr(self, name)) is not None]
+
+    def label(self, names: tuple[str, ...] = STACK_FIELDS) -> str:
+        """``cpu, torch 2.4.1, ComfyUI 0.3.75, precision fp16-vae`` (the named fields only)."""
+        words = {"device": "", "torch": "torch ", "comfyui": "ComfyUI ", "precision": "precision "}
+        return ", ".join(f"{words[k]}{v}" for k, v in self.items() if k in names) or "unknown"
+
+    def differences(self, other: Stack) -> tuple[str, ...]:
+        """Fields both know and that differ; a device is required on both sides to be "same"."""
+        if self.device is None or other.device is None:
+            return ("device",)
+        return tuple(k for k in STACK_FIELDS
+                     if getattr(self, k) is not None and getattr(other, k) is not None
+                     and getattr(self, k) != getattr(other, k))
+
+
+def _field(value: object) -> str | None:
+    return re.sub(r"\s+", "_", str(value)) if value not in (None, "") else None
+
+
+def stack_of(system_stats: Mapping[str, Any]) -> Stack:
+    """The stack a server reports in /system_stats: device, versions, precision flags of argv."""
+    system = system_stats.get("system") if isinstance(system_stats.get("system"), Mapping) else {}
+    assert isinstance(system, Mapping)
+    argv = system.get("argv") if isinstance(system.get("argv"), list) else None
+    flags = None if argv is None else ",".join(
+        m.group(1) for a in argv if isinstance(a, str) and (m := _PRECISION_FLAG.match(a))) or "none"
+    device = device_profile(system_stats)
+    return Stack(safe_name(device) if device else None, _field(system.get("pytorch_version")),
+                 _field(system.get("comfyui_version")), flags)
+
+
 @dataclass(frozen=True)
 class HashRecord:
-    """One line of ``hashes.txt``: a hash per frame, the size and mode of the image, and the
-    device profile that made it (``device=cpu``; absent in lines written before it was kept)."""
+    """One line of ``hashes.txt``: a hash per frame, the size and mode of the image, the stack
+    that made it (``device=cpu torch=2.4.1 comfyui=0.3.75 precision=none``; lines written
+    before the stack was kept have the device alone, older ones nothing) and a colour
+    signature per frame (``colour=lab1:...``; absent in older lines, which then compare by the
+    hash alone)."""
 
     hashes: tuple[str, ...]
     size: tuple[int, int]
     mode: str
     device: str | None = None
+    torch: str | None = None
+    comfyui: str | None = None
+    precision: str | None = None
+    colour: tuple[str, ...] | None = None
+
+    @property
+    def stack(self) -> Stack:
+        return Stack(self.device, self.torch, self.comfyui, self.precision)
 
     def line(self, stem: str) -> str:
-        device = f"  device={self.device}" if self.device else ""
-        return f"{stem}  {','.join(self.hashes)}  {self.size[0]}x{self.size[1]} {self.mode}{device}"
+        extra = "".join(f"  {k}={v}" for k, v in self.stack.items())
+        if self.colour:
+            extra += f"  colour={','.join(self.colour)}"
+        return f"{stem}  {','.join(self.hashes)}  {self.size[0]}x{self.size[1]} {self.mode}{extra}"
 
     @classmethod
     def parse(cls, line: str) -> tuple[str, HashRecord]:
         stem, hashes, wxh, mode, *extra = line.split()
         w, h = wxh.split("x")
         fields = dict(item.split("=", 1) for item in extra)
-        unknown = set(fields) - {"device"}
+        unknown = set(fields) - {*STACK_FIELDS, "colour"}
         if unknown:
             raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
-        record = cls(tuple(hashes.split(",")), (int(w), int(h)), mode, fields.get("device"))
+        colour = tuple(fields["colour"].split(",")) if "colour" in fields else None
+        record = cls(tuple(hashes.split(",")), (int(w), int(h)), mode, fields.get("device"), fields.get("torch"),
+                     fields.get("comfyui"), fields.get("precision"), colour)
         for value in record.hashes:
             ic.HashValue.parse(value)
+        for value in colour or ():
+            ColourSignature.parse(value)
         return stem, record
 
     @classmethod
     def of(cls, obtained: Image.Image, method: str, hash_size: int,
-           device: str | None = None) -> HashRecord:
+           device: str | Stack | None = None) -> HashRecord:
         frames = ic.frames(obtained)
         hashes = tuple(ic.image_hash(f, method, hash_size) for f in frames)
-        return cls(hashes, frames[0].size, obtained.mode, device)
+        colour = tuple(str(ColourSignature.of(f)) for f in frames)
+        stack = device if isinstance(device, Stack) else Stack(device)
+        return cls(hashes, frames[0].size, obtained.mode, stack.device, stack.torch, stack.comfyui,
+                   stack.precision, colour)
 
 
 def device_profile(system_stats: Mapping[str, Any]) -> str | None:
@@ -326,11 +397,16 @@ def remove_hash(path: Path, stem: str) -> bool:
 class BaselineStore:
     """The baselines root, the active profile, and which baseline files this process used."""
 
-    def __init__(self, root: Path, profile: str | None = None, device: str | None = None) -> None:
+    def __init__(self, root: Path, profile: str | None = None, device: str | None = None,
+                 stack: Stack | None = None, perceptual: bool = True) -> None:
         self.root = Path(root)
         self.profile = profile
         #: the server's device profile (``cpu``, a GPU name), recorded with each baseline made
         self.device = safe_name(device) if device else None
+        #: the server's whole stack (device, versions, precision flags), recorded likewise
+        self.stack = stack if stack is not None else Stack(self.device)
+        #: whether comparisons apply the perceptual criteria (``--comfy-perceptual``)
+        self.perceptual = perceptual
         self._used: set[Path] = set()
 
     @property

@@ -25,7 +25,7 @@ from comfytest.compare.baselines import (
     unused_baselines,
 )
 from comfytest.compare.calibrate import render_table as render_calibration
-from comfytest.compare.store import TRACE_FILE, TRACE_PICTURES, device_profile
+from comfytest.compare.store import TRACE_FILE, TRACE_PICTURES, device_profile, stack_of
 from comfytest.errors import (
     BaselineCorrupt,
     BaselineMissing,
@@ -205,7 +205,8 @@ class SessionState:
         derived = device_profile(system_stats) if system_stats else None
         if profile is None and derived and (root / PROFILES_DIR / safe_name(derived)).is_dir():
             profile = derived
-        return BaselineStore(root, profile, derived)
+        return BaselineStore(root, profile, derived, stack_of(system_stats) if system_stats else None,
+                             perceptual=self.settings.perceptual)
 
     def unused_baselines(self) -> list[str]:
         """Baseline files that no test of this session read or wrote (full runs only).

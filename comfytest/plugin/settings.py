@@ -207,6 +207,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("custom-nodes", "a custom node pack folder (. for a pack at the repository root) loaded for the session into the embedded or --comfy-launch'ed ComfyUI, its requirements.txt installed for that server only; paths separated by os.pathsep in the env variable", env="COMFYTEST_CUSTOM_NODES", repeat=True, default=(), path_list=True),
     # --- issue 23: the trace of intermediate outputs ---
     Option("trace", "the trace of intermediate outputs: on (recorded beside the baselines when they are updated; a failing case is run once more with taps to name the first node that changed) or off (for huge graphs; a settings file's `trace = false` turns it off for one workflow)", choice("on", "off"), default="on"),
+    # --- issue 21: perceptual criteria ---
+    Option("perceptual", "perceptual criteria beside the hash (colour, tone, blur, shifts, changed regions; limits in docs/baselines.md): on, or off for the hash and pixel limits alone", choice("on", "off"), default="on"),
 )
 
 
@@ -283,6 +285,7 @@ class Settings:
     previews: bool = False
     max_cases: int = 1000
     trace: bool = True  # issue 23: record and read traces of intermediate outputs
+    perceptual: bool = True  # perceptual criteria beside the hash (issue 21)
     url_source: str = "default"
     gpus: tuple[str, ...] = ()
     servers: int = 1
@@ -427,6 +430,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         max_cases=values["comfy_max_cases"],
         custom_nodes=_packs(values["comfy_custom_nodes"], sources["comfy_custom_nodes"], rootdir),
         trace=values["comfy_trace"] == "on",
+        perceptual=values["comfy_perceptual"] == "on",
     )
     _check_folders(settings, sources)
     return settings

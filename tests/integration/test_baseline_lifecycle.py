@@ -4,6 +4,9 @@ baseline files, the ``outputs`` list and the end-of-session lists (changes, unus
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from tests.integration.lifecycle import NOT_A_PNG, TINY_TXT2IMG, TWO_OUTPUTS, Workspace, text
@@ -86,7 +89,8 @@ def test_hash_only_keeps_a_hash_line_and_no_image(ws: Workspace) -> None:
     assert sorted(ws.snapshot()) == ["two/default/hashes.txt", "two/default/trace.txt"], "no trace.png either"
     lines = ws.case_dir("two", "default").joinpath("hashes.txt").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["2_0", "4_0"]
-    assert all(ln.split()[1].startswith("phash:8:") and ln.endswith("16x16 RGB  device=cpu") for ln in lines)
+    assert all(ln.split()[1].startswith("phash:8:") and "  16x16 RGB  device=cpu  torch=" in ln
+               and ln.split()[-1].startswith("colour=lab1:") for ln in lines)
 
     ws.run("--comfy-hash-only").assert_outcomes(passed=1)
     for comp in ws.comparisons():
@@ -217,3 +221,30 @@ def test_a_case_that_compared_nothing_fails_unless_its_outputs_are_empty(ws: Wor
 
     ws.settings("silent", "outputs = []\n")
     ws.run().assert_outcomes(passed=1)
+
+
+#: EmptyImage (a flat colour; phash sees no structure, so no colour change moves it) → SaveImage
+FLAT: dict[str, Any] = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0x336699}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "flat"}},
+}
+
+
+@pytest.mark.parametrize("hash_only", [False, True], ids=["image", "hash-only"])
+def test_a_colour_change_phash_misses_fails_against_a_baseline_from_another_device(ws: Workspace, hash_only: bool) -> None:
+    extra = ["--comfy-hash-only"] if hash_only else []
+    ws.workflow("flat", FLAT)
+    ws.run(UPDATE, *extra).assert_outcomes(passed=1)
+    hashes = ws.case_dir("flat", "default") / "hashes.txt"
+    line = hashes.read_text()
+    assert "device=cpu" in line
+    hashes.write_text(line.replace("device=cpu", "device=NVIDIA_L4"))  # as if a GPU runner made it
+    swapped = json.loads(json.dumps(FLAT))
+    swapped["1"]["inputs"]["color"] = 0x996633  # the same colour with red and blue swapped
+    ws.workflow("flat", swapped)
+    result = ws.run(*extra)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert "hue turned" in out and "baseline: NVIDIA_L4" in out and "perceptual criteria" in out
+    (comp,) = ws.comparisons()
+    assert comp["distance"] == 0  # the hash alone passed it, as before this issue

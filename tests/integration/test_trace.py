@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from comfytest.comfy.embedded import load_embedded
+from comfytest.comfy.server import LaunchSpec, LocalServer
 from comfytest.comfy.trace import TAP_CLASS
 from comfytest.plugin.session import ComfySession
 from tests.integration.lifecycle import Workspace, text
+from tests.load import loaded
 
 REPO = Path(__file__).parents[2]
 UPDATE = "--comfy-update-baselines"
@@ -185,7 +187,7 @@ def test_a_changed_node_in_a_chain_is_named_as_the_first_change(
 
 
 def test_a_server_without_the_tap_node_says_the_node_cannot_be_located(
-    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
 ) -> None:
     prompt = {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0x336699}},
@@ -193,7 +195,16 @@ def test_a_server_without_the_tap_node_says_the_node_cannot_be_located(
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "notap"}},
     }
     ws.workflow("notap", prompt)
-    args = launched(ws, tmp_path / "base", tap=False)
+    # every server comfytest starts gets its node pack (--comfy-custom-nodes); a server without it
+    # is one the user runs: started here, on a base folder holding only our pack, given by URL
+    base = tmp_path / "base"
+    launched(ws, base, tap=False)
+    emb = load_embedded(REPO / ".comfytest")
+    server = LocalServer(LaunchSpec(comfyui_dir=emb.comfyui_dir, python=emb.python, args=("--cpu",), base_dir=base),
+                         tmp_path / "server")
+    server.start(timeout=loaded(120))
+    request.addfinalizer(server.stop)
+    args = [a for a in ws.args if not a.startswith("--comfy-url")] + [f"--comfy-url={server.url}"]
     made = run(ws, args, UPDATE)
     made.assert_outcomes(passed=1)
     assert not (ws.case_dir("notap", "default") / "trace.txt").exists()

@@ -23,6 +23,7 @@ from comfytest.compare.baselines import (
     upsert_hash,
 )
 from comfytest.compare.images import ImageComparison, image_hash
+from comfytest.compare.perceptual import ColourSignature
 from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
 
 KEY = BaselineKey("txt2img", "seed[42]", "9_0")
@@ -99,7 +100,7 @@ def test_full_lifecycle_on_disk(tmp_path: Path) -> None:
     assert created.status == "created" and created.ok and created.baseline_path == png
     assert files_under(life.root) == [KEY.relative_dir / "9_0.png", KEY.relative_dir / HASHES_FILE]
     assert read_hashes(case_dir / HASHES_FILE)["9_0"] == HashRecord(
-        (image_hash(img),), (64, 64), "RGB")
+        (image_hash(img),), (64, 64), "RGB", colour=(str(ColourSignature.of(img)),))
 
     passed = life.check(img.copy())
     assert passed.status == "passed" and passed.error() is None
@@ -156,10 +157,10 @@ def test_hash_only_lifecycle_keeps_no_images(tmp_path: Path) -> None:
     assert life.check(img, "update").status == "created"
     assert files_under(life.root) == [KEY.relative_dir / HASHES_FILE]
     hashes = life.root / KEY.relative_dir / HASHES_FILE
-    assert hashes.read_text() == f"9_0  {image_hash(img)}  64x64 RGB\n"
+    assert hashes.read_text() == f"9_0  {image_hash(img)}  64x64 RGB  colour={ColourSignature.of(img)}\n"
     assert life.check(nudged(img)).status == "passed"
     result = life.check(changed(img))
-    assert result.status == "mismatch" and "(hash only)" in result.message
+    assert result.status == "mismatch" and "(hash only + colour signature" in result.message
     assert result.obtained_path is not None and result.obtained_path.is_file()
     assert result.diff_path is None
     os.utime(hashes, ns=(1, 1))

@@ -9,6 +9,7 @@ from PIL import Image, ImageFilter
 
 from comfytest.compare.criteria import SAME_DEVICE_MAX_DIFF, Criteria, PixelLimits, fmt, for_baseline, suggest_max_diff
 from comfytest.compare.images import compare_images
+from comfytest.compare.perceptual import DEFAULT_LIMITS
 from comfytest.nodepack import noise_pixels
 
 BASE = (noise_pixels(64, 64, 7, 1)[0] * 255).round().astype(np.uint8)
@@ -51,7 +52,7 @@ def test_rounding_noise_passes_and_another_device_is_judged_by_the_hash() -> Non
     assert same.passed and same.max_abs_diff == 1
     baseline, obtained = CHANGES["shadow moved 1 px"]
     other = compare_images(obtained, baseline, criteria=for_baseline(2, PixelLimits(), same_device=False))
-    assert other.passed and other.criteria == Criteria(2)
+    assert other.passed and other.criteria == Criteria(2, perceptual=DEFAULT_LIMITS)
     assert f"passed on the hash alone although pixels differ by up to {other.max_abs_diff}" in other.describe()
 
 

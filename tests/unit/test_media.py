@@ -229,3 +229,35 @@ def test_profiles_read_the_common_baseline_and_write_their_own(env: dict[str, An
     assert "_profiles/gpu-x/flow/case/9_0.video.txt" in names and "flow/case/9_0.video.txt" in names
     assert check(profiled, changed).result.status == "passed"
     assert check(env, changed).result.status == "mismatch", "the common baseline is untouched"
+
+
+def _comfy_video(frames: np.ndarray[Any, Any]) -> bytes:
+    """Frames (0..1 floats) encoded as ComfyUI's SaveVideo does: truncated to bytes, yuv420p H.264."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("h264", rate=Fraction(8))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            img = np.clip(f * 255, 0, 255).astype(np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def test_noise_video_passes_drift_of_another_cpu_and_fails_a_visible_change(env: dict[str, Any]) -> None:
+    # the example suite's video_noise case: seeded noise frames, whose phash H.264 moves by up
+    # to 8 bits when the pixels drift by ±1 level (another CPU's kernels) though nothing shows
+    from comfytest.nodepack import noise_pixels
+
+    frames = noise_pixels(64, 64, 3, 8).astype(np.float32)
+    assert check(env, output("v.mp4", _comfy_video(frames)), "update").result.status == "created"
+    assert "colour=" not in (env["store"].root / "flow/case/9_0.video.txt").read_text()  # frame lines instead
+    assert " lab1:" in (env["store"].root / "flow/case/9_0.video.txt").read_text()
+    for seed in range(3):
+        drift = np.random.default_rng(seed).integers(-2, 3, frames.shape) / 255
+        drifted = check(env, output("v.mp4", _comfy_video(frames + drift)))
+        assert drifted.result.status == "passed", drifted.result.message
+    brighter = check(env, output("v.mp4", _comfy_video(frames * 1.05)))
+    assert brighter.result.status == "mismatch" and "brighter (+" in brighter.result.message
+    swapped = check(env, output("v.mp4", _comfy_video(frames[..., ::-1].copy())))
+    assert swapped.result.status == "mismatch"
