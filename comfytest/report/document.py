@@ -30,6 +30,7 @@ import comfytest
 from comfytest.comfy.compat import info_from_dict
 from comfytest.errors import ConfigError
 from comfytest.report.memory import memory_properties
+from comfytest.report.perfcompare import properties as perf_properties
 
 SCHEMA = "comfytest.report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
@@ -406,6 +407,7 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
             name = f"comfy_distance_{_safe(comparison.get('output'))}"
             props.append((name, _fmt_number(comparison["distance"])))
     props.extend(memory_properties(record))
+    props.extend(perf_properties(record))
     if record.get("failure_kind"):
         props.append(("comfy_failure_kind", str(record["failure_kind"])))
     if record.get("server"):
