@@ -42,7 +42,7 @@ class PerfPlan:
 
     rule: Rule
     budget: tuple[float, str] = (2.0, "x")
-    min_runs: int = 5
+    min_runs: int = 6
     max_runs: int = 30
     warmup: int = 0
 

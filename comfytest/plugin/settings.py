@@ -216,7 +216,7 @@ OPTIONS: tuple[Option, ...] = (
     # --- issue 24: performance sessions (docs/performance.md) ---
     Option("perf", "performance session: a cold run that loads the models, then warm runs in which every node but the model loaders executes; each test compared with --comfy-compare (default: the results folder's report.json) by a statistical test; a significant slowdown fails (kind 'timing')", flag=True, default=False),
     Option("perf-budget", "warm runs per case may take this long: a multiple of its cold run (2x) or seconds (20s); the runs stop earlier once the noise allows the floors to be seen", perf_budget, default="2x"),
-    Option("perf-min-runs", "warm runs per case at least (the budget cannot cut below this)", positive_int, default=5),
+    Option("perf-min-runs", "warm runs per case at least (the budget cannot cut below this; 6 a side let p < 0.01 survive one swapped pair)", positive_int, default=6),
     Option("perf-max-runs", "warm runs per case at most", positive_int, default=30),
     Option("perf-alpha", "a change is significant when the Mann-Whitney p-value is below this", probability, default=0.01),
     Option("perf-floor-ms", "a significant change counts only above this many ms ...", non_negative_float, default=20.0),
@@ -304,7 +304,7 @@ class Settings:
     # issue 24: performance sessions
     perf: bool = False
     perf_budget: tuple[float, str] = (2.0, "x")  # (value, "x" multiple of the cold run | "s" seconds)
-    perf_min_runs: int = 5
+    perf_min_runs: int = 6
     perf_max_runs: int = 30
     perf_alpha: float = 0.01
     perf_floor_ms: float = 20.0
