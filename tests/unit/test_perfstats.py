@@ -183,3 +183,14 @@ def test_budget() -> None:
     assert PerfPlan(Rule(), (2.0, "x")).budget_s(1.5) == 3.0
     assert PerfPlan(Rule(), (20.0, "s")).budget_s(1.5) == 20.0
     assert not math.isnan(PerfPlan(Rule()).budget_s(0.0))
+
+
+def test_trend_chart_draws_a_band_per_session_with_spread() -> None:
+    from comfytest.report.trend import History, trend_section
+
+    record = _record(40, 1)
+    entries = ({"created": "a", "tests": {"w.json::default": 70.0}},  # an older line: no spread
+               {"created": "b", "tests": {"w.json::default": 71.0}, "spread": history_spread({"tests": [record]})})
+    page = trend_section(History(entries))
+    assert 'data-bands="1"' in page and page.count('<g class="spread" data-n="8">') == 1
+    assert '<rect class="iqr"' in page
