@@ -150,16 +150,17 @@ def terminal_lines(tests: Sequence[Record]) -> list[str]:
     perf = [t for t in tests if is_perf(t)]
     if not perf:
         return []
-    lines = []
+    warm, cold = [], []
     for record in perf:
         for change in (record["perf"].get("changes") or []):
             if change.get("verdict") == "slower":
-                lines.append(f"  {record.get('nodeid')} {describe_json(change)}")
+                (cold if change.get("phase") == "cold" else warm).append(f"  {record.get('nodeid')} {describe_json(change)}")
     compared = sum(1 for t in perf if t["perf"].get("changes"))
     head = (f"perf: {len(perf)} test(s) measured, {compared} compared with {_source(perf)}"
-            + (f"; {len(lines)} slower:" if lines else "; no significant slowdown"))
+            + (f"; {len(warm)} significantly slower:" if warm else "; no significant slowdown"))
+    cold_head = ["perf: cold runs slower (one run each: shown, not tested):"] if cold else []
     notes = sorted({str(t["perf"]["note"]) for t in perf if t["perf"].get("note")})
-    return [head, *lines, *(f"perf: {n}" for n in notes)]
+    return [head, *warm, *cold_head, *cold, *(f"perf: {n}" for n in notes)]
 
 
 def markdown_lines(tests: Sequence[Record]) -> list[str]:

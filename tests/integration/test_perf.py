@@ -65,8 +65,9 @@ def test_a_node_made_twice_as_slow_fails_with_kind_timing(
     result.assert_outcomes(failed=1)
     out = text(result)
     assert f"timing regression against {ws.results / 'report.json'}" in out
-    assert "node 2 'Tint' (ComfyTestWork): slower ×" in out
     record = ws.report()["tests"][0]
+    assert "\n  node 2 'Tint' (ComfyTestWork): slower ×" in record["message"]  # the warm line, not the cold one
+    assert "significantly slower:" in out
     assert record["failure_kind"] == "timing"
     node = next(c for c in record["perf"]["changes"] if c["scope"] == "2" and c["phase"] == "warm")
     # node durations come from the client's receive times: on a busy machine a frame's delay moves
