@@ -150,7 +150,8 @@ def terminal_lines(tests: Sequence[Record]) -> list[str]:
     perf = [t for t in tests if is_perf(t)]
     if not perf:
         return []
-    warm, cold = [], []
+    warm: list[str] = []
+    cold: list[str] = []
     for record in perf:
         for change in (record["perf"].get("changes") or []):
             if change.get("verdict") == "slower":
