@@ -1,6 +1,6 @@
 """Does ``--comfy-perf`` catch slowdowns without false alarms, and what does it cost?
 
-``python benchmarks/bench_perf_gate.py [--sessions 5] [--quick] [--skip-cost]``
+``python benchmarks/bench_perf_gate.py [--sessions 5] [--quick] [--skip-cost | --cost-only]``
 
 A pack of our own (comfytest's nodepack) with a switchable slowdown: ``ComfyTestWork`` sleeps
 ``ms`` × ``COMFYTEST_WORK_FACTOR`` (an environment variable of the ComfyUI process, which each
@@ -128,8 +128,11 @@ def cost(root: Path) -> tuple[float, float]:
         shutil.rmtree(folder / "comfytest-results", ignore_errors=True)
         wall, doc = session(folder, "--comfy-update-baselines", *extra)
         walls.append(wall)
+        executed = sum(r.get("server_total_ms") or 0 for t in doc["tests"] for r in [t.get("timing") or {}, *(t.get("runs") or [])])
+        warm = sorted(len(t.get("runs") or []) for t in doc["tests"]) if extra else []
         print(f"  example suite {'perf' if extra else 'plain'}: {wall:.1f} s, {len(doc['tests'])} tests, "
-              f"outcomes {sorted({t['outcome'] for t in doc['tests']})}", flush=True)
+              f"outcomes {sorted({t['outcome'] for t in doc['tests']})}, server time {executed / 1000:.1f} s"
+              + (f", warm runs per test {warm}" if extra else ""), flush=True)
     return walls[0], walls[1]
 
 
@@ -138,16 +141,18 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5, help="unchanged perf sessions (false alarms)")
     parser.add_argument("--quick", action="store_true", help="2 unchanged sessions")
     parser.add_argument("--skip-cost", action="store_true", help="skip the example-suite cost measurement")
+    parser.add_argument("--cost-only", action="store_true", help="only the example-suite cost measurement")
     args = parser.parse_args()
     sessions = 2 if args.quick else args.sessions
     with tempfile.TemporaryDirectory(prefix="bench_perf_") as tmp:
         root = Path(tmp)
-        print(f"pack of {len(PACK)} workflows; {sessions} unchanged perf sessions after a reference", flush=True)
-        result = gate(root, sessions)
-        print(f"false alarms: {result['false_alarms']} timing failure(s) in {sessions} unchanged sessions "
-              f"× {len(PACK)} tests")
-        print(f"detections: 2x slower {result['detected_2x']}/{len(RUNS_WORK)} (wrong {result['wrong_2x']}); "
-              f"10% of ~1 s flagged: {result['flagged_10pct']} (wrong {result['wrong_10pct']})")
+        if not args.cost_only:
+            print(f"pack of {len(PACK)} workflows; {sessions} unchanged perf sessions after a reference", flush=True)
+            result = gate(root, sessions)
+            print(f"false alarms: {result['false_alarms']} timing failure(s) in {sessions} unchanged sessions "
+                  f"× {len(PACK)} tests")
+            print(f"detections: 2x slower {result['detected_2x']}/{len(RUNS_WORK)} (wrong {result['wrong_2x']}); "
+                  f"10% of ~1 s flagged: {result['flagged_10pct']} (wrong {result['wrong_10pct']})")
         if not args.skip_cost:
             plain, perf = cost(root)
             print(f"cost: example suite perf/plain = {perf / plain:.2f}× ({perf:.1f} s / {plain:.1f} s)")
