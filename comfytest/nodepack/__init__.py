@@ -15,6 +15,9 @@ The nodes let tests exercise a server without any model file:
   ``ComfyTestInvert``, ``ComfyTestSink``): small copies of real pack nodes, each with the
   regression an author made switchable through ``COMFYTEST_REGRESSIONS`` (see below).
 * ``ComfyTestHoldMemory``  holds a given number of MiB (RAM, or the torch device) for a given time.
+* ``ComfyTestWork``        takes ``ms`` milliseconds, times the factor in the environment variable
+  ``COMFYTEST_WORK_FACTOR`` of the ComfyUI process (read when the node runs): issue 24's
+  switchable slowdown for performance sessions.
 * ``ComfyTestTap``         takes any output and reports a compact fingerprint of it in its UI
   output (``comfytest_trace``): the trace of intermediate outputs (issue 23, ``comfy/trace.py``).
 
@@ -644,6 +647,39 @@ class ComfyTestTap:
         return {"ui": {TRACE_KEY: [found]}}
 
 
+# --- performance (issue 24): a node whose cost is set, and a pack-wide switch to slow it down ---
+
+WORK_FACTOR_ENV = "COMFYTEST_WORK_FACTOR"
+
+
+def work_factor() -> float:
+    import os
+
+    try:
+        return max(float(os.environ.get(WORK_FACTOR_ENV, "1") or 1), 0.0)
+    except ValueError:
+        return 1.0
+
+
+class ComfyTestWork:
+    """Passes the image through after ``ms`` milliseconds × ``COMFYTEST_WORK_FACTOR`` (default 1)."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, InputTypes]:
+        return {"required": {
+            "image": ("IMAGE",),
+            "ms": ("FLOAT", {"default": 40.0, "min": 0.0, "max": 600000.0, "step": 1.0}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = CATEGORY
+
+    def run(self, image: Any, ms: float) -> tuple[Any]:
+        _interruptible_sleep(ms * work_factor() / 1000.0)
+        return (image,)
+
+
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "ComfyTestFile": ComfyTestFile,
     "ComfyTestNoiseImage": ComfyTestNoiseImage,
@@ -654,6 +690,7 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     **_ISSUE14_NODES,
     "ComfyTestHoldMemory": ComfyTestHoldMemory,
     "ComfyTestTap": ComfyTestTap,
+    "ComfyTestWork": ComfyTestWork,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
@@ -666,4 +703,5 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     **_ISSUE14_NAMES,
     "ComfyTestHoldMemory": "Hold memory (comfytest)",
     "ComfyTestTap": "Trace tap (comfytest)",
+    "ComfyTestWork": "Work N ms (comfytest)",
 }

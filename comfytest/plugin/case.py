@@ -41,10 +41,12 @@ from comfytest.errors import (
 )
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
+from comfytest.plugin.perf import PerfPlan, measure, perf_json
 from comfytest.plugin.session import ComfySession
 from comfytest.plugin.tracing import case_trace, diagnosable, diagnose, record_trace
 from comfytest.report.document import summarize_runs
 from comfytest.report.memory import summarize_memory
+from comfytest.report.perfstats import Rule
 from comfytest.report.previews import PREVIEWS_DIR, save_previews
 from comfytest.workflows.casefile import CaseSpec
 from comfytest.workflows.modelorder import workflow_models
@@ -114,6 +116,10 @@ def _run_and_check(
     record: dict[str, Any], store: BaselineStore, loaders: dict[str, tuple[str, ...]],
 ) -> None:
     settings = session.settings
+    if settings.perf:  # issue 24: cold run, then warm runs with every node but the loaders executing
+        cold = measure_perf(session, prompt, timeout, record, loaders)
+        check_outputs(cold, name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
+        return
     for _ in range(settings.warmup):
         _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache).raise_for_status()
     runs: list[RunResult] = []
@@ -155,6 +161,25 @@ def _run(
         if not result.timing.cached_nodes:
             break
     return result
+
+
+def measure_perf(
+    session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, record: dict[str, Any],
+    loaders: dict[str, tuple[str, ...]],
+) -> RunResult:
+    """--comfy-perf (``plugin.perf``): ``timing`` is the cold run, ``runs`` the warm ones."""
+    s = session.settings
+    plan = PerfPlan(Rule(s.perf_alpha, s.perf_floor_ms, s.perf_floor_pct), s.perf_budget, s.perf_min_runs,
+                    s.perf_max_runs, s.warmup)
+    runs = measure(lambda p, first: _run(session, p, timeout, fetch_images=first, free=first and s.free_cache),
+                   prompt, loaders, plan)
+    record["prompt_id"] = runs.cold.prompt_id
+    record["timing"] = timing_json(runs.cold.timing, loaders)
+    record["runs"] = [timing_json(r.timing, loaders) for r in runs.warm]
+    record["stats"] = summarize_runs(record["runs"])
+    record_resources(record, [runs.cold, *runs.warm], loaders)
+    record["perf"] = {"cold": record["timing"], **perf_json(runs, plan)}
+    return runs.cold
 
 
 def calibrate_case(

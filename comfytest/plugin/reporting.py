@@ -41,6 +41,7 @@ from comfytest.errors import (
     escape_controls,
     redact,
 )
+from comfytest.plugin import perfsession
 from comfytest.plugin.session import ComfySession, open_session, server_stats, start_pool
 from comfytest.plugin.settings import Settings
 from comfytest.report.compare import append_history, compare_timings, regressions
@@ -57,6 +58,7 @@ from comfytest.report.document import (
 )
 from comfytest.report.html import render_html
 from comfytest.report.memory import compare_memory, memory_regressions
+from comfytest.report.perfcompare import terminal_lines
 from comfytest.report.text import render_markdown, render_terminal
 from comfytest.report.trend import load_history, trend_section
 from comfytest.workflows.casefile import CaseSpec
@@ -119,6 +121,10 @@ class SessionState:
         self.dead_servers: list[str] = []
         if settings.compare is not None:
             self.previous = load_report(settings.compare)
+        #: --comfy-perf's reference: --comfy-compare, else the results folder's last perf report
+        self.perf_source: str | None = str(settings.compare) if settings.compare is not None else None
+        if settings.perf and settings.compare is None:
+            self.previous, self.perf_source = perfsession.find_reference(settings.results)
 
     # ------------------------------------------------------------ server
 
@@ -318,8 +324,10 @@ class SessionState:
         doc = self.document(unused_baselines)
         self.doc = doc
         if self.previous is not None:
-            self.timing_changes = self._compare(doc)
+            self.timing_changes = [] if self.settings.perf else self._compare(doc)  # perf: its own rule
             self.memory_changes = compare_memory(self.previous, doc)
+        for record in doc["tests"] if self.settings.perf else []:
+            perfsession.attach_comparison(self.previous, self.perf_source, record, perfsession.rule_of(self.settings))
         try:
             self._write_reports(doc)
         except OSError as exc:  # a full disk, a read-only folder: said once, never a traceback
@@ -368,8 +376,12 @@ class SessionState:
         return compare_timings(self.previous, doc, rel_threshold=s.timing_rel_pct / 100,
                                abs_threshold_ms=s.timing_abs_ms, floor_ms=s.timing_floor_ms)
 
-    def timing_failure(self, record: Mapping[str, Any]) -> str | None:
-        """With --comfy-timing-fail: why this test's timing fails against --comfy-compare."""
+    def timing_failure(self, record: dict[str, Any]) -> str | None:
+        """With --comfy-timing-fail: why this test's timing fails against --comfy-compare; with
+        --comfy-perf: why it fails its statistical comparison (``perfsession``)."""
+        if self.settings.perf:
+            perfsession.attach_comparison(self.previous, self.perf_source, record, perfsession.rule_of(self.settings))
+            return perfsession.failure(record, self.perf_source, self.settings.perf_warn)
         if self.previous is None or not self.settings.timing_fail:
             return None
         slower = regressions(self._compare({"tests": [record]}))
@@ -399,6 +411,7 @@ class SessionState:
         """Timing and memory regressions (warnings unless --comfy-timing-fail /
         --comfy-memory-fail) and untimed cached runs."""
         lines = ["timing regression: " + change.describe() for change in self.timing_regressions()]
+        lines += perfsession.warnings(self.records, self.settings.perf_warn)
         lines += ["memory regression: " + change.describe() for change in memory_regressions(self.memory_changes)]
         cached = [r for r in self.records if _cached_runs(r)]
         if cached:
@@ -412,7 +425,8 @@ class SessionState:
         doc = self.doc
         if not doc:
             return list(self.summary_notes) + self.server_notes()
-        lines = render_terminal(doc, self.previous) + render_calibration(doc["tests"]) + self._warnings()
+        lines = render_terminal(doc, self.previous) + render_calibration(doc["tests"]) + terminal_lines(doc["tests"])
+        lines += self._warnings()
         lines.extend(version_warnings(doc))
         if self.settings.update_baselines:
             lines.extend(baseline_changes(doc["tests"]))

@@ -70,6 +70,28 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def perf_budget(text: str) -> tuple[float, str]:
+    """``3x`` (a multiple of the case's cold run) or ``20``/``20s`` (seconds) of warm runs per case."""
+    raw = text.strip().lower()
+    unit = "x" if raw.endswith("x") else "s"
+    number = raw[:-1] if raw[-1:] in ("x", "s") else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a budget; expected a multiple of the cold run "
+                                         "(e.g. 3x) or seconds (e.g. 20s)") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value, unit
+
+
+def probability(text: str) -> float:
+    value = non_negative_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1, e.g. 0.01")
+    return value
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
@@ -209,6 +231,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("trace", "the trace of intermediate outputs: on (recorded beside the baselines when they are updated; a failing case is run once more with taps to name the first node that changed) or off (for huge graphs; a settings file's `trace = false` turns it off for one workflow)", choice("on", "off"), default="on"),
     # --- issue 21: perceptual criteria ---
     Option("perceptual", "perceptual criteria beside the hash (colour, tone, blur, shifts, changed regions; limits in docs/baselines.md): on, or off for the hash and pixel limits alone", choice("on", "off"), default="on"),
+    # --- issue 24: performance sessions (docs/performance.md) ---
+    Option("perf", "performance session: a cold run that loads the models, then warm runs in which every node but the model loaders executes; each test compared with --comfy-compare (default: the results folder's report.json) by a statistical test; a significant slowdown fails (kind 'timing')", flag=True, default=False),
+    Option("perf-budget", "warm runs per case may take this long: a multiple of its cold run (2x) or seconds (20s); the runs stop earlier once the noise allows the floors to be seen", perf_budget, default="2x"),
+    Option("perf-min-runs", "warm runs per case at least (the budget cannot cut below this; 6 a side let p < 0.01 survive one swapped pair)", positive_int, default=6),
+    Option("perf-max-runs", "warm runs per case at most", positive_int, default=30),
+    Option("perf-alpha", "a change is significant when the Mann-Whitney p-value is below this", probability, default=0.01),
+    Option("perf-floor-ms", "a significant change counts only above this many ms ...", non_negative_float, default=20.0),
+    Option("perf-floor-pct", "... and above this many percent of the earlier median", non_negative_float, default=5.0),
+    Option("perf-warn", "with --comfy-perf: report significant slowdowns as warnings instead of failing the tests", flag=True, default=False),
 )
 
 
@@ -292,6 +323,15 @@ class Settings:
     order: str = "models"
     shard: tuple[int, int] | None = None
     custom_nodes: tuple[Path, ...] = ()  # node packs loaded into the servers comfytest starts
+    # issue 24: performance sessions
+    perf: bool = False
+    perf_budget: tuple[float, str] = (2.0, "x")  # (value, "x" multiple of the cold run | "s" seconds)
+    perf_min_runs: int = 6
+    perf_max_runs: int = 30
+    perf_alpha: float = 0.01
+    perf_floor_ms: float = 20.0
+    perf_floor_pct: float = 5.0
+    perf_warn: bool = False
 
     @property
     def url(self) -> str | None:
@@ -431,9 +471,31 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         custom_nodes=_packs(values["comfy_custom_nodes"], sources["comfy_custom_nodes"], rootdir),
         trace=values["comfy_trace"] == "on",
         perceptual=values["comfy_perceptual"] == "on",
+        **_perf(values),
     )
     _check_folders(settings, sources)
     return settings
+
+
+def _perf(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The --comfy-perf-* settings; the run counts must make sense together."""
+    low, high = values["comfy_perf_min_runs"], values["comfy_perf_max_runs"]
+    if low < 2 or high < low:
+        raise ConfigError(f"--comfy-perf-min-runs {low} / --comfy-perf-max-runs {high}: a statistical comparison "
+                          "needs at least 2 warm runs, and the maximum cannot be below the minimum")
+    if values["comfy_perf"] and values["comfy_calibrate"]:
+        raise ConfigError("--comfy-perf measures timings, --comfy-calibrate the spread of outputs; run them "
+                          "as separate sessions")
+    return {
+        "perf": bool(values["comfy_perf"]), "perf_budget": _budget(values["comfy_perf_budget"]),
+        "perf_min_runs": low, "perf_max_runs": high, "perf_alpha": values["comfy_perf_alpha"],
+        "perf_floor_ms": values["comfy_perf_floor_ms"], "perf_floor_pct": values["comfy_perf_floor_pct"],
+        "perf_warn": bool(values["comfy_perf_warn"]),
+    }
+
+
+def _budget(value: Any) -> tuple[float, str]:
+    return perf_budget(value) if isinstance(value, str) else (float(value[0]), str(value[1]))
 
 
 def _ca_bundle(value: Any, source: str, rootdir: Path) -> Path | None:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from comfytest.errors import ConfigError
 from comfytest.report.document import Record, format_change, server_total_ms
 from comfytest.report.memory import history_memory
+from comfytest.report.perfcompare import history_spread
 
 Verdict = Literal["ok", "slower", "faster", "new", "missing"]
 Thresholds = tuple[float, float]
@@ -235,6 +236,7 @@ def history_entry(doc: Mapping[str, Any]) -> dict[str, Any]:
             if server_total_ms(t) is not None
         },
         "memory": history_memory(doc),  # per test: peak figures in bytes (report_memory)
+        "spread": history_spread(doc),  # per test with repeated runs: quartiles of its server totals
     }
 
 

@@ -30,6 +30,7 @@ import comfytest
 from comfytest.comfy.compat import info_from_dict
 from comfytest.errors import ConfigError
 from comfytest.report.memory import memory_properties
+from comfytest.report.perfcompare import properties as perf_properties
 from comfytest.report.trace import trace_properties
 
 SCHEMA = "comfytest.report/1"
@@ -410,6 +411,7 @@ def junit_properties(record: Record) -> list[tuple[str, str]]:
             props.append((name, _fmt_number(comparison["distance"])))
     props.extend(memory_properties(record))
     props.extend(trace_properties(record))  # issue 23
+    props.extend(perf_properties(record))
     if record.get("failure_kind"):
         props.append(("comfy_failure_kind", str(record["failure_kind"])))
     if record.get("server"):

@@ -38,6 +38,7 @@ from comfytest.report.document import (
     test_server,
 )
 from comfytest.report.memory import figures, memory_cell, memory_lines
+from comfytest.report.perfcompare import html_section as perf_section
 from comfytest.report.trace import CSS as TRACE_CSS
 from comfytest.report.trace import trace_html
 
@@ -115,6 +116,7 @@ def render_html(doc: Mapping[str, Any], base_dir: Path, *, trends: str = "") -> 
             f'<body data-test-count="{len(tests)}">',
             _summary(doc),
             _overview(tests),
+            perf_section(tests),
             *(_record(record, index, base_dir) for index, record in enumerate(tests)),
             _unused(doc.get("unused_baselines") or []),
             trends,

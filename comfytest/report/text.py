@@ -28,6 +28,7 @@ from comfytest.report.document import (
     test_server,
 )
 from comfytest.report.memory import HOST_DEVICE_NOTE, memory_cell
+from comfytest.report.perfcompare import markdown_lines as perf_markdown
 
 HEADERS = ("test", "result", "server ms", "change", "it/s", "cached", "peak memory", "slowest nodes")
 
@@ -109,6 +110,7 @@ def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None =
         parts.extend(_markdown_table(headers(doc), rows))
         parts.extend([*memory_note(doc), ""] if memory_note(doc) else [])
     parts.extend(_compared_block(doc.get("tests") or []))
+    parts.extend(perf_markdown(doc.get("tests") or []))
     parts.extend(_failures_block(doc.get("tests") or []))
     return "\n".join(parts).rstrip() + "\n"
 

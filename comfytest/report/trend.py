@@ -145,9 +145,16 @@ def axis_range(values: Sequence[float], min_span: float = MIN_SPAN) -> tuple[flo
     return low, high
 
 
-def chart(values: Sequence[float | None], labels: Sequence[str], *, metric: str, title: str, unit: str) -> str:
-    """One small SVG line chart; missing values leave a gap in the points (not in the line)."""
+Spread = Mapping[str, float]  # a history line's ``spread`` of one test: min, q1, median, q3, max, n
+
+
+def chart(values: Sequence[float | None], labels: Sequence[str], *, metric: str, title: str, unit: str,
+          spreads: Sequence[Spread | None] = ()) -> str:
+    """One small SVG line chart; missing values leave a gap in the points (not in the line).
+    ``spreads`` (repeated runs, e.g. ``--comfy-perf``) draw each session's band behind its point:
+    a whisker from min to max and a box from the lower to the upper quartile."""
     points = [(i, v) for i, v in enumerate(values) if v is not None]
+    bands = [(i, s) for i, s in enumerate(spreads) if s is not None and i < len(values) and values[i] is not None]
     fmt = format_bytes if unit == "bytes" else (lambda v: f"{format_ms(v)} ms")
     css = "memory" if unit == "bytes" else "time"
     head = (f'<svg class="trend-chart" data-metric="{_e(metric)}" data-points="{len(points)}" '
@@ -155,7 +162,7 @@ def chart(values: Sequence[float | None], labels: Sequence[str], *, metric: str,
             f"<title>{_e(title)}</title>")
     if not points:
         return head + f'<text class="axis" x="{PAD_X}" y="{HEIGHT / 2}">no {_e(title)} recorded</text></svg>'
-    low, high = axis_range([v for _, v in points])
+    low, high = axis_range([v for _, v in points] + [float(s[k]) for _, s in bands for k in ("min", "max")])
     span = high - low
     step = (WIDTH - PAD_X - 10) / max(len(values) - 1, 1)
 
@@ -177,14 +184,37 @@ def chart(values: Sequence[float | None], labels: Sequence[str], *, metric: str,
             f'<text class="axis" x="{WIDTH - 6}" y="{HEIGHT + 14}" text-anchor="end">{_e(labels[-1])}</text>'
             f'<text class="axis" x="{PAD_X}" y="{HEIGHT + 26}">{_e(title)}</text>')
     color = "#ef6c00" if unit == "bytes" else "#1565c0"
-    return (head + f'<polyline class="line {css}" points="{line}"/>'
+    head = head.replace("<svg ", f'<svg data-bands="{len(bands)}" ', 1)
+    return (head + _bands(bands, xy) + f'<polyline class="line {css}" points="{line}"/>'
             f'<g style="color:{color}">{dots}</g>{axis}</svg>')
+
+
+def _bands(bands: Sequence[tuple[int, Spread]], xy: Any) -> str:
+    parts = []
+    for i, s in bands:
+        x, top = xy(i, float(s["max"]))
+        _, bottom = xy(i, float(s["min"]))
+        _, q3 = xy(i, float(s["q3"]))
+        _, q1 = xy(i, float(s["q1"]))
+        parts.append(f'<g class="spread" data-n="{_e(s.get("n"))}"><line x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" '
+                     f'y2="{bottom:.1f}" stroke="#90caf9"/><rect class="iqr" x="{x - 3:.1f}" y="{q3:.1f}" width="6" '
+                     f'height="{max(q1 - q3, 1):.1f}" fill="#bbdefb"/></g>')
+    return "".join(parts)
+
+
+def spread_of(entry: Mapping[str, Any], nodeid: str) -> Spread | None:
+    """A history line's spread of one test's server totals (lines before ``spread`` have none)."""
+    spread = (entry.get("spread") or {}).get(nodeid) if isinstance(entry.get("spread"), dict) else None
+    if not isinstance(spread, dict) or not all(isinstance(spread.get(k), (int, float)) for k in ("min", "q1", "q3", "max")):
+        return None
+    return spread
 
 
 def trend_block(history: History, nodeid: str) -> str:
     labels = [session_label(e) for e in history.entries]
     times = [server_ms(e, nodeid) for e in history.entries]
-    parts = [chart(times, labels, metric="server_ms", title="server time", unit="ms")]
+    spreads = [spread_of(e, nodeid) for e in history.entries]
+    parts = [chart(times, labels, metric="server_ms", title="server time", unit="ms", spreads=spreads)]
     figure = memory_figure(history, nodeid)
     if figure is not None:
         memory = [_memory(e, nodeid, figure) for e in history.entries]

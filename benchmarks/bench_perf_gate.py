@@ -1,0 +1,162 @@
+"""Does ``--comfy-perf`` catch slowdowns without false alarms, and what does it cost?
+
+``python benchmarks/bench_perf_gate.py [--sessions 5] [--quick] [--skip-cost | --cost-only]``
+
+A pack of our own (comfytest's nodepack) with a switchable slowdown: ``ComfyTestWork`` sleeps
+``ms`` × ``COMFYTEST_WORK_FACTOR`` (an environment variable of the ComfyUI process, which each
+pytest session launches embedded). Four workflows: a 40 ms node then a 60 ms one, a 40 ms node
+alone, a ~1 s node, and one that runs no ComfyTestWork at all (Blur). Then:
+
+1. a reference perf session (baselines written), then ``--sessions`` unchanged perf sessions,
+   each compared with the one before it (the results folder's report.json): **false alarms**
+   are timing failures among them;
+2. ``COMFYTEST_WORK_FACTOR=2`` (every ComfyTestWork node 2× slower: +40 ms on the 40 ms nodes)
+   against the last unchanged session: **detections** are the tests running the node that fail
+   with kind ``timing`` and name it; the Blur test must pass;
+3. ``COMFYTEST_WORK_FACTOR=1.1``: the ~1 s node 10 % slower (+100 ms) must be flagged (the 40 and
+   60 ms nodes move 4–6 ms, under the 20 ms floor, and must not be);
+4. unless ``--skip-cost``: the example suite (``workflows/``) as a plain session and as a perf
+   session, A then B, wall time of each and their ratio (goal ≤ 3).
+
+Each session starts its own embedded CPU ComfyUI (``.comfytest``; install it first), so the
+figures include a server start per session as a user's CI would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def _chain(*works: tuple[str, float]) -> dict[str, Any]:
+    prompt: dict[str, Any] = {"1": {"class_type": "ComfyTestNoiseImage",
+                                    "inputs": {"width": 32, "height": 32, "seed": 7, "batch_size": 1}}}
+    for index, (title, ms) in enumerate(works, start=2):
+        prompt[str(index)] = {"class_type": "ComfyTestWork", "_meta": {"title": title},
+                              "inputs": {"image": [str(index - 1), 0], "ms": ms}}
+    prompt["9"] = {"class_type": "SaveImage", "inputs": {"images": [str(len(prompt)), 0], "filename_prefix": "bench"}}
+    return prompt
+
+
+PACK: dict[str, dict[str, Any]] = {
+    "chain": _chain(("Tint", 40.0), ("Steady", 60.0)),
+    "single": _chain(("Tint", 40.0)),
+    "long": _chain(("Long", 1000.0)),
+    "blur": {"1": {"class_type": "ComfyTestNoiseImage", "inputs": {"width": 32, "height": 32, "seed": 7, "batch_size": 1}},
+             "2": {"class_type": "ComfyTestBlur", "inputs": {"image": ["1", 0], "amount": 2}},
+             "9": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}}},
+}
+RUNS_WORK = ("chain", "single", "long")
+
+
+def session(folder: Path, *args: str, factor: float = 1.0) -> tuple[float, dict[str, Any]]:
+    """One pytest session in ``folder``: wall seconds and its report.json."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COMFYTEST_WORK_FACTOR": str(factor)}
+    started = time.monotonic()
+    subprocess.run([PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--comfy-progress=off", *args],
+                   cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    wall = time.monotonic() - started
+    return wall, json.loads((folder / "comfytest-results" / "report.json").read_text())
+
+
+def timing_failures(doc: dict[str, Any]) -> dict[str, str]:
+    return {t["case"] and t["workflow"]: t.get("message") or "" for t in doc["tests"] if t.get("failure_kind") == "timing"}
+
+
+def pack_workspace(root: Path) -> Path:
+    folder = root / "pack"
+    (folder / "workflows").mkdir(parents=True)
+    for name, prompt in PACK.items():
+        (folder / "workflows" / f"{name}.json").write_text(json.dumps(prompt))
+    (folder / "pytest.ini").write_text(f"[pytest]\ncomfy_workflows = workflows\ncomfy_embedded_home = {ROOT / '.comfytest'}\n")
+    return folder
+
+
+def gate(root: Path, sessions: int) -> dict[str, Any]:
+    folder = pack_workspace(root)
+    session(folder, "--comfy-perf", "--comfy-update-baselines")
+    false_alarms, runs = 0, []
+    for index in range(sessions):
+        wall, doc = session(folder, "--comfy-perf")
+        failed = timing_failures(doc)
+        false_alarms += len(failed)
+        runs.append(sorted(len(t.get("runs") or []) for t in doc["tests"]))
+        print(f"  unchanged session {index + 1}: {len(failed)} timing failure(s) {sorted(failed)}; "
+              f"warm runs per test {runs[-1]}; {wall:.1f} s", flush=True)
+    reference = root / "reference.json"
+    shutil.copyfile(folder / "comfytest-results" / "report.json", reference)
+    _, doc = session(folder, "--comfy-perf", f"--comfy-compare={reference}", factor=2.0)
+    failed = timing_failures(doc)
+    named = [w for w in failed if "ComfyTestWork" in failed[w]]
+    detected = sum(1 for w in failed if any(w.endswith(f"{n}.json") for n in RUNS_WORK) and w in named)
+    wrong = [w for w in failed if not any(w.endswith(f"{n}.json") for n in RUNS_WORK)]
+    print(f"  2x slower: {detected} of {len(RUNS_WORK)} tests running the node failed naming it; "
+          f"false failures elsewhere: {wrong or 'none'}")
+    for w in sorted(failed):
+        print("    " + failed[w].splitlines()[1].strip() if len(failed[w].splitlines()) > 1 else failed[w])
+    _, doc = session(folder, "--comfy-perf", f"--comfy-compare={reference}", factor=1.1)
+    failed = timing_failures(doc)
+    long_flagged = any(w.endswith("long.json") and "'Long'" in m for w, m in failed.items())
+    others = sorted(w for w in failed if not w.endswith("long.json"))
+    print(f"  10% slower (~1 s node +100 ms): flagged {long_flagged}; other tests failing: {others or 'none'}")
+    for w in sorted(failed):
+        print("    " + " | ".join(line.strip() for line in failed[w].splitlines()[1:-1]))
+    return {"false_alarms": false_alarms, "sessions": sessions, "detected_2x": detected, "wrong_2x": len(wrong),
+            "flagged_10pct": long_flagged, "wrong_10pct": len(others)}
+
+
+def cost(root: Path) -> tuple[float, float]:
+    """The example suite, plain then perf, baselines written to a folder of its own each time."""
+    folder = root / "examples"
+    folder.mkdir()
+    shutil.copytree(ROOT / "workflows", folder / "workflows")
+    (folder / "pytest.ini").write_text(f"[pytest]\ncomfy_workflows = workflows\ncomfy_embedded_home = {ROOT / '.comfytest'}\n")
+    walls = []
+    for extra in ([], ["--comfy-perf"]):
+        shutil.rmtree(folder / "baselines", ignore_errors=True)
+        shutil.rmtree(folder / "comfytest-results", ignore_errors=True)
+        wall, doc = session(folder, "--comfy-update-baselines", *extra)
+        walls.append(wall)
+        executed = sum(r.get("server_total_ms") or 0 for t in doc["tests"] for r in [t.get("timing") or {}, *(t.get("runs") or [])])
+        warm = sorted(len(t.get("runs") or []) for t in doc["tests"]) if extra else []
+        print(f"  example suite {'perf' if extra else 'plain'}: {wall:.1f} s, {len(doc['tests'])} tests, "
+              f"outcomes {sorted({t['outcome'] for t in doc['tests']})}, server time {executed / 1000:.1f} s"
+              + (f", warm runs per test {warm}" if extra else ""), flush=True)
+    return walls[0], walls[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=5, help="unchanged perf sessions (false alarms)")
+    parser.add_argument("--quick", action="store_true", help="2 unchanged sessions")
+    parser.add_argument("--skip-cost", action="store_true", help="skip the example-suite cost measurement")
+    parser.add_argument("--cost-only", action="store_true", help="only the example-suite cost measurement")
+    args = parser.parse_args()
+    sessions = 2 if args.quick else args.sessions
+    with tempfile.TemporaryDirectory(prefix="bench_perf_") as tmp:
+        root = Path(tmp)
+        if not args.cost_only:
+            print(f"pack of {len(PACK)} workflows; {sessions} unchanged perf sessions after a reference", flush=True)
+            result = gate(root, sessions)
+            print(f"false alarms: {result['false_alarms']} timing failure(s) in {sessions} unchanged sessions "
+                  f"× {len(PACK)} tests")
+            print(f"detections: 2x slower {result['detected_2x']}/{len(RUNS_WORK)} (wrong {result['wrong_2x']}); "
+                  f"10% of ~1 s flagged: {result['flagged_10pct']} (wrong {result['wrong_10pct']})")
+        if not args.skip_cost:
+            plain, perf = cost(root)
+            print(f"cost: example suite perf/plain = {perf / plain:.2f}× ({perf:.1f} s / {plain:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""``--comfy-perf``: how a case is run for a performance check (no pytest here).
+
+ComfyUI 0.3.75 caches a node's outputs under a key made of its class, its ``IS_CHANGED`` result
+and *every* input in the prompt, its ancestors' keys included (``comfy_execution/caching.py``
+``get_immediate_node_signature``); an input the node does not declare is in the key but never
+validated nor passed to the node (``execution.py`` ``validate_inputs`` iterates the declared
+inputs, ``get_input_data`` skips undeclared ones). So each run gives every node except the
+model loaders an extra input ``comfytest_perf_run`` with a value of its own: those nodes miss
+the cache and execute, the loaders hit it and their models stay loaded. ``POST /free`` would
+empty the whole cache and reload the models each run, which is what the issue measured
+(27–41 s instead of ~10 s, and load time mixed into every sample).
+
+The first run is the **cold** one (models load unless an earlier test loaded them; with
+``--comfy-free-cache`` it starts from an emptied cache); its outputs are the ones checked. Then
+the **warm** runs: at least ``min_runs``, then more while the measured noise says the floors
+could not yet be seen (``perfstats.runs_needed``) and the next run fits the budget, at most
+``max_runs``. A server that keeps no cache (``--cache-none``) re-runs its loaders every time:
+``reloaded`` names them and the report says so.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from comfytest.comfy.execution import RunResult
+from comfytest.comfy.timing import RunTiming
+from comfytest.report.perfstats import Rule, robust_sd, runs_needed, smallest_material_ms
+
+PERF_INPUT = "comfytest_perf_run"
+
+#: one run of a prompt: ``run(prompt, first)``; ``first`` asks for outputs (the checked run)
+RunOnce = Callable[[Mapping[str, Any], bool], RunResult]
+
+
+@dataclass(frozen=True)
+class PerfPlan:
+    """How many warm runs, within which budget: ``budget`` is ``(value, "x" | "s")``."""
+
+    rule: Rule
+    budget: tuple[float, str] = (2.0, "x")
+    min_runs: int = 6
+    max_runs: int = 30
+    warmup: int = 0
+
+    def budget_s(self, cold_s: float) -> float:
+        value, unit = self.budget
+        return value * cold_s if unit == "x" else value
+
+
+@dataclass(frozen=True)
+class PerfRuns:
+    """The cold run, the warm runs, why the warm runs stopped, and what the cache did."""
+
+    cold: RunResult
+    warm: tuple[RunResult, ...]
+    stopped: str
+    budget_s: float
+    elapsed_s: float
+    reloaded: tuple[str, ...]
+    cached: tuple[str, ...]
+
+    def note(self) -> str | None:
+        if self.reloaded:
+            return (f"model loaders executed again in warm runs (nodes {', '.join(self.reloaded)}): this server "
+                    "does not keep their outputs cached (e.g. --cache-none), so warm figures include model loads")
+        if self.cached:
+            return (f"nodes {', '.join(self.cached)} were served from the cache in warm runs despite a new "
+                    f"{PERF_INPUT} value: their timings are missing from the comparison")
+        return None
+
+
+def tag(prompt: Mapping[str, Any], loaders: Mapping[str, Any], value: str) -> dict[str, Any]:
+    """The prompt with ``PERF_INPUT = value`` on every node that is not a model loader."""
+    return {node_id: node if node_id in loaders else {**node, "inputs": {**node.get("inputs", {}), PERF_INPUT: value}}
+            for node_id, node in prompt.items()}
+
+
+def measure(
+    run: RunOnce, prompt: Mapping[str, Any], loaders: Mapping[str, Any], plan: PerfPlan,
+    clock: Callable[[], float] = time.monotonic,
+) -> PerfRuns:
+    """The cold run, ``plan.warmup`` unmeasured runs, then the warm runs (module docstring)."""
+    token = uuid.uuid4().hex[:12]
+    started = clock()
+    cold = run(tag(prompt, loaders, f"{token}-cold"), True)
+    cold.raise_for_status()
+    budget_s = plan.budget_s(clock() - started)
+    for index in range(plan.warmup):
+        run(tag(prompt, loaders, f"{token}-warmup{index}"), False).raise_for_status()
+    warm: list[RunResult] = []
+    started = clock()
+    stopped = "max runs"
+    while len(warm) < plan.max_runs:
+        result = run(tag(prompt, loaders, f"{token}-{len(warm)}"), False)
+        result.raise_for_status()
+        warm.append(result)
+        stopped = _stop(warm, plan, clock() - started, budget_s) or stopped
+        if stopped != "max runs":
+            break
+    executed = {n.node_id for r in warm for n in r.timing.nodes if not n.cached}
+    cached = {n for r in warm for n in r.timing.cached_nodes if n not in loaders}
+    return PerfRuns(cold, tuple(warm), stopped, budget_s, clock() - started,
+                    tuple(sorted(executed & set(loaders))), tuple(sorted(cached)))
+
+
+def _stop(warm: list[RunResult], plan: PerfPlan, elapsed_s: float, budget_s: float) -> str | None:
+    """Why to stop after these runs (None: go on)."""
+    if len(warm) < plan.min_runs:
+        return None
+    if len(warm) >= needed_runs([r.timing for r in warm], plan.rule):
+        return "precision"
+    if elapsed_s + elapsed_s / len(warm) > budget_s:
+        return "budget"
+    return None
+
+
+def needed_runs(timings: list[RunTiming], rule: Rule) -> int:
+    """Runs per side for the test to see the smallest material change of the noisiest scope."""
+    samples: dict[str, list[float]] = {}
+    for timing in timings:
+        if timing.server_total_ms is not None:
+            samples.setdefault("total", []).append(timing.server_total_ms)
+        for node in timing.nodes:
+            if not node.cached and node.duration_ms is not None:
+                samples.setdefault(node.node_id, []).append(node.duration_ms)
+    needed = [runs_needed(robust_sd(values), smallest_material_ms(sorted(values)[len(values) // 2], rule), rule.alpha)
+              for values in samples.values()]
+    return max(needed, default=2)
+
+
+def perf_json(runs: PerfRuns, plan: PerfPlan) -> dict[str, Any]:
+    """The record's ``perf`` object, less ``cold`` (the caller's timing JSON) and the comparison."""
+    return {
+        "warm_runs": len(runs.warm), "stopped": runs.stopped, "budget_s": round(runs.budget_s, 3),
+        "elapsed_s": round(runs.elapsed_s, 3), "min_runs": plan.min_runs, "max_runs": plan.max_runs,
+        "reloaded": list(runs.reloaded), "cached": list(runs.cached), "note": runs.note(),
+        "rule": {"alpha": plan.rule.alpha, "floor_ms": plan.rule.floor_ms, "floor_pct": plan.rule.floor_pct},
+    }
+
+
+__all__ = ["PERF_INPUT", "PerfPlan", "PerfRuns", "measure", "needed_runs", "perf_json", "tag"]
