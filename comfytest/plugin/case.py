@@ -32,6 +32,7 @@ from comfytest.compare.video import as_animation
 from comfytest.errors import BaselineMissing, ComparisonError, ImageMismatch, PreflightError, RunError, clip
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
+from comfytest.plugin.resultfiles import keep_results
 from comfytest.plugin.session import ComfySession
 from comfytest.report.document import summarize_runs
 from comfytest.report.memory import summarize_memory
@@ -120,7 +121,8 @@ def _run_and_check(
     if settings.previews:
         folder = settings.results / PREVIEWS_DIR / BaselineKey(name, case.id, "").relative_dir
         record["previews"] = save_previews(runs[0].events, folder, settings.results)
-    check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
+    check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only,
+                  keep_passed=settings.keep_passed)
 
 
 def _run(
@@ -233,9 +235,11 @@ def _round(value: float | None) -> float | None:
 
 def check_outputs(
     result: RunResult, name: str, case: CaseSpec, record: dict[str, Any],
-    store: BaselineStore, results_dir: Path, update: bool, hash_only: bool,
+    store: BaselineStore, results_dir: Path, update: bool, hash_only: bool, *, keep_passed: bool = False,
 ) -> None:
-    """Compare every image and text output; fail naming missing/extra outputs and mismatches."""
+    """Compare every image and text output; fail naming missing/extra outputs and mismatches.
+    The results folder keeps thumbnails of passing images (their full copies with
+    ``keep_passed``) and every artefact of failing ones (``resultfiles``)."""
     labels = node_info(result.prompt)
     problems = _expected_outputs(result, case, labels)
     # artefacts of an earlier run of this case would read as this run's: the folder is ours
@@ -268,6 +272,7 @@ def check_outputs(
     record["comparisons"] = [comparison_json(c) for c in plain] + [
         {**comparison_json(m.result), **m.to_json(), **_media_numbers(m)} for m in media] + [
         comparison_json(c) for c in gone]
+    keep_results(result.images, record["comparisons"], stale, keep_passed=keep_passed)
     checks += gone
     problems += [c.message for c in checks if not c.ok and c.status != "not_produced"]  # those: once per node, above
     if problems:

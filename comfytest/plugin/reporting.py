@@ -323,7 +323,7 @@ class SessionState:
         self.written.append(results / "report.md")
         if self.settings.history is not None:  # first, so report.html charts this session too
             self.written.append(append_history(doc, self.settings.history))
-        (results / "report.html").write_text(render_html(doc, results, trends=self._trends()))
+        (results / "report.html").write_text(render_html(doc, results, trends=self._trends(), images=self.settings.html))
         self.written.append(results / "report.html")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytest.errors import ConfigError
+from comfytest.report.assets import HTML_MODES
 from comfytest.workflows.conversion import CONVERT_MODES
 
 HASH_METHODS = ("phash", "dhash", "ahash", "whash", "colorhash")
@@ -191,6 +192,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("memory-fail", "fail tests whose peak memory grew against --comfy-compare (failure kind 'memory'); without it they only warn", flag=True, default=False),
     Option("progress", "live progress while a case runs: auto (one updating line on a terminal, nothing otherwise), nodes (a line per node, also in CI logs), off", choice(*PROGRESS_MODES), default="auto"),
     Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
+    # --- issue 26: reports and results folders that stay small ---
+    Option("html", "how report.html shows images: linked (files beside the report, relative paths; a small page for any suite) or self-contained (embedded, one file to attach)", choice(*HTML_MODES), default="linked"),
+    Option("keep-passed", "keep the full obtained image (and media file) of passing outputs in the results folder; by default a passing output leaves only a small thumbnail there", flag=True, default=False),
 )
 
 
@@ -270,6 +274,8 @@ class Settings:
     servers: int = 1
     order: str = "models"
     shard: tuple[int, int] | None = None
+    html: str = "linked"  # report.html: linked images or self-contained (report.assets.HTML_MODES)
+    keep_passed: bool = False  # keep full obtained outputs of passing cases
 
     @property
     def url(self) -> str | None:
@@ -403,6 +409,8 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         memory_fail=bool(values["comfy_memory_fail"]),
         progress=values["comfy_progress"],
         previews=bool(values["comfy_previews"]),
+        html=values["comfy_html"],
+        keep_passed=bool(values["comfy_keep_passed"]),
     )
     _check_folders(settings, sources)
     return settings
