@@ -63,12 +63,13 @@ def write_suite(root: Path, n: int, offset: int, run: int, failing: int = 0) -> 
     (root / "pytest.ini").write_text("[pytest]\n")
 
 
-def pytest_run(root: Path, url: str, extra: list[str]) -> tuple[float, int, str]:
+def pytest_run(root: Path, url: str, extra: list[str], profile: Path | None = None) -> tuple[float, int, str]:
     """(wall seconds, peak RSS bytes of the pytest process only, output tail)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTEST_ADDOPTS", "GITHUB_STEP_SUMMARY", "PYTEST_XDIST_WORKER")}
     env["PYTHONPATH"] = str(ROOT)
-    command = [sys.executable, "-m", "pytest", "workflows", f"--comfy-url={url}", "-q", "-p", "no:cacheprovider",
+    runner = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    command = [sys.executable, *runner, "-m", "pytest", "workflows", f"--comfy-url={url}", "-q", "-p", "no:cacheprovider",
                f"--comfy-baselines={root / 'baselines'}", f"--comfy-results={root / 'results'}",
                "--comfy-progress=off", *extra]
     log = root / "pytest.log"
@@ -102,7 +103,8 @@ def open_in_chromium(page: Path) -> float | None:
     return seconds
 
 
-def measure(url: str, n: int, failing: int, extra: list[str], browser: bool) -> dict[str, Any]:
+def measure(url: str, n: int, failing: int, extra: list[str], browser: bool,
+            profile: Path | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         root = Path(tmp)
         offset = int(time.time()) % 10**6 * 10  # seeds this server has not cached
@@ -111,7 +113,7 @@ def measure(url: str, n: int, failing: int, extra: list[str], browser: bool) -> 
         if f"{n} passed" not in out:
             raise SystemExit(f"writing the baselines failed:\n{out}")
         write_suite(root, n, offset, 1, failing)
-        wall, rss, out = pytest_run(root, url, extra)
+        wall, rss, out = pytest_run(root, url, extra, profile)
         results = root / "results"
         doc = json.loads((results / "report.json").read_text())
         tests = doc["tests"]
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=ROOT / ".comfytest", help="embedded install (default .comfytest)")
     parser.add_argument("--browser", action="store_true", help="time opening report.html in headless Chromium")
     parser.add_argument("--pytest-arg", action="append", default=[], help="extra pytest argument (repeatable)")
+    parser.add_argument("--profile", type=Path, help="run the measured session under cProfile, writing its stats here")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from benchmarks.bench_overhead import start_server
@@ -150,7 +153,7 @@ def main() -> None:
         url = server.url
     try:
         for n in args.n or [100]:
-            f = measure(url, n, args.fail, args.pytest_arg, args.browser)
+            f = measure(url, n, args.fail, args.pytest_arg, args.browser, args.profile)
             print(f"N={n}: {f['outcomes']}  ({f['tail'][0] if f['tail'] else ''})")
             print(f"  wall {f['wall_s']:.2f} s, Σ server {f['server_s']:.2f} s, comfytest "
                   f"{f['comfytest_ms_per_case']:.2f} ms/case ((wall - Σ server) / N; inside each test, median "

@@ -61,7 +61,10 @@ _CONTROL_TIMEOUT_S = 5.0  # capped by the run's own timeouts: a frozen server fa
 
 @dataclass(frozen=True)
 class RunResult:
-    """Everything one prompt produced: status, outputs, events, history, timing."""
+    """Everything one prompt produced: status, outputs, events, history, timing.
+
+    ``history`` is the ``/history`` entry, or ``{}`` when the run was made with ``history=False``
+    and the events said everything."""
 
     prompt_id: str
     status: str  # "success" | "error" | "interrupted"
@@ -169,8 +172,14 @@ class Runner:
         idle_timeout: float | None = None,
         fetch_images: bool = True,
         prompt_id: str | None = None,
+        history: bool = True,
     ) -> RunResult:
-        """Queue ``prompt`` and follow it to its end; validation errors raise PromptRejected."""
+        """Queue ``prompt`` and follow it to its end; validation errors raise PromptRejected.
+
+        With ``history=False`` ``GET /history`` is skipped where the events told everything (the
+        outputs come from ``executed`` events, which a cached output node also gets; the queue
+        wait is estimated from the send time, see ``timing.compute_timing``): one round trip less
+        per run. It is still read after a reconnect or when no end event arrived."""
         client = self.client
         info = node_info(prompt)
         client.ensure_connected()
@@ -191,20 +200,20 @@ class Runner:
                 sampler.finish()  # no readings after the end
             for observer in self.observers:
                 observer.run_ended()
-        history = self._history(pid, required=follower.resynced)
-        outputs = self._outputs(follower, history)
+        needed = history or follower.resynced or follower.end is None
+        entry = self._history(pid, required=follower.resynced) if needed else {}
+        outputs = self._outputs(follower, entry)
         images, texts, files = self._decode(outputs) if fetch_images else ((), (), ())
         memory = sampler.stop() if sampler is not None else None
-        create_time = _create_time(history)
         timing = compute_timing(
-            follower.events, prompt_id=pid, create_time_ms=create_time,
+            follower.events, prompt_id=pid, create_time_ms=_create_time(entry),
             node_info={k: (v.class_type, v.title) for k, v in info.items()},
-            client_wall_ms=finished.mono_ms - sent.mono_ms,
+            client_wall_ms=finished.mono_ms - sent.mono_ms, sent_epoch_ms=sent.epoch_ms,
         )
-        status_str, message = _status(follower, history, info)
+        status_str, message = _status(follower, entry, info)
         return RunResult(
             prompt_id=pid, status=status_str, prompt=prompt, events=tuple(follower.events),
-            outputs=outputs, images=images, texts=texts, history=history, timing=timing,
+            outputs=outputs, images=images, texts=texts, history=entry, timing=timing,
             message=message, resynced=follower.resynced, memory=memory, files=files,
         )
 

@@ -135,7 +135,8 @@ def _run(
     for _ in range(3 if free else 1):
         if free:
             session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
-        result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images)
+        # the events carry outputs and timing: no GET /history per run (Runner.run)
+        result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images, history=False)
         if not result.timing.cached_nodes:
             break
     return result

@@ -184,3 +184,25 @@ def test_without_a_jobs_api_the_old_routes_locate_and_cancel(comfy: Any) -> None
     assert prompt_state(comfy.client, result.prompt_id) == "done"
     assert prompt_state(comfy.client, str(uuid.uuid4())) == "unknown"
     cancel_prompt(comfy.client, str(uuid.uuid4()))  # nobody else's prompt is touched; no error
+
+
+def test_without_history_outputs_and_queue_wait_come_from_the_events(comfy: Any) -> None:
+    """history=False (what test cases use): no GET /history; the same outputs, from the
+    `executed` events (also for a cached rerun), and a queue wait estimated from the send time."""
+    runner = Runner(comfy.client)
+    calls: list[str] = []
+    original = comfy.client.history
+    comfy.client.history = lambda *a, **kw: calls.append(a[0]) or original(*a, **kw)
+    try:
+        seed = int(time.time() * 1000) % 10**9  # nothing this server has cached
+        fresh = runner.run(noise_prompt(seed), history=False)
+        cached = runner.run(noise_prompt(seed), history=False)
+    finally:
+        del comfy.client.history
+    assert calls == []
+    full = runner.run(noise_prompt(seed))
+    assert fresh.history == {} and full.history["status"]["status_str"] == "success"
+    assert [i.ref for i in fresh.images] == [i.ref for i in full.images] == [i.ref for i in cached.images]
+    assert cached.timing.cached_nodes and fresh.outputs.keys() == full.outputs.keys()
+    wait = fresh.timing.queue_wait_ms
+    assert wait is not None and 0 <= wait < loaded(1000.0)
