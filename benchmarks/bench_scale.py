@@ -12,6 +12,8 @@ Only the second is measured:
 - comfytest per case: (wall - Σ server) / N, everything comfytest and pytest add around the
   server's execution; and the median over cases of (test duration - server total), the part
   inside each test;
+- the CPU time of the pytest process per case (user + system; start-up and reports included):
+  on a busy machine wall times stretch, CPU time much less;
 - pytest's peak RSS (``os.wait4`` of that process only, not the server);
 - sizes of report.html, report.json, report.md and the results folder.
 
@@ -63,8 +65,8 @@ def write_suite(root: Path, n: int, offset: int, run: int, failing: int = 0) -> 
     (root / "pytest.ini").write_text("[pytest]\n")
 
 
-def pytest_run(root: Path, url: str, extra: list[str], profile: Path | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes of the pytest process only, output tail)."""
+def pytest_run(root: Path, url: str, extra: list[str], profile: Path | None = None) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS bytes: of the pytest process only; output tail)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTEST_ADDOPTS", "GITHUB_STEP_SUMMARY", "PYTEST_XDIST_WORKER")}
     env["PYTHONPATH"] = str(ROOT)
@@ -79,7 +81,7 @@ def pytest_run(root: Path, url: str, extra: list[str], profile: Path | None = No
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss * 1024, log.read_text()[-3000:]
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, log.read_text()[-3000:]
 
 
 def folder_size(path: Path) -> int:
@@ -109,11 +111,11 @@ def measure(url: str, n: int, failing: int, extra: list[str], browser: bool,
         root = Path(tmp)
         offset = int(time.time()) % 10**6 * 10  # seeds this server has not cached
         write_suite(root, n, offset, 0)
-        _, _, out = pytest_run(root, url, ["--comfy-update-baselines", "--comfy-no-report"])
+        *_, out = pytest_run(root, url, ["--comfy-update-baselines", "--comfy-no-report"])
         if f"{n} passed" not in out:
             raise SystemExit(f"writing the baselines failed:\n{out}")
         write_suite(root, n, offset, 1, failing)
-        wall, rss, out = pytest_run(root, url, extra, profile)
+        wall, cpu, rss, out = pytest_run(root, url, extra, profile)
         results = root / "results"
         doc = json.loads((results / "report.json").read_text())
         tests = doc["tests"]
@@ -124,6 +126,7 @@ def measure(url: str, n: int, failing: int, extra: list[str], browser: bool,
             "n": n, "outcomes": {o: sum(t["outcome"] == o for t in tests) for o in ("passed", "failed", "error")},
             "wall_s": wall, "server_s": sum(server) / 1000, "comfytest_ms_per_case": (wall * 1000 - sum(server)) / n,
             "in_test_ms_median": statistics.median(inside), "peak_rss_mb": rss / 2**20,
+            "cpu_s": cpu, "cpu_ms_per_case": cpu * 1000 / n,
             **{k: v / 2**20 for k, v in sizes.items()}, "results_mb": folder_size(results) / 2**20,
             "baselines_mb": folder_size(root / "baselines") / 2**20, "tail": out.splitlines()[-1:],
         }
@@ -158,6 +161,9 @@ def main() -> None:
             print(f"  wall {f['wall_s']:.2f} s, Σ server {f['server_s']:.2f} s, comfytest "
                   f"{f['comfytest_ms_per_case']:.2f} ms/case ((wall - Σ server) / N; inside each test, median "
                   f"{f['in_test_ms_median']:.2f} ms)")
+            print(f"  pytest process CPU {f['cpu_s']:.2f} s = {f['cpu_ms_per_case']:.2f} ms/case (start-up and "
+                  f"report writing included; what load on the machine inflates least); load average "
+                  f"{os.getloadavg()[0]:.1f}")
             print(f"  pytest peak RSS {f['peak_rss_mb']:.1f} MB")
             print(f"  report.html {f['report.html']:.2f} MB, report.json {f['report.json']:.2f} MB, "
                   f"report.md {f['report.md'] * 1024:.1f} KB, results folder {f['results_mb']:.2f} MB "
