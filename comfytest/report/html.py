@@ -370,7 +370,7 @@ def _figure(role: str, path: Any, assets: Assets, label: str | None = None, *,
         css = "artefact thumb" if role == "thumbnail" else "artefact"
         extra = ' loading="lazy" decoding="async"' if lazy else ""
         body = (f'<img class="{css}" data-role="{_e(role)}" alt="{_e(role)}" src="{_e(uri)}"'
-                f"{extra}{_scale(assets, str(path))}>")
+                f"{extra}{'' if role == 'thumbnail' else _scale(assets, str(path))}>")
         if href:
             body = f'<a href="{_e(assets.link(str(href)))}">{body}</a>'
     title = f' title="{_e(path)}"' if path else ""

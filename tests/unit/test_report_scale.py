@@ -84,6 +84,12 @@ def test_thumbnail_is_a_few_kb_of_jpeg_and_leaves_the_image_alone(tmp_path: Path
     assert image.size == (512, 256)
 
 
+def test_small_images_get_a_crisp_enlarged_thumbnail(tmp_path: Path) -> None:
+    image = Image.new("P", (48, 32), 3)
+    with Image.open(write_thumbnail(image, tmp_path, "1_0")) as thumb:
+        assert thumb.size == (96, 64)  # twice, whole pixels: the page needs no size of its own
+
+
 def test_linked_page_refers_to_files_beside_it_and_shows_failures_at_full_size(tmp_path: Path) -> None:
     doc, results = suite(tmp_path, passes=2, failures=1)
     markup = render_html(doc, results)
