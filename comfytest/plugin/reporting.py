@@ -85,6 +85,7 @@ class SessionState:
         self._session: ComfySession | None = None
         self._start_error: ComfyTestError | None = None
         self.records: list[dict[str, Any]] = []
+        self._recorded: set[str] = set()  # node ids in records: a thousand tests stay linear
         self.outcomes: list[tuple[str, str, str | None]] = []
         self.used_baselines: set[str] = set()
         self.timing_changes: list[Any] = []
@@ -255,8 +256,12 @@ class SessionState:
 
     def add_report(self, nodeid: str, outcome: str, kind: str | None, record: Mapping[str, Any] | None) -> None:
         self.outcomes.append((nodeid, outcome, kind))
-        if record is not None:
-            self.records = [r for r in self.records if r.get("nodeid") != nodeid] + [dict(record)]
+        if record is None:
+            return
+        if nodeid in self._recorded:  # a rerun (or setup error after a call): the last one counts
+            self.records = [r for r in self.records if r.get("nodeid") != nodeid]
+        self._recorded.add(nodeid)
+        self.records.append(dict(record))
 
     def only_infrastructure_failures(self) -> bool:
         kinds = [kind for _, outcome, kind in self.outcomes if outcome == "failed"]
