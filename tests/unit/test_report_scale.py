@@ -231,3 +231,21 @@ def test_passing_media_drop_their_obtained_file_unless_kept(tmp_path: Path) -> N
     assert dropped["media"]["obtained_media"] is None and not (tmp_path / "a" / "3_0.obtained.flac").exists()
     keep_results([], [kept], tmp_path, keep_passed=True)
     assert Path(kept["media"]["obtained_media"]).is_file()
+
+
+# --- the options ----------------------------------------------------------------------------------
+
+
+def test_html_and_keep_passed_options_resolve_and_validate() -> None:
+    from comfytest.errors import ConfigError
+    from comfytest.plugin.settings import resolve
+
+    def settings(cli: dict[str, Any], ini: dict[str, str]) -> Any:
+        return resolve(lambda o: cli.get(o.name), lambda o: ini.get(o.name, ""), Path("/p"), {})
+
+    default = settings({}, {})
+    assert (default.html, default.keep_passed) == ("linked", False)
+    chosen = settings({"html": "self-contained"}, {"html": "linked", "keep-passed": "true"})
+    assert (chosen.html, chosen.keep_passed) == ("self-contained", True)  # the command line wins
+    with pytest.raises(ConfigError, match=r"ini comfy_html: 'inline' is not one of: linked, self-contained"):
+        settings({}, {"html": "inline"})
