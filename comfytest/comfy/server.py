@@ -91,6 +91,10 @@ class LocalServer:
         cmd += own_state_args(self.session_dir, self.flags)
         return cmd + list(spec.args)
 
+    def file_folders(self) -> dict[str, Path]:
+        """The folders this server writes output files to, by ``/view`` type (its own)."""
+        return {"output": self.session_dir / "output", "temp": self.session_dir / "temp"}
+
     def start(self, timeout: float) -> None:
         """Start on a free port and wait for readiness; retries once if the port was taken."""
         self.flags = read_flags(self.spec.python, self.spec.comfyui_dir, self._env())

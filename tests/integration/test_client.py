@@ -206,3 +206,23 @@ def test_without_history_outputs_and_queue_wait_come_from_the_events(comfy: Any)
     assert cached.timing.cached_nodes and fresh.outputs.keys() == full.outputs.keys()
     wait = fresh.timing.queue_wait_ms
     assert wait is not None and 0 <= wait < loaded(1000.0)
+
+
+def test_a_local_servers_output_files_are_read_from_its_folder_not_over_http(comfy: Any, tmp_path: Path) -> None:
+    """The session's embedded server writes into folders comfytest chose: its outputs are read
+    from disk (no GET /view); a folder without the file falls back to /view, with the same bytes."""
+    assert comfy.runner.local_files, "the embedded server's folders are known"
+    views: list[Any] = []
+    original = comfy.client.view
+    comfy.client.view = lambda ref: views.append(ref) or original(ref)
+    try:
+        seed = int(time.time() * 1000) % 10**9 + 7
+        local = comfy.runner.run(noise_prompt(seed), history=False)
+        assert views == [] and len(local.images) == 1
+        other = Runner(comfy.client)
+        other.local_files = {"output": tmp_path}  # not where the server wrote: /view answers
+        remote = other.run(noise_prompt(seed), history=False)
+    finally:
+        del comfy.client.view
+    assert [r.filename for r in views] == [local.images[0].ref.filename]
+    assert np.array_equal(np.asarray(local.images[0].image), np.asarray(remote.images[0].image))
