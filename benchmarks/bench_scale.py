@@ -65,7 +65,7 @@ def write_suite(root: Path, n: int, offset: int, run: int, failing: int = 0) -> 
     (root / "pytest.ini").write_text("[pytest]\n")
 
 
-def pytest_run(root: Path, url: str, extra: list[str], profile: Path | None = None) -> tuple[float, float, int, str]:
+def pytest_run(root: Path, url: str | None, extra: list[str], profile: Path | None = None) -> tuple[float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS bytes: of the pytest process only; output tail)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTEST_ADDOPTS", "GITHUB_STEP_SUMMARY", "PYTEST_XDIST_WORKER")}
@@ -74,7 +74,8 @@ def pytest_run(root: Path, url: str, extra: list[str], profile: Path | None = No
     runner = ["-c", "import cProfile, sys, time, pytest; p = cProfile.Profile(time.thread_time); "
               "sys.argv = sys.argv[1:]; p.enable(); code = pytest.main(sys.argv[1:]); p.disable(); "
               f"p.dump_stats({str(profile)!r}); sys.exit(code)", "pytest"] if profile else ["-m", "pytest"]
-    command = [sys.executable, *runner, "workflows", f"--comfy-url={url}", "-q", "-p", "no:cacheprovider",
+    server = [f"--comfy-url={url}"] if url else [f"--comfy-embedded-home={ROOT / '.comfytest'}"]
+    command = [sys.executable, *runner, "workflows", *server, "-q", "-p", "no:cacheprovider",
                f"--comfy-baselines={root / 'baselines'}", f"--comfy-results={root / 'results'}",
                "--comfy-progress=off", *extra]
     log = root / "pytest.log"
@@ -108,7 +109,7 @@ def open_in_chromium(page: Path) -> float | None:
     return seconds
 
 
-def measure(url: str, n: int, failing: int, extra: list[str], browser: bool,
+def measure(url: str | None, n: int, failing: int, extra: list[str], browser: bool,
             profile: Path | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         root = Path(tmp)
@@ -144,6 +145,9 @@ def main() -> None:
     parser.add_argument("--fail", type=int, default=0, help="of them, this many fail (other seeds)")
     parser.add_argument("--url", help="an already running ComfyUI (default: start the embedded one)")
     parser.add_argument("--home", type=Path, default=ROOT / ".comfytest", help="embedded install (default .comfytest)")
+    parser.add_argument("--session-server", action="store_true",
+                        help="each pytest session starts its own embedded server (its output files are then read "
+                             "from disk, not over GET /view); the wall includes that start, the in-test median not")
     parser.add_argument("--browser", action="store_true", help="time opening report.html in headless Chromium")
     parser.add_argument("--pytest-arg", action="append", default=[], help="extra pytest argument (repeatable)")
     parser.add_argument("--profile", type=Path, help="profile the measured session's main thread (CPU time) with cProfile, writing its stats here")
@@ -153,7 +157,7 @@ def main() -> None:
 
     server = None
     url = args.url
-    if url is None:
+    if url is None and not args.session_server:
         print("starting the embedded ComfyUI ...", file=sys.stderr, flush=True)
         server = start_server(args.home)
         url = server.url

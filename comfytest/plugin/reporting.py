@@ -143,7 +143,7 @@ class SessionState:
             self._session.close()
             self._session = None
         if self.owns_pool and self.pool is not None:
-            self.pool.close()
+            self.pool.close(discard_files=not self.settings.keep_passed)
             self.pool = None
 
     def pool_for_workers(self) -> list[dict[str, Any]] | dict[str, str]:

@@ -383,8 +383,8 @@ class ComfySession:
             self._converter.close()
         self._close_sampler()
         self.client.close()
-        if self.owns_pool:
-            self.pool.close()
+        if self.owns_pool:  # every output was read and checked: the server's copies go
+            self.pool.close(discard_files=not self.settings.keep_passed)
 
 
 def _hint(settings: Settings) -> str:
