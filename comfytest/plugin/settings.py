@@ -194,7 +194,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("previews", "save the preview frames (binary WebSocket images) of each case for the HTML report", flag=True, default=False),
     # --- issue 26: reports and results folders that stay small ---
     Option("html", "how report.html shows images: linked (files beside the report, relative paths; a small page for any suite) or self-contained (embedded, one file to attach)", choice(*HTML_MODES), default="linked"),
-    Option("keep-passed", "keep the full obtained image (and media file) of passing outputs in the results folder; by default a passing output leaves only a small thumbnail there", flag=True, default=False),
+    Option("keep-passed", "keep the full obtained image (and media file) of passing outputs in the results folder, and the output files of a server comfytest started; by default a passing output leaves only a small thumbnail there", flag=True, default=False),
 )
 
 
