@@ -171,7 +171,8 @@ def main() -> None:
             print(f"  pytest process CPU {f['cpu_s']:.2f} s = {f['cpu_ms_per_case']:.2f} ms/case (start-up and "
                   f"report writing included; what load on the machine inflates least); load average "
                   f"{os.getloadavg()[0]:.1f}")
-            print(f"  pytest peak RSS {f['peak_rss_mb']:.1f} MB")
+            print(f"  pytest peak RSS {f['peak_rss_mb']:.1f} MB"
+                  + (" (the server it started included: a child it waited for)" if args.session_server else ""))
             print(f"  report.html {f['report.html']:.2f} MB, report.json {f['report.json']:.2f} MB, "
                   f"report.md {f['report.md'] * 1024:.1f} KB, results folder {f['results_mb']:.2f} MB "
                   f"(baselines {f['baselines_mb']:.2f} MB)")
