@@ -11,7 +11,8 @@ SaveImage), with a new seed (and EmptyImage colour) every run so nothing comes f
 * ``minimal``: the hand-written client of the 9elements/comfyui-api article (below): a new
   websocket per prompt, urllib for POST /prompt, wait for ``executing {node: null}``, then
   GET /history/{id} and GET /view for each image;
-* ``comfytest``: ``Runner.run`` with ``fetch_images=True`` on one persistent ``ComfyClient``.
+* ``comfytest``: ``Runner.run`` with ``fetch_images=True, history=False`` (as a test case runs:
+  outputs and queue wait from the events, no GET /history) on one persistent ``ComfyClient``.
 
 Both download and decode (``Image.open(...).load()``) every image, so they do the same work.
 Without ``--url`` an embedded CPU ComfyUI is started (``--home``, default ``.comfytest``).
@@ -151,7 +152,8 @@ class ComfytestSide:
     def run(self, seed: int, side: Side) -> None:
         prompt = workflow(seed)
         t0 = time.perf_counter()
-        result = self.runner.run(prompt, fetch_images=True)
+        # as a test case runs it: outputs and queue wait from the events, no GET /history
+        result = self.runner.run(prompt, fetch_images=True, history=False)
         wall = (time.perf_counter() - t0) * 1000
         assert result.ok and len(result.images) == 1 and result.images[0].image.size == (SIZE, SIZE), result
         assert not result.timing.cached_nodes, result.timing.cached_nodes

@@ -52,11 +52,11 @@ class DomIndex(HTMLParser):
         return element
 
 
-def run_chromium(binary: str, page: Path, profile: Path) -> str:
+def run_chromium(binary: str, page: Path, profile: Path, fragment: str = "") -> str:
     command = [
         binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri(),
+        f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri() + (f"#{fragment}" if fragment else ""),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from comfytest.comfy.client import ComfyClient, Disconnected
@@ -66,7 +67,10 @@ _CONTROL_TIMEOUT_S = 5.0  # capped by the run's own timeouts: a frozen server fa
 
 @dataclass(frozen=True)
 class RunResult:
-    """Everything one prompt produced: status, outputs, events, history, timing."""
+    """Everything one prompt produced: status, outputs, events, history, timing.
+
+    ``history`` is the ``/history`` entry, or ``{}`` when the run was made with ``history=False``
+    and the events said everything."""
 
     prompt_id: str
     status: str  # "success" | "error" | "interrupted"
@@ -156,7 +160,10 @@ class Runner:
     """Runs prompts on one ``ComfyClient`` with a deadline and an inactivity timeout.
 
     ``sampler``, when set, samples memory during each run (``RunResult.memory``);
-    ``observers`` see every run's events live.
+    ``observers`` see every run's events live; ``local_files`` (a server on this machine whose
+    folders comfytest chose: ``{"output": path, "temp": path}``) lets output files be read from
+    disk instead of ``GET /view`` (one round trip less per file; /view still when a file is not
+    there or its path leaves the folder).
     """
 
     def __init__(self, client: ComfyClient, *, timeout: float = 300.0, idle_timeout: float = 120.0) -> None:
@@ -165,6 +172,7 @@ class Runner:
         self.idle_timeout = idle_timeout
         self.sampler: ResourceSampler | None = None
         self.observers: list[RunObserver] = []
+        self.local_files: Mapping[str, Path] = {}
 
     def run(
         self,
@@ -174,8 +182,14 @@ class Runner:
         idle_timeout: float | None = None,
         fetch_images: bool = True,
         prompt_id: str | None = None,
+        history: bool = True,
     ) -> RunResult:
-        """Queue ``prompt`` and follow it to its end; validation errors raise PromptRejected."""
+        """Queue ``prompt`` and follow it to its end; validation errors raise PromptRejected.
+
+        With ``history=False`` ``GET /history`` is skipped where the events told everything (the
+        outputs come from ``executed`` events, which a cached output node also gets; the queue
+        wait is estimated from the send time, see ``timing.compute_timing``): one round trip less
+        per run. It is still read after a reconnect or when no end event arrived."""
         client = self.client
         info = node_info(prompt)
         client.ensure_connected()
@@ -196,24 +210,24 @@ class Runner:
                 sampler.finish()  # no readings after the end
             for observer in self.observers:
                 observer.run_ended()
-        history = self._history(pid, required=follower.resynced)
-        outputs = self._outputs(follower, history)
+        needed = history or follower.resynced or follower.end is None
+        entry = self._history(pid, required=follower.resynced) if needed else {}
+        outputs = self._outputs(follower, entry)
         try:
             images, texts, files = self._decode(outputs) if fetch_images else ((), (), ())
         except _NodeOutputRefused as exc:
             raise OutputRefused(f"{describe_node(exc.node, info)} reported an output file the server will not "
                                 f"serve: {exc.refusal}. Fix the path the node returns in its 'ui' output.") from None
         memory = sampler.stop() if sampler is not None else None
-        create_time = _create_time(history)
         timing = compute_timing(
-            follower.events, prompt_id=pid, create_time_ms=create_time,
+            follower.events, prompt_id=pid, create_time_ms=_create_time(entry),
             node_info={k: (v.class_type, v.title) for k, v in info.items()},
-            client_wall_ms=finished.mono_ms - sent.mono_ms,
+            client_wall_ms=finished.mono_ms - sent.mono_ms, sent_epoch_ms=sent.epoch_ms,
         )
-        status_str, message = _status(follower, history, info)
+        status_str, message = _status(follower, entry, info)
         return RunResult(
             prompt_id=pid, status=status_str, prompt=prompt, events=tuple(follower.events),
-            outputs=outputs, images=images, texts=texts, history=history, timing=timing,
+            outputs=outputs, images=images, texts=texts, history=entry, timing=timing,
             message=message, resynced=follower.resynced, memory=memory, files=files,
         )
 
@@ -501,6 +515,9 @@ class Runner:
 
     def _download(self, ref: FileRef) -> tuple[bytes, FileRef]:
         """``GET /view``; a 3D ``result`` path may name the input folder (Load3D's files)."""
+        local = self._read_local(ref)
+        if local is not None:
+            return local, ref
         if ref.type != "output?":
             return self.client.view(ref), ref
         try:
@@ -509,6 +526,20 @@ class Runner:
         except (ProtocolError, OutputRefused):
             inp = FileRef(ref.filename, ref.subfolder, "input")
             return self.client.view(inp), inp
+
+
+    def _read_local(self, ref: FileRef) -> bytes | None:
+        """The file from a local server's folder, or None (not local, outside it, not there)."""
+        folder = self.local_files.get(ref.type)
+        if folder is None:
+            return None
+        path = (folder / ref.subfolder / ref.filename).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            return None  # what /view would refuse: let it say so
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
 
 
 Decoded = tuple[tuple[OutputImage, ...], tuple[OutputText, ...], tuple[OutputFile, ...]]

@@ -8,6 +8,7 @@ fills up slows every run), waits until ``/system_stats`` answers, keeps the log,
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,6 +95,15 @@ class LocalServer:
             cmd += ["--input-directory", str(spec.input_dir)]
         cmd += own_state_args(self.session_dir, self.flags)
         return cmd + list(spec.args)
+
+    def file_folders(self) -> dict[str, Path]:
+        """The folders this server writes output files to, by ``/view`` type (its own)."""
+        return {"output": self.session_dir / "output", "temp": self.session_dir / "temp"}
+
+    def discard_files(self) -> None:
+        """Remove the output and temp folders (comfytest's own; the log stays)."""
+        for folder in self.file_folders().values():
+            shutil.rmtree(folder, ignore_errors=True)
 
     def start(self, timeout: float) -> None:
         """Start on a free port and wait for readiness; retries once if the port was taken.

@@ -144,10 +144,14 @@ class ServerPool:
         local = self.local[index]
         return local.alive if local is not None else probe(self.entries[index].url)
 
-    def close(self) -> None:
+    def close(self, *, discard_files: bool = False) -> None:
+        """Stop the launched servers; with ``discard_files`` also remove the output and temp
+        files they wrote (their own folders: the checks kept what failures need)."""
         for server in self.local:
             if server is not None:
                 server.stop()
+                if discard_files:
+                    server.discard_files()
 
 
 def _start_all(servers: Sequence[LocalServer], timeout: float, workers: ThreadPoolExecutor) -> list[ServerError | None]:

@@ -129,13 +129,20 @@ def compute_timing(
     create_time_ms: float | None = None,
     node_info: NodeInfo | None = None,
     client_wall_ms: float | None = None,
+    sent_epoch_ms: float | None = None,
 ) -> RunTiming:
-    """Timing of ``prompt_id`` from its events in receive order; other prompts' are skipped."""
+    """Timing of ``prompt_id`` from its events in receive order; other prompts' are skipped.
+
+    The queue wait is ``execution_start.timestamp - create_time_ms`` (the server's clock, from
+    ``/history``). Without a create time, ``sent_epoch_ms`` (the client's epoch clock when it sent
+    ``POST /prompt``) is put on the server's clock with the clock offset: the estimate is never
+    shorter than the real wait and longer by at most the run's best delivery latency plus the
+    POST's round trip (a few ms on a busy machine), and needs no ``/history`` request."""
     walk = _Walk(prompt_id)
     for event in events:
         if _belongs(event, prompt_id):
             walk.feed(event)
-    return walk.result(create_time_ms, node_info or {}, client_wall_ms)
+    return walk.result(create_time_ms, node_info or {}, client_wall_ms, sent_epoch_ms)
 
 
 def _belongs(event: Event, prompt_id: str) -> bool:
@@ -208,9 +215,12 @@ class _Walk:
         self.running = None
 
     def result(
-        self, create_time_ms: float | None, info: NodeInfo, client_wall_ms: float | None
+        self, create_time_ms: float | None, info: NodeInfo, client_wall_ms: float | None,
+        sent_epoch_ms: float | None = None,
     ) -> RunTiming:
         offset = min(self.offsets) if self.offsets else None
+        if create_time_ms is None and sent_epoch_ms is not None and offset is not None:
+            create_time_ms = sent_epoch_ms - offset  # compute_timing's docstring
         limit = self._end_on_mono_clock(offset)
         cached = [n for n in self.cached if n not in self.intervals]
         nodes = [_cached_node(n, info) for n in cached]

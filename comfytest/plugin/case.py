@@ -42,6 +42,7 @@ from comfytest.errors import (
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
 from comfytest.plugin.perf import PerfPlan, measure, perf_json
+from comfytest.plugin.resultfiles import keep_results
 from comfytest.plugin.session import ComfySession
 from comfytest.plugin.tracing import case_trace, diagnosable, diagnose, record_trace
 from comfytest.report.document import summarize_runs
@@ -118,7 +119,8 @@ def _run_and_check(
     settings = session.settings
     if settings.perf:  # issue 24: cold run, then warm runs with every node but the loaders executing
         cold = measure_perf(session, prompt, timeout, record, loaders)
-        check_outputs(cold, name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
+        check_outputs(cold, name, case, record, store, settings.results, settings.update_baselines, settings.hash_only,
+                      keep_passed=settings.keep_passed)
         return
     for _ in range(settings.warmup):
         _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache).raise_for_status()
@@ -138,7 +140,8 @@ def _run_and_check(
         record["previews"] = save_previews(runs[0].events, folder, settings.results)
     trace = case_trace(session, prompt, timeout, BaselineKey(name, case.id, ""), case, loaders)
     try:
-        check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only)
+        check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only,
+                      keep_passed=settings.keep_passed)
     except ComparisonError as exc:  # issue 23: one tapped run names the node that changed first
         if trace is None or settings.update_baselines or not diagnosable(exc):
             raise
@@ -157,7 +160,8 @@ def _run(
     for _ in range(3 if free else 1):
         if free:
             session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
-        result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images)
+        # the events carry outputs and timing: no GET /history per run (Runner.run)
+        result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images, history=False)
         if not result.timing.cached_nodes:
             break
     return result
@@ -276,9 +280,11 @@ def _round(value: float | None) -> float | None:
 
 def check_outputs(
     result: RunResult, name: str, case: CaseSpec, record: dict[str, Any],
-    store: BaselineStore, results_dir: Path, update: bool, hash_only: bool,
+    store: BaselineStore, results_dir: Path, update: bool, hash_only: bool, *, keep_passed: bool = False,
 ) -> None:
-    """Compare every image and text output; fail naming missing/extra outputs and mismatches."""
+    """Compare every image and text output; fail naming missing/extra outputs and mismatches.
+    The results folder keeps thumbnails of passing images (their full copies with
+    ``keep_passed``) and every artefact of failing ones (``resultfiles``)."""
     labels = node_info(result.prompt)
     problems = _expected_outputs(result, case, labels)
     # artefacts of an earlier run of this case would read as this run's: the folder is ours
@@ -322,6 +328,7 @@ def check_outputs(
     record["comparisons"] = [comparison_json(c) for c in plain] + [
         {**comparison_json(m.result), **m.to_json(), **_media_numbers(m)} for m in media] + [
         comparison_json(c) for c in gone]
+    keep_results(result.images, record["comparisons"], stale, keep_passed=keep_passed)
     checks += gone
     if unwritable:  # after the record: the summary counts what was written before and after it
         raise StorageError("\n\n".join(str(e) for e in unwritable))

@@ -91,6 +91,7 @@ class SessionState:
         self._session: ComfySession | None = None
         self._start_error: ComfyTestError | None = None
         self.records: list[dict[str, Any]] = []
+        self._recorded: set[str] = set()  # node ids in records: a thousand tests stay linear
         self.outcomes: list[tuple[str, str, str | None]] = []
         self.used_baselines: set[str] = set()
         self.timing_changes: list[Any] = []
@@ -154,7 +155,7 @@ class SessionState:
             self._session.close()
             self._session = None
         if self.owns_pool and self.pool is not None:
-            self.pool.close()
+            self.pool.close(discard_files=not self.settings.keep_passed)
             self.pool = None
 
     def pool_for_workers(self) -> list[dict[str, Any]] | dict[str, str]:
@@ -269,8 +270,12 @@ class SessionState:
 
     def add_report(self, nodeid: str, outcome: str, kind: str | None, record: Mapping[str, Any] | None) -> None:
         self.outcomes.append((nodeid, outcome, kind))
-        if record is not None:
-            self.records = [r for r in self.records if r.get("nodeid") != nodeid] + [dict(record)]
+        if record is None:
+            return
+        if nodeid in self._recorded:  # a rerun (or setup error after a call): the last one counts
+            self.records = [r for r in self.records if r.get("nodeid") != nodeid]
+        self._recorded.add(nodeid)
+        self.records.append(dict(record))
 
     def only_infrastructure_failures(self) -> bool:
         kinds = [kind for _, outcome, kind in self.outcomes if outcome == "failed"]
@@ -351,7 +356,7 @@ class SessionState:
         self.written.append(results / "report.md")
         if self.settings.history is not None:  # first, so report.html charts this session too
             self.written.append(append_history(doc, self.settings.history))
-        (results / "report.html").write_text(render_html(doc, results, trends=self._trends()))
+        (results / "report.html").write_text(render_html(doc, results, trends=self._trends(), images=self.settings.html))
         self.written.append(results / "report.html")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:

@@ -111,6 +111,7 @@ class ComfySession:
         self.index = index
         self.owns_pool = owns_pool or pool is None
         self.runner = Runner(client, timeout=settings.timeout, idle_timeout=settings.idle_timeout)
+        self.runner.local_files = server.file_folders() if server is not None else {}
         self.broken: ComfyTestError | None = None
         self.dead: list[ServerEntry] = []  # servers that died under this session, in order
         self.moved_from: ServerEntry | None = None  # the dead server this session left
@@ -354,6 +355,7 @@ class ComfySession:
         self.client = _client(entry.url, self.settings, self.client.hint)
         observers = self.runner.observers  # live progress goes on on the next server
         self.runner = Runner(self.client, timeout=self.settings.timeout, idle_timeout=self.settings.idle_timeout)
+        self.runner.local_files = self.server.file_folders() if self.server is not None else {}
         self.runner.observers = observers
         self._object_info = self._system_stats = None  # another server: other nodes, models, device
         self._uploaded = {}
@@ -394,8 +396,8 @@ class ComfySession:
             self._converter.close()
         self._close_sampler()
         self.client.close()
-        if self.owns_pool:
-            self.pool.close()
+        if self.owns_pool:  # every output was read and checked: the server's copies go
+            self.pool.close(discard_files=not self.settings.keep_passed)
 
 
 def _hint(settings: Settings) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from comfytest.comfy.nodepacks import check_pack
 from comfytest.errors import ConfigError
+from comfytest.report.assets import HTML_MODES
 from comfytest.workflows.conversion import CONVERT_MODES
 
 HASH_METHODS = ("phash", "dhash", "ahash", "whash", "colorhash")
@@ -240,6 +241,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("perf-floor-ms", "a significant change counts only above this many ms ...", non_negative_float, default=20.0),
     Option("perf-floor-pct", "... and above this many percent of the earlier median", non_negative_float, default=5.0),
     Option("perf-warn", "with --comfy-perf: report significant slowdowns as warnings instead of failing the tests", flag=True, default=False),
+    # --- issue 26: reports and results folders that stay small ---
+    Option("html", "how report.html shows images: linked (files beside the report, relative paths; a small page for any suite) or self-contained (embedded, one file to attach)", choice(*HTML_MODES), default="linked"),
+    Option("keep-passed", "keep the full obtained image (and media file) of passing outputs in the results folder, and the output files of a server comfytest started; by default a passing output leaves only a small thumbnail there", flag=True, default=False),
 )
 
 
@@ -332,6 +336,8 @@ class Settings:
     perf_floor_ms: float = 20.0
     perf_floor_pct: float = 5.0
     perf_warn: bool = False
+    html: str = "linked"  # report.html: linked images or self-contained (report.assets.HTML_MODES)
+    keep_passed: bool = False  # keep full obtained outputs of passing cases
 
     @property
     def url(self) -> str | None:
@@ -472,6 +478,8 @@ def _build(values: dict[str, Any], sources: dict[str, str], rootdir: Path, env: 
         trace=values["comfy_trace"] == "on",
         perceptual=values["comfy_perceptual"] == "on",
         **_perf(values),
+        html=values["comfy_html"],
+        keep_passed=bool(values["comfy_keep_passed"]),
     )
     _check_folders(settings, sources)
     return settings

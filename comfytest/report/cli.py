@@ -63,13 +63,15 @@ def _trend(args: argparse.Namespace) -> int:
 
 # --- merge -------------------------------------------------------------------------------------
 
-ARTEFACT_KEYS = ("baseline", "obtained", "diff", "side_by_side")
+ARTEFACT_KEYS = ("baseline", "obtained", "diff", "side_by_side", "thumbnail", "baseline_copy")
 
 
 def _merge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json", help="report.json of each shard")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="folder for the merged report.json, report.md and report.html")
+    parser.add_argument("--html", choices=("linked", "self-contained"), default="linked",
+                        help="report.html links the shards' images by relative path (default) or embeds them")
 
 
 def merge_reports(paths: Sequence[Path]) -> dict[str, Any]:
@@ -120,7 +122,7 @@ def _merge(args: argparse.Namespace) -> int:
         os.replace(target, out / "report.previous.json")
     written = [write_json(doc, target)]
     (out / "report.md").write_text(render_markdown(doc), encoding="utf-8")
-    (out / "report.html").write_text(render_html(doc, out), encoding="utf-8")
+    (out / "report.html").write_text(render_html(doc, out, images=args.html), encoding="utf-8")
     written += [out / "report.md", out / "report.html"]
     print(f"merged {len(args.reports)} report(s): {summary_line(doc)}")
     print("wrote " + ", ".join(str(p) for p in written))

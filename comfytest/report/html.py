@@ -1,32 +1,33 @@
-"""A self-contained HTML rendering of a report document.
+"""The HTML rendering of a report document: a summary that opens at once, then one section per test.
 
-One file, no network: CSS and the little JS are inline and images are embedded as base64
-``data:`` URIs, so the report can be attached to a CI run and opened anywhere. Every value from
-the document goes through ``html.escape``; workflow titles and server messages are untrusted.
+No network: CSS and the little JS are inline. Images are linked files beside the report
+(``linked``, the default) or embedded as ``data:`` URIs (``self-contained``); see
+``report.assets``. A passing image output is a lazily loaded thumbnail of a few KB; a failing one
+shows baseline, obtained, difference and side by side at full size. Every value from the document
+goes through ``html.escape``; workflow titles and server messages are untrusted.
 
-Stable hooks for tests and user scripts: ``section.test-record[data-nodeid][data-outcome]``,
-``.comparison[data-output][data-status]``, ``img.artefact[data-role]``,
-``.not-available[data-role]``, ``.comparison[data-kind]`` with ``video.media[data-role]`` /
-``audio.media[data-role]`` players (``baseline_media``, ``obtained_media``) and ``.compared``, ``.node-bar[data-node-id][data-duration-ms]`` (class ``cached``
-for cached nodes), ``#summary``, ``#fingerprint``. After load, the inline script sets
-``body[data-js-test-count]`` and ``body[data-images-loaded]`` ("true" once every image decoded).
+Stable hooks for tests and user scripts: ``section.test-record[data-nodeid][data-outcome]
+[data-workflow][data-kinds]``, ``.comparison[data-output][data-status]``, ``img.artefact[data-role]``
+(``thumbnail`` for a passing output), ``.not-available[data-role]``, ``.comparison[data-kind]`` with
+``video.media[data-role]`` / ``audio.media[data-role]`` players (``baseline_media``,
+``obtained_media``) and ``.compared``, ``.node-bar[data-node-id][data-duration-ms]`` (class ``cached``
+for cached nodes), ``#summary``, ``#filters`` (``select[name=outcome|workflow|kind]``), ``#fingerprint``.
+After load, the inline script sets ``body[data-js-test-count]``, ``body[data-images-loaded]`` ("true"
+once every image the page loaded decoded; lazily loaded images count once loaded) and
+``body[data-shown]`` (tests the filters show).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
-import mimetypes
 from collections.abc import Iterable, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from comfytest.compare.criteria import fmt
+from comfytest.report.assets import HTML_MODES, Assets
 from comfytest.report.document import (
     Record,
     format_ms,
@@ -44,8 +45,6 @@ from comfytest.report.trace import trace_html
 
 Keys = tuple[str, ...]
 
-#: larger artefacts are linked by path only, so one huge image cannot bloat the report
-MAX_EMBED_BYTES = 16 * 1024 * 1024
 IMAGE_ROLES = ("baseline", "obtained", "diff", "side_by_side")
 SEED_KEYS = ("node_id", "class_type", "input", "value")
 PATCH_KEYS = ("node_id", "input", "value")
@@ -75,8 +74,11 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2em .5em;tex
 .memory ul{margin:.2em 0;padding-left:1.2em}img.preview{max-width:160px}
 .node-bar.cached{background:repeating-linear-gradient(45deg,#bbb 0 4px,#ddd 4px 8px)}
 .node-ms{width:11em;text-align:right;font-variant-numeric:tabular-nums}
-body.failures-only .test-record[data-outcome=passed],
-body.failures-only .test-record[data-outcome=skipped]{display:none}
+body.failures-only [data-outcome=passed],
+body.failures-only [data-outcome=skipped],.filtered{display:none}
+.test-record{content-visibility:auto;contain-intrinsic-size:auto 420px}
+figure.full img{max-width:100%}img.thumb{border-color:#ddd}
+#filters{margin:.6em 0}#filters label{margin-right:1em}
 """
 
 # Once the page (and so every <img>) has loaded, record how many images decoded: lets headless
@@ -90,8 +92,32 @@ SCRIPT = """
   if (toggle) toggle.addEventListener('change', function(){
     body.classList.toggle('failures-only', toggle.checked);
   });
+  var selects = Array.prototype.slice.call(document.querySelectorAll('#filters select'));
+  function filter(){
+    var want = {};
+    selects.forEach(function(s){ want[s.name] = s.value; });
+    var shown = 0;
+    Array.prototype.forEach.call(document.querySelectorAll('[data-workflow]'), function(el){
+      var d = el.dataset;
+      var ok = (!want.outcome || d.outcome === want.outcome) && (!want.workflow || d.workflow === want.workflow)
+        && (!want.kind || (' ' + d.kinds + ' ').indexOf(' ' + want.kind + ' ') >= 0);
+      el.classList.toggle('filtered', !ok);
+      if (ok && el.tagName === 'SECTION') shown++;
+    });
+    body.dataset.shown = shown;
+  }
+  // report.html#outcome=failed&kind=image opens filtered (a link a CI comment can carry)
+  location.hash.replace(/^#/, '').split('&').forEach(function(pair){
+    var kv = pair.split('=');
+    var s = selects.filter(function(x){ return x.name === kv[0]; })[0];
+    if (s && kv.length === 2) s.value = decodeURIComponent(kv[1]);
+  });
+  selects.forEach(function(s){ s.addEventListener('change', filter); });
+  filter();
+  // lazily loaded thumbnails not yet scrolled to are not counted as broken
   function record(){
-    var imgs = Array.prototype.slice.call(document.images);
+    var imgs = Array.prototype.slice.call(document.images).filter(function(img){
+      return img.loading !== 'lazy' || img.complete; });
     var decoded = imgs.filter(function(img){ return img.complete && img.naturalWidth > 0; });
     body.dataset.imagesDecoded = decoded.length;
     body.dataset.imagesLoaded = decoded.length === imgs.length ? 'true' : 'false';
@@ -102,9 +128,14 @@ SCRIPT = """
 """
 
 
-def render_html(doc: Mapping[str, Any], base_dir: Path, *, trends: str = "") -> str:
-    """The whole page; relative artefact paths are resolved against ``base_dir``; ``trends`` is
-    an HTML section (``trend.trend_section``) placed before the fingerprint."""
+def render_html(doc: Mapping[str, Any], base_dir: Path, *, trends: str = "", images: str = "linked") -> str:
+    """The whole page, to be written as ``base_dir/report.html``: relative artefact paths are
+    resolved against ``base_dir``; ``images`` is ``linked`` (files referred to relative to
+    ``base_dir``) or ``self-contained`` (embedded); ``trends`` is an HTML section
+    (``trend.trend_section``) placed before the fingerprint."""
+    if images not in HTML_MODES:
+        raise ValueError(f"images={images!r}: expected one of {', '.join(HTML_MODES)}")
+    assets = Assets(base_dir, embed=images == "self-contained")
     tests = doc.get("tests") or []
     return "\n".join(
         [
@@ -115,9 +146,10 @@ def render_html(doc: Mapping[str, Any], base_dir: Path, *, trends: str = "") -> 
             f"<style>{CSS}{TRACE_CSS}</style></head>",
             f'<body data-test-count="{len(tests)}">',
             _summary(doc),
+            _filters(tests),
             _overview(tests),
             perf_section(tests),
-            *(_record(record, index, base_dir) for index, record in enumerate(tests)),
+            *(_record(record, index, assets) for index, record in enumerate(tests)),
             _unused(doc.get("unused_baselines") or []),
             trends,
             _fingerprint(doc.get("fingerprint") or {}),
@@ -143,12 +175,42 @@ def _summary(doc: Mapping[str, Any]) -> str:
     )
 
 
-def _record(record: Record, index: int, base_dir: Path) -> str:
+def _kinds(record: Record) -> str:
+    """The output kinds a test compared, space-separated (``image text``), for the kind filter."""
+    kinds = dict.fromkeys(str(c.get("kind") or "image") for c in record.get("comparisons") or [])
+    return " ".join(kinds)
+
+
+def _filter_attrs(record: Record) -> str:
+    return (f' data-outcome="{_e(record.get("outcome"))}" data-workflow="{_e(record.get("workflow"))}"'
+            f' data-kinds="{_e(_kinds(record))}"')
+
+
+def _filters(tests: Iterable[Record]) -> str:
+    """Selects for outcome, workflow and output kind; the inline script hides what does not match."""
+    records = list(tests)
+    if not records:
+        return ""
+    choices = {
+        "outcome": sorted({str(r.get("outcome")) for r in records}),
+        "workflow": sorted({str(r.get("workflow")) for r in records}),
+        "kind": sorted({k for r in records for k in _kinds(r).split()}),
+    }
+    selects = "".join(
+        f'<label>{name} <select name="{name}"><option value="">all</option>'
+        + "".join(f'<option value="{_e(v)}">{_e(v)}</option>' for v in values)
+        + "</select></label>"
+        for name, values in choices.items()
+    )
+    return f'<nav id="filters">{selects}</nav>'
+
+
+def _record(record: Record, index: int, assets: Assets) -> str:
     outcome = str(record.get("outcome"))
     kind = f" ({record['failure_kind']})" if record.get("failure_kind") else ""
     parts = [
         f'<section class="test-record" id="test-{index}" data-nodeid="{_e(record.get("nodeid"))}"'
-        f' data-outcome="{_e(outcome)}">',
+        f'{_filter_attrs(record)}>',
         f'<h2>{_e(test_label(record))} <span class="badge badge-{_e(outcome)}">'
         f"{_e(outcome)}{_e(kind)}</span></h2>",
         f'<p class="nodeid"><code>{_e(record.get("nodeid"))}</code></p>',
@@ -158,11 +220,11 @@ def _record(record: Record, index: int, base_dir: Path) -> str:
     message = str(record.get("message") or "")
     if message:
         parts.append(f'<pre class="message">{_e(message)}</pre>')
-    parts.extend(_comparison(c, base_dir, message) for c in record.get("comparisons") or [])
-    parts.append(trace_html(record, lambda role, path, label: _figure(role, path, base_dir, label)))  # issue 23
+    parts.extend(_comparison(c, assets, message) for c in record.get("comparisons") or [])
+    parts.append(trace_html(record, lambda role, path, label: _figure(role, path, assets, label)))  # issue 23
     parts.append(_timing(record))
     parts.append(_memory(record))
-    parts.append(_previews(record, base_dir))
+    parts.append(_previews(record, assets))
     parts.append(_inputs("Seeds", "seeds", record.get("seeds"), SEED_KEYS))
     parts.append(_inputs("Patches", "patches", record.get("patches"), PATCH_KEYS))
     parts.append("</section>")
@@ -180,9 +242,11 @@ OVERVIEW = ("test", "output", "status", "distance", "max diff", "mean diff", "PS
 
 def _overview(tests: Iterable[Record]) -> str:
     """One row per output (failures first), so a reviewer sees every metric at a glance; the
-    test's server time and peak memory (as in the terminal table) on its first row."""
-    rows = []
+    test's server time and peak memory (as in the terminal table) on its first row. The rows
+    of one test are one ``tbody`` carrying the filter attributes."""
+    groups = []
     for index, record in enumerate(tests):
+        rows = []
         failed = record.get("outcome") not in ("passed", "skipped")
         comps = record.get("comparisons") or [{}]
         ms = server_total_ms(record)
@@ -195,25 +259,24 @@ def _overview(tests: Iterable[Record]) -> str:
                 f'<td{" class=num" if isinstance(c, int | float) else ""}>'
                 + (f'<a href="#test-{index}">{_e(c)}</a>' if i == 0 else _e(_num(c))) + "</td>"
                 for i, c in enumerate(cells))
-            rows.append((not failed, index, f'<tr class="{"failed" if failed else "passed"}">{html}</tr>'))
-    if not rows:
+            rows.append(f'<tr class="{"failed" if failed else "passed"}">{html}</tr>')
+        groups.append((not failed, index, f'<tbody{_filter_attrs(record)}>{"".join(rows)}</tbody>'))
+    if not groups:
         return ""
     head = "".join(f"<th>{_e(h)}</th>" for h in OVERVIEW)
-    body = "".join(row for *_, row in sorted(rows, key=lambda r: (r[0], r[1])))
-    return f'<table class="overview"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    body = "".join(group for *_, group in sorted(groups, key=lambda g: (g[0], g[1])))
+    return f'<table class="overview"><thead><tr>{head}</tr></thead>{body}</table>'
 
 
-def _comparison(comparison: Mapping[str, Any], base_dir: Path, record_message: str = "") -> str:
+#: outputs that hold their baseline: shown small (a thumbnail), never at full size
+OK_STATUSES = ("passed", "unchanged", "created", "updated")
+
+
+def _comparison(comparison: Mapping[str, Any], assets: Assets, record_message: str = "") -> str:
     if comparison.get("kind") in MEDIA_KINDS:
-        return _media_comparison(comparison, base_dir)
-    # a passing output keeps no obtained copy (it matches the baseline): show the baseline only
-    passed = comparison.get("status") in ("passed", "unchanged")
+        return _media_comparison(comparison, assets)
     is_text = "text" in comparison
-    figures = [] if is_text else [
-        _figure(role, comparison.get(role), base_dir)
-        for role in IMAGE_ROLES
-        if comparison.get(role) or role == "baseline" or (role == "obtained" and not passed)
-    ]
+    figures = [] if is_text else _image_figures(comparison, assets)
     if is_text:
         figures.append(f'<figure><pre class="text-output" data-role="obtained">{_e(comparison["text"])}</pre>'
                        "<figcaption>obtained text</figcaption></figure>")
@@ -238,6 +301,22 @@ def _comparison(comparison: Mapping[str, Any], base_dir: Path, record_message: s
     )
 
 
+def _image_figures(comparison: Mapping[str, Any], assets: Assets) -> list[str]:
+    """A passing output: its thumbnail (linked to the full image), lazily loaded; without one
+    (a document from before thumbnails) its baseline, also lazily and small. A failing output:
+    baseline (the copy in the results folder when there is one), obtained, diff and side by side
+    at full size."""
+    if comparison.get("status") in OK_STATUSES:
+        full = comparison.get("obtained") or comparison.get("baseline")
+        if comparison.get("thumbnail"):
+            return [_figure("thumbnail", comparison["thumbnail"], assets, "thumbnail", lazy=True, href=full)]
+        return [_figure(role, comparison.get(role), assets, lazy=True)
+                for role in IMAGE_ROLES if comparison.get(role) or role == "baseline"]
+    paths = {**comparison, "baseline": comparison.get("baseline_copy") or comparison.get("baseline")}
+    return [_figure(role, paths.get(role), assets, full=True)
+            for role in IMAGE_ROLES if paths.get(role) or role in ("baseline", "obtained")]
+
+
 # --- video, audio, latent and other files (issue 10) -------------------------------------
 
 MEDIA_KINDS = ("video", "audio", "latent", "file")
@@ -247,15 +326,15 @@ _CAPTIONS = {"baseline": "baseline contact sheet", "obtained": "obtained contact
              "baseline_media": "baseline", "obtained_media": "obtained"}
 
 
-def _media_comparison(comparison: Mapping[str, Any], base_dir: Path) -> str:
+def _media_comparison(comparison: Mapping[str, Any], assets: Assets) -> str:
     """Players for video and audio (baseline and obtained), their pictures, and how it was compared."""
     kind, media = str(comparison.get("kind")), comparison.get("media") or {}
     pictures = [("baseline", media.get("baseline"))] if kind == "video" else []
     pictures += [(r, comparison.get(r)) for r in ("obtained", "diff", "side_by_side")
                  if str(comparison.get(r) or "").endswith(".png")]
     pictures += [(r, media.get(r)) for r in MEDIA_PICTURES if media.get(r)]
-    figures = [_figure(role, path, base_dir, _CAPTIONS.get(role)) for role, path in pictures]
-    players = [_player(kind, role, media.get(role), base_dir)
+    figures = [_figure(role, path, assets, _CAPTIONS.get(role)) for role, path in pictures]
+    players = [_player(kind, role, media.get(role), assets)
                for role in ("baseline_media", "obtained_media") if kind in ("video", "audio")]
     rows = [(k, comparison.get(k)) for k in ("method", "distance", "tolerance") if comparison.get(k) is not None]
     rows += [(k, v) for k, v in (comparison.get("metrics") or {}).items() if k not in ("method", "distance", "tolerance")]
@@ -273,9 +352,9 @@ def _media_comparison(comparison: Mapping[str, Any], base_dir: Path) -> str:
     )
 
 
-def _player(kind: str, role: str, path: Any, base_dir: Path) -> str:
+def _player(kind: str, role: str, path: Any, assets: Assets) -> str:
     caption = f"<figcaption>{_e(_CAPTIONS.get(role, role))}</figcaption>"
-    uri = _data_uri(Path(str(path)), base_dir, ("video/", "audio/")) if path else None
+    uri = assets.src(str(path), ("video/", "audio/")) if path else None
     title = f' title="{_e(path)}"' if path else ""
     if uri is None:
         return (f'<figure{title}><span class="not-available" data-role="{_e(role)}">'
@@ -284,47 +363,37 @@ def _player(kind: str, role: str, path: Any, base_dir: Path) -> str:
             f' src="{uri}"></{kind}>{caption}</figure>')
 
 
-def _figure(role: str, path: Any, base_dir: Path, label: str | None = None) -> str:
+def _figure(role: str, path: Any, assets: Assets, label: str | None = None, *,
+            lazy: bool = False, full: bool = False, href: Any = None) -> str:
+    """One image with its caption; ``lazy`` loads it when scrolled to, ``full`` lets it take its
+    natural size (failures), ``href`` links it to a full-size file."""
     caption = f"<figcaption>{_e(label or role.replace('_', ' '))}</figcaption>"
-    uri = _data_uri(Path(str(path)), base_dir) if path else None
+    uri = assets.src(str(path)) if path else None
     if uri is None:
         body = f'<span class="not-available" data-role="{_e(role)}">not available</span>'
     else:
-        body = f'<img class="artefact" data-role="{_e(role)}" alt="{_e(role)}" src="{uri}"{_scale(uri)}>'
+        css = "artefact thumb" if role == "thumbnail" else "artefact"
+        extra = ' loading="lazy" decoding="async"' if lazy else ""
+        body = (f'<img class="{css}" data-role="{_e(role)}" alt="{_e(role)}" src="{_e(uri)}"'
+                f"{extra}{'' if role == 'thumbnail' else _scale(assets, str(path))}>")
+        if href:
+            body = f'<a href="{_e(assets.link(str(href)))}">{body}</a>'
     title = f' title="{_e(path)}"' if path else ""
-    return f"<figure{title}>{body}{caption}</figure>"
+    css = ' class="full"' if full else ""
+    return f"<figure{css}{title}>{body}{caption}</figure>"
 
 
 #: small images are shown at least this wide, enlarged by a whole factor with crisp pixels
 MIN_SHOWN_PX = 128
 
 
-def _scale(uri: str) -> str:
+def _scale(assets: Assets, path: str) -> str:
     """A width attribute enlarging a small image by a whole factor (``image-rendering:
     pixelated`` in the CSS keeps its pixels sharp)."""
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as img:
-            width = img.width
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return ""
+    width = assets.width(path)
     if not width or width >= MIN_SHOWN_PX:
         return ""
     return f' width="{width * math.ceil(MIN_SHOWN_PX / width)}"'
-
-
-def _data_uri(path: Path, base_dir: Path, kinds: tuple[str, ...] = ("image/",)) -> str | None:
-    """The file as a data URI, or None when it is missing, unreadable, too big or not of ``kinds``."""
-    full = path if path.is_absolute() else base_dir / path
-    mime = mimetypes.guess_type(full.name)[0] or ""
-    if not mime.startswith(kinds):
-        return None
-    try:
-        if full.stat().st_size > MAX_EMBED_BYTES:
-            return None
-        data = full.read_bytes()
-    except OSError:
-        return None
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _timing(record: Record) -> str:
@@ -403,13 +472,13 @@ def _memory(record: Record) -> str:
             f"<h3>Memory</h3><ul>{items}</ul></div>")
 
 
-def _previews(record: Record, base_dir: Path) -> str:
+def _previews(record: Record, assets: Assets) -> str:
     frames = []
     for entry in record.get("previews") or []:
-        uri = _data_uri(Path(str(entry.get("path"))), base_dir)
+        uri = assets.src(str(entry.get("path")))
         if uri is not None:
             frames.append(f'<figure><img class="preview" data-node-id="{_e(entry.get("node_id"))}" alt="preview"'
-                          f' src="{uri}"><figcaption>node {_e(entry.get("node_id"))}</figcaption></figure>')
+                          f' src="{_e(uri)}" loading="lazy"><figcaption>node {_e(entry.get("node_id"))}</figcaption></figure>')
     if not frames:
         return ""
     return f'<div class="previews"><h3>Previews</h3><div class="images">{"".join(frames)}</div></div>'

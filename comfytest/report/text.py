@@ -101,18 +101,60 @@ def _aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return lines
 
 
-def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, a table, then failures folded away."""
+#: GitHub's limit for one step's summary is 1 MiB; the session appends a few lines of its own
+MARKDOWN_BUDGET = 900 * 1024
+#: rows of passing tests (and of their outputs) listed before they are cut to a count
+PASSED_ROWS = 200
+#: characters of one failure's message in the summary (report.json has it whole)
+MESSAGE_CHARS = 6000
+
+
+def render_markdown(doc: Mapping[str, Any], previous: Mapping[str, Any] | None = None, *,
+                    budget: int = MARKDOWN_BUDGET, passed_rows: int = PASSED_ROWS) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, a table (failures first; passing tests beyond
+    ``passed_rows`` cut to a count), then failures folded away, within ``budget`` bytes."""
     server = server_line(doc)
+    tests = list(doc.get("tests") or [])
     parts = [f"### comfytest: {summary_line(doc)}", "", *([server, ""] if server else [])]
     rows = table_rows(doc, previous)
     if rows:
-        parts.extend(_markdown_table(headers(doc), rows))
+        shown, cut = _failures_first(list(zip(tests, rows, strict=True)), passed_rows)
+        parts.extend(_markdown_table(headers(doc), [row for _, row in shown]))
+        parts.extend([_cut_line(cut, "passing test(s)"), ""] if cut else [])
         parts.extend([*memory_note(doc), ""] if memory_note(doc) else [])
-    parts.extend(_compared_block(doc.get("tests") or []))
-    parts.extend(perf_markdown(doc.get("tests") or []))
-    parts.extend(_failures_block(doc.get("tests") or []))
-    return "\n".join(parts).rstrip() + "\n"
+    parts.extend(_compared_block(tests, passed_rows))
+    parts.extend(perf_markdown(tests))
+    head = "\n".join(parts).rstrip() + "\n"
+    failures = _within(_failures_block(tests), budget - len(head.encode()) - 1)
+    return head + ("\n" + failures if failures else "")
+
+
+def _failures_first(pairs: list[tuple[Record, Any]], passed_rows: int) -> tuple[list[tuple[Record, Any]], int]:
+    """Failing (and erroring) tests first, in their order; then passes up to ``passed_rows``."""
+    failing = [p for p in pairs if p[0].get("outcome") not in ("passed", "skipped")]
+    others = [p for p in pairs if p[0].get("outcome") in ("passed", "skipped")]
+    return failing + others[:passed_rows], max(0, len(others) - passed_rows)
+
+
+def _cut_line(count: int, what: str) -> str:
+    return f"… and {count} more {what}: every one is in report.html and report.json"
+
+
+def _within(blocks: list[str], budget: int) -> str:
+    """The failures folded away, one block per failure, cut at a block when ``budget`` bytes
+    would be passed (the rest counted)."""
+    if not blocks:
+        return ""
+    head, tail = ["<details>", f"<summary>{len(blocks)} failure(s)</summary>", ""], "</details>\n"
+    size = len("\n".join(head).encode()) + len(tail) + 200  # 200: the cut line
+    kept = []
+    for block in blocks:
+        size += len(block.encode()) + 1
+        if size > budget:
+            break
+        kept.append(block)
+    cut = [_cut_line(len(blocks) - len(kept), "failure(s)"), ""] if len(kept) < len(blocks) else []
+    return "\n".join([*head, *kept, *cut, tail])
 
 
 def _markdown_table(names: Sequence[str], rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -127,14 +169,17 @@ def _cell(text: str) -> str:
 
 
 def _failures_block(tests: Sequence[Record]) -> list[str]:
-    failed = [t for t in tests if t.get("outcome") in ("failed", "error")]
-    if not failed:
-        return []
-    lines = ["<details>", f"<summary>{len(failed)} failure(s)</summary>", ""]
-    for record in failed:
-        lines.append(f"**{_inline(test_label(record))}**: {_inline(_result(record))}")
-        lines.extend(["", *_fenced(str(record.get("message") or "no message")), ""])
-    return [*lines, "</details>"]
+    """One markdown block per failing test: its label and its message (clipped) in a fence."""
+    blocks = []
+    for record in tests:
+        if record.get("outcome") not in ("failed", "error"):
+            continue
+        message = str(record.get("message") or "no message")
+        if len(message) > MESSAGE_CHARS:
+            message = message[:MESSAGE_CHARS] + f"\n… ({len(message) - MESSAGE_CHARS} more characters in report.json)"
+        blocks.append("\n".join([f"**{_inline(test_label(record))}**: {_inline(_result(record))}", "",
+                                  *_fenced(message), ""]))
+    return blocks
 
 
 def _inline(text: str) -> str:
@@ -178,12 +223,16 @@ def media_lines(doc: Mapping[str, Any]) -> list[str]:
             for label, output, kind, how, status in _compared_rows(doc.get("tests") or [], MEDIA_KINDS)]
 
 
-def _compared_block(tests: Sequence[Record]) -> list[str]:
-    rows = _compared_rows(tests)
-    if not rows:
+def _compared_block(tests: Sequence[Record], passed_rows: int = PASSED_ROWS) -> list[str]:
+    """How each output was compared: failing tests' outputs first, passing ones cut to a count."""
+    failing = [t for t in tests if t.get("outcome") not in ("passed", "skipped")]
+    rows = _compared_rows(failing)
+    passing = _compared_rows([t for t in tests if t.get("outcome") in ("passed", "skipped")])
+    if not rows and not passing:
         return []
     head = ("test", "output", "kind", "compared", "result")
-    lines = ["<details>", f"<summary>{len(rows)} output(s) compared</summary>", "",
+    lines = ["<details>", f"<summary>{len(rows) + len(passing)} output(s) compared</summary>", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
-    return [*lines, "", "</details>", ""]
+    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in [*rows, *passing[:passed_rows]])
+    cut = max(0, len(passing) - passed_rows)
+    return [*lines, "", *([_cut_line(cut, "output(s) of passing tests"), ""] if cut else []), "</details>", ""]

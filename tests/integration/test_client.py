@@ -184,3 +184,45 @@ def test_without_a_jobs_api_the_old_routes_locate_and_cancel(comfy: Any) -> None
     assert prompt_state(comfy.client, result.prompt_id) == "done"
     assert prompt_state(comfy.client, str(uuid.uuid4())) == "unknown"
     cancel_prompt(comfy.client, str(uuid.uuid4()))  # nobody else's prompt is touched; no error
+
+
+def test_without_history_outputs_and_queue_wait_come_from_the_events(comfy: Any) -> None:
+    """history=False (what test cases use): no GET /history; the same outputs, from the
+    `executed` events (also for a cached rerun), and a queue wait estimated from the send time."""
+    runner = Runner(comfy.client)
+    calls: list[str] = []
+    original = comfy.client.history
+    comfy.client.history = lambda *a, **kw: calls.append(a[0]) or original(*a, **kw)
+    try:
+        seed = int(time.time() * 1000) % 10**9  # nothing this server has cached
+        fresh = runner.run(noise_prompt(seed), history=False)
+        cached = runner.run(noise_prompt(seed), history=False)
+    finally:
+        del comfy.client.history
+    assert calls == []
+    full = runner.run(noise_prompt(seed))
+    assert fresh.history == {} and full.history["status"]["status_str"] == "success"
+    assert [i.ref for i in fresh.images] == [i.ref for i in full.images] == [i.ref for i in cached.images]
+    assert cached.timing.cached_nodes and fresh.outputs.keys() == full.outputs.keys()
+    wait = fresh.timing.queue_wait_ms
+    assert wait is not None and 0 <= wait < loaded(1000.0)
+
+
+def test_a_local_servers_output_files_are_read_from_its_folder_not_over_http(comfy: Any, tmp_path: Path) -> None:
+    """The session's embedded server writes into folders comfytest chose: its outputs are read
+    from disk (no GET /view); a folder without the file falls back to /view, with the same bytes."""
+    assert comfy.runner.local_files, "the embedded server's folders are known"
+    views: list[Any] = []
+    original = comfy.client.view
+    comfy.client.view = lambda ref: views.append(ref) or original(ref)
+    try:
+        seed = int(time.time() * 1000) % 10**9 + 7
+        local = comfy.runner.run(noise_prompt(seed), history=False)
+        assert views == [] and len(local.images) == 1
+        other = Runner(comfy.client)
+        other.local_files = {"output": tmp_path}  # not where the server wrote: /view answers
+        remote = other.run(noise_prompt(seed), history=False)
+    finally:
+        del comfy.client.view
+    assert [r.filename for r in views] == [local.images[0].ref.filename]
+    assert np.array_equal(np.asarray(local.images[0].image), np.asarray(remote.images[0].image))

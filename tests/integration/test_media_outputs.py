@@ -67,9 +67,12 @@ def test_example_changed_input_is_a_mismatch_with_artefacts(ws: Workspace, name:
     ws.run(UPDATE).assert_outcomes(passed=1)
     recorded = ws.snapshot()
     assert recorded and not any(p.endswith((".mp4", ".webm")) for p in recorded), "no full video by default"
-    ws.run().assert_outcomes(passed=1)
-    (same,) = ws.comparisons()
     kind = name.split("_")[0]
+    ws.run().assert_outcomes(passed=1)  # by default a pass leaves no full obtained media file
+    assert not [p for p in ws.results.rglob("*.obtained.*")], "passing outputs keep no obtained copy"
+    assert f'<{kind} class="media" data-role="obtained_media"' not in (ws.results / "report.html").read_text()
+    ws.run("--comfy-keep-passed").assert_outcomes(passed=1)
+    (same,) = ws.comparisons()
     assert same["status"] == "passed" and same["kind"] == kind and same["compared"]
     page = (ws.results / "report.html").read_text()
     assert f'data-kind="{kind}"' in page and f"compared: {same['compared']}" in page

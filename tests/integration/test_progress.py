@@ -96,4 +96,6 @@ def test_previews_are_saved_and_shown_in_the_html_report(tmp_path: Path, comfy_u
     assert all((tmp_path / "r" / p["path"]).read_bytes().startswith(b"\x89PNG") for p in record["previews"])
     dom = DomIndex((tmp_path / "r" / "report.html").read_text())
     previews = dom.find("img", "preview")
-    assert len(previews) == 2 and all(p.attrs["src"].startswith("data:image/png;base64,") for p in previews)
+    # linked beside the report (--comfy-html linked, the default)
+    assert len(previews) == 2 and all((tmp_path / "r" / p.attrs["src"]).read_bytes().startswith(b"\x89PNG")
+                                      for p in previews)

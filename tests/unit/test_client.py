@@ -5,6 +5,7 @@ A canned-reply HTTP server only observes what the client sends."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,20 @@ def test_401_blames_the_credentials() -> None:
     with canned_server({"/system_stats": (401, "text/plain", b"who are you")}) as url, \
             pytest.raises(ServerUnavailable, match="HTTP 401: check the credentials"):
         ComfyClient(url).system_stats()
+
+
+def test_local_output_files_stay_inside_their_folder(tmp_path: Path) -> None:
+    """Runner._read_local: a file of a local server's folder; None (so GET /view decides) for
+    another type, a missing file, or a path that leaves the folder."""
+    from comfytest.comfy.execution import Runner
+    from comfytest.outputs import FileRef
+
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "sub" / "a.png").write_bytes(b"png")
+    (tmp_path / "secret.png").write_bytes(b"no")
+    runner = Runner(ComfyClient("http://127.0.0.1:9"))
+    runner.local_files = {"output": tmp_path / "out"}
+    assert runner._read_local(FileRef("a.png", "sub", "output")) == b"png"
+    assert runner._read_local(FileRef("a.png", "sub", "temp")) is None
+    assert runner._read_local(FileRef("b.png", "sub", "output")) is None
+    assert runner._read_local(FileRef("secret.png", "..", "output")) is None

@@ -71,7 +71,7 @@ def report_doc(tmp_path: Path) -> dict[str, Any]:
 def test_static_markup_is_escaped_and_self_contained(
     tmp_path: Path, report_doc: dict[str, Any]
 ) -> None:
-    markup = render_html(report_doc, tmp_path)
+    markup = render_html(report_doc, tmp_path, images="self-contained")
     dom = DomIndex(markup)
     assert len(dom.find("script")) == 1  # only ours; the hostile title stayed text
     assert HOSTILE in "".join(dom.text)
@@ -106,7 +106,7 @@ def test_report_renders_in_headless_chromium(
 ) -> None:
     page = tmp_path / "out" / "report.html"
     page.parent.mkdir()
-    page.write_text(render_html(report_doc, tmp_path), encoding="utf-8")
+    page.write_text(render_html(report_doc, tmp_path, images="self-contained"), encoding="utf-8")
     dom = DomIndex(run_chromium(chromium, page, tmp_path / "profile"))
     body = dom.one("body")
     assert body.attrs["data-js-test-count"] == "2"  # the inline script ran

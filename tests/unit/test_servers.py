@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from comfytest.comfy.client import ComfyClient
@@ -72,3 +74,24 @@ def test_moving_to_the_next_server_keeps_live_progress_and_samples_the_new_serve
         assert urls[1].rsplit(":", 1)[1] in str(second_read.value)
     finally:
         session.close()
+
+
+def test_closing_a_pool_can_discard_the_files_its_servers_wrote(tmp_path: Path) -> None:
+    """After a session the launched server's output and temp files go (the checks kept what
+    failures need); its log stays. Without ``discard_files`` (--comfy-keep-passed) all stays."""
+    from comfytest.comfy.server import LaunchSpec, LocalServer
+
+    def pool(name: str) -> tuple[ServerPool, Path]:
+        server = LocalServer(LaunchSpec(comfyui_dir=tmp_path), tmp_path / name)
+        for folder in server.file_folders().values():
+            folder.mkdir(parents=True)
+            (folder / "x_00001_.png").write_bytes(b"png")
+        server.log_path.write_text("log")
+        return ServerPool([ServerEntry("http://127.0.0.1:9")], [server]), tmp_path / name
+
+    discarded, folder = pool("a")
+    discarded.close(discard_files=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["comfyui.log"]
+    kept, folder = pool("b")
+    kept.close()
+    assert sorted(p.name for p in folder.iterdir()) == ["comfyui.log", "output", "temp"]

@@ -299,3 +299,25 @@ def test_incomplete_run_leaves_the_running_node_open() -> None:
 
 
 # -- repeated runs ------------------------------------------------------------------------
+
+
+# -- queue wait without /history (issue 26) -----------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "label"), [("interrupted", "second prompt queued behind it"),
+                                             ("interrupted", "slow prompt")])
+def test_queue_wait_from_the_send_time_is_close_to_the_servers_and_never_shorter(name: str, label: str) -> None:
+    """Without /history's create_time, the POST's send time on the server's clock (through the
+    clock offset) gives the queue wait: never shorter than the exact one, and longer by at most
+    the offset's latency plus the POST's round trip (a few ms here)."""
+    trace = load(name)
+    post = next(e for e in trace.events if e["kind"] == "http" and e.get("label") == label)
+    prompt_id = post["response"]["prompt_id"]
+    exact = timing_of(name, prompt_id)
+    estimated = compute_timing(replay(trace), prompt_id, sent_epoch_ms=post["t_send_ms"])
+    assert exact.queue_wait_ms is not None and estimated.queue_wait_ms is not None
+    assert exact.clock_offset_ms is not None
+    bound = exact.clock_offset_ms + (post["t_ms"] - post["t_send_ms"])
+    assert exact.queue_wait_ms <= estimated.queue_wait_ms <= exact.queue_wait_ms + bound
+    assert bound < 10
+    assert compute_timing(replay(trace), prompt_id).queue_wait_ms is None  # neither: unknown
