@@ -78,12 +78,13 @@ def session_folder(home: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
         pid = old.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (owned by anyone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -125,4 +126,5 @@ def inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-__all__ = ["NODEPACK_NAME", "PackLinks", "check_pack", "inside", "link_name", "our_nodepack", "prepare", "session_folder"]
+__all__ = ["NODEPACK_NAME", "PackLinks", "check_pack", "inside", "link_name", "our_nodepack", "pid_alive", "prepare",
+           "session_folder"]

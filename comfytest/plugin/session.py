@@ -26,7 +26,7 @@ from PIL import Image
 from comfytest.comfy.client import ComfyClient
 from comfytest.comfy.embedded import TORCH, default_home, load_embedded
 from comfytest.comfy.execution import Runner, RunResult
-from comfytest.comfy.nodepacks import check_pack, session_folder
+from comfytest.comfy.nodepacks import check_pack, pid_alive, session_folder
 from comfytest.comfy.nodepacks import prepare as prepare_packs
 from comfytest.comfy.packdeps import ensure as ensure_packdeps
 from comfytest.comfy.packdeps import pinned_by
@@ -512,7 +512,7 @@ def _server_dir(results: Path, worker: str) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     for old in results.glob("server-*-*"):
         pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     path = results / f"server-{worker}-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
@@ -520,11 +520,4 @@ def _server_dir(results: Path, worker: str) -> Path:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True

@@ -25,7 +25,7 @@ from comfytest.comfy.resources import find_comfyui
 from comfytest.comfy.server import free_port
 from comfytest.errors import ExecutionTimeout
 from comfytest.plugin.session import ComfySession
-from tests.faultproxy import Fault, FaultProxy, proxy_to
+from tests.faultproxy import Fault, FaultProxy
 from tests.integration.test_client import noise_prompt
 from tests.integration.test_faults import elapsed_since, idle_server, when_running
 from tests.load import loaded
@@ -33,17 +33,6 @@ from tests.load import loaded
 REPO = Path(__file__).parents[2]
 
 
-@pytest.fixture
-def proxy(comfy_url: str) -> Iterator[FaultProxy]:
-    with proxy_to(comfy_url) as p:
-        yield p
-
-
-@pytest.fixture
-def client(proxy: FaultProxy) -> Iterator[ComfyClient]:
-    c = ComfyClient(proxy.url, request_timeout=3)
-    yield c
-    c.close()
 
 
 # ---------------------------------------------------------------- row 15: a stalled socket

@@ -33,19 +33,6 @@ from tests.tlscert import self_signed
 REPO = Path(__file__).parents[2]
 
 
-@pytest.fixture
-def proxy(comfy_url: str) -> Iterator[FaultProxy]:
-    with proxy_to(comfy_url) as p:
-        yield p
-
-
-@pytest.fixture
-def client(proxy: FaultProxy) -> Iterator[ComfyClient]:
-    c = ComfyClient(proxy.url, request_timeout=3)
-    yield c
-    c.close()
-
-
 def elapsed_since(start: float) -> float:
     return time.monotonic() - start
 

@@ -62,8 +62,11 @@ def test_passes_leave_a_thumbnail_and_a_failure_everything_and_the_page_shows_th
     results: Path = sessions["results"]
     assert case_files(results, "c0") == ["3_0.thumb.jpg"], "a pass keeps no full obtained image"
     assert (results / "workflows" / "noise" / "c0" / "3_0.thumb.jpg").stat().st_size < 12_000
-    assert case_files(results, "c1") == ["3_0.baseline.png", "3_0.diff.png", "3_0.obtained.png",
-                                         "3_0.side_by_side.png"]
+    failed_files = case_files(results, "c1")
+    assert [f for f in failed_files if not f.startswith("trace_")] == [
+        "3_0.baseline.png", "3_0.diff.png", "3_0.obtained.png", "3_0.side_by_side.png"]
+    # and the pictures of the node where the change started (issue 23's diagnostic run)
+    assert [f for f in failed_files if f.startswith("trace_")] == ["trace_2_0.baseline.png", "trace_2_0.obtained.png"]
     baseline = tmp_path / "baselines" / "workflows" / "noise" / "c1" / "3_0.png"
     assert (results / "workflows" / "noise" / "c1" / "3_0.baseline.png").read_bytes() == baseline.read_bytes()
     with Image.open(results / "workflows" / "noise" / "c1" / "3_0.obtained.png") as obtained:
@@ -85,7 +88,8 @@ def test_passes_leave_a_thumbnail_and_a_failure_everything_and_the_page_shows_th
     assert body.attrs["data-images-loaded"] == "true"
     images = dom.find("img", "artefact")
     assert sorted(i.attrs["data-role"] for i in images) == sorted(
-        ["thumbnail"] * (CASES - 1) + ["baseline", "obtained", "diff", "side_by_side"])
+        ["thumbnail"] * (CASES - 1) + ["baseline", "obtained", "diff", "side_by_side"]
+        + ["baseline", "obtained"])  # the changed node's intermediate images (the trace)
     assert int(body.attrs["data-images-decoded"]) == len(images)
 
 
