@@ -14,6 +14,8 @@ import numpy.fft  # noqa: F401  imported before any in-process pytester run: pyt
 import pytest
 import scipy.fftpack  # noqa: F401  module snapshot would drop them, and numpy cannot reload them
 
+from tests.browser import find_chromium
+
 pytest_plugins = ["pytester"]
 collect_ignore = ["data"]  # fixtures for unit tests, e.g. workflows that must not be collected
 
@@ -36,3 +38,12 @@ def inner_args(comfy_url: str, tmp_path: Path) -> list[str]:
         f"--comfy-results={tmp_path / 'results'}",
         "-p", "no:cacheprovider",
     ]
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's (or the named) Chromium for the tests that open a report in a real browser."""
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium found (apt-get install -y chromium, or set COMFYTEST_CHROMIUM)")
+    return binary

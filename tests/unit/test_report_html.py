@@ -15,7 +15,7 @@ from PIL import Image
 
 from comfytest.report.document import new_document, new_record
 from comfytest.report.html import render_html
-from tests.browser import DomIndex, find_chromium, run_chromium
+from tests.browser import DomIndex, run_chromium
 
 HOSTILE = '<script>alert("x")</script> & "quotes"'
 
@@ -91,14 +91,6 @@ def test_timing_bars_are_proportional_and_mark_cached(
     assert "width:50.0%" in bars["8"].attrs["style"]
     assert "cached" in bars["4"].classes and "width:0.0%" in bars["4"].attrs["style"]
     assert "cached" not in bars["3"].classes
-
-
-@pytest.fixture
-def chromium() -> str:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("no Chromium found (apt-get install -y chromium, or set COMFYTEST_CHROMIUM)")
-    return binary
 
 
 def test_report_renders_in_headless_chromium(

@@ -20,7 +20,7 @@ from comfytest.report.assets import THUMB_PX, Assets, write_thumbnail
 from comfytest.report.document import new_document, new_record
 from comfytest.report.html import render_html
 from comfytest.report.text import MARKDOWN_BUDGET, render_markdown
-from tests.browser import DomIndex, find_chromium, run_chromium
+from tests.browser import DomIndex, run_chromium
 from tests.load import loaded
 
 
@@ -135,14 +135,6 @@ def test_a_thousand_passing_tests_make_a_page_of_a_few_kb_each(tmp_path: Path) -
     assert time.perf_counter() - started < loaded(10.0)
     assert len(markup.encode()) < 6_000 * 1002, f"{len(markup) / 1002:.0f} bytes per test"
     assert len(markup.encode()) < 10 * 2**20
-
-
-@pytest.fixture
-def chromium() -> str:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("no Chromium found (apt-get install -y chromium, or set COMFYTEST_CHROMIUM)")
-    return binary
 
 
 def test_big_linked_page_opens_in_chromium_with_its_images(tmp_path: Path, chromium: str) -> None:
