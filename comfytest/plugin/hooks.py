@@ -131,14 +131,14 @@ def root_refusal(config: pytest.Config, settings: Settings) -> str | None:
              and _exists(config.invocation_params.dir / Path(w).expanduser())]
     intended = None
     if stray:
-        from _pytest.config.findpaths import determine_setup  # what the real positional args give
+        try:  # what the real positional args give: pytest's own (private) setup search
+            from _pytest.config.findpaths import determine_setup
 
-        try:
             root, ini, *_ = determine_setup(
                 inifile=config.option.inifilename, override_ini=None, args=positional,
                 rootdir_cmd_arg=config.option.rootdir or None, invocation_dir=config.invocation_params.dir)
             intended = Setup(root, ini)
-        except (TypeError, pytest.UsageError):  # another pytest's signature: the other checks still apply
+        except (ImportError, TypeError, pytest.UsageError):  # another pytest: the other checks still apply
             intended = None
     message = misplaced_root(picked, intended, stray, settings.launch, settings.custom_nodes,
                              config.invocation_params.dir)
