@@ -258,17 +258,22 @@ def pixel_metrics(a: Image.Image, b: Image.Image) -> PixelMetrics:
 
 def compare_images(obtained: Image.Image, baseline: Image.Image, *, method: str = "phash",
                    hash_size: int = 8, tolerance: int = 2,
-                   criteria: Criteria | None = None) -> ImageComparison:
+                   criteria: Criteria | None = None, baseline_hash: str | None = None) -> ImageComparison:
     """Hash both images, measure pixel differences, and say whether they match: by the hash
-    ``tolerance`` alone, or by every limit of ``criteria`` (whose tolerance then counts)."""
+    ``tolerance`` alone, or by every limit of ``criteria`` (whose tolerance then counts).
+    ``baseline_hash``: the baseline's hash by this method and size when the caller has it
+    already (computed from these pixels), so it is not computed again."""
     check_method(method, hash_size)
     tolerance = criteria.tolerance if criteria else tolerance
     a, b, compared_as = _normalise_pair(obtained, baseline)
     metrics = pixel_metrics(a, b) if a.size == b.size else None
-    a_hash = _hash_prepared(_hash_source(obtained), method, hash_size)
-    # identical pixels hash identically; skipping the second hash halves the common case
+    # identical pixels hash identically: one hash serves both sides (none when the baseline's is given)
     identical = metrics is not None and metrics.max_abs_diff == 0
-    b_hash = a_hash if identical else _hash_prepared(_hash_source(baseline), method, hash_size)
+    if baseline_hash is not None and identical:
+        a_hash = baseline_hash
+    else:
+        a_hash = _hash_prepared(_hash_source(obtained), method, hash_size)
+    b_hash = baseline_hash or (a_hash if identical else _hash_prepared(_hash_source(baseline), method, hash_size))
     seen = None
     if criteria is not None and criteria.perceptual is not None and metrics is not None and not identical:
         seen = pc.measure(obtained, baseline, criteria.perceptual)
@@ -352,16 +357,16 @@ def _frame_list(value: Frames) -> list[Image.Image]:
 
 
 def compare_animations(obtained: Frames, baseline: Frames, *, method: str = "phash",
-                       hash_size: int = 8, tolerance: int = 2,
-                       criteria: Criteria | None = None) -> AnimationComparison:
+                       hash_size: int = 8, tolerance: int = 2, criteria: Criteria | None = None,
+                       baseline_hashes: Sequence[str] | None = None) -> AnimationComparison:
     """compare_images on each pair of frames; a differing frame count fails."""
     a, b = _frame_list(obtained), _frame_list(baseline)
-    pairs = zip(a, b)
+    known = list(baseline_hashes) if baseline_hashes is not None and len(baseline_hashes) == len(b) else [None] * len(b)
     tolerance = criteria.tolerance if criteria else tolerance
     return AnimationComparison(tolerance, len(a), len(b), tuple(
         compare_images(x, y, method=method, hash_size=hash_size, tolerance=tolerance,
-                       criteria=criteria)
-        for x, y in pairs
+                       criteria=criteria, baseline_hash=h)
+        for x, y, h in zip(a, b, known)
     ))
 
 

@@ -287,17 +287,19 @@ def line_number(path: Path, stem: str) -> int:
 
 
 def check_line(hashes: Path, stem: str, record: HashRecord | None, image: Path,
-               frames: list[Image.Image]) -> None:
+               frames: list[Image.Image]) -> tuple[str, ...]:
     """BaselineCorrupt unless ``record`` (the line of ``hashes``) describes ``image``'s pixels:
     a missing file or line, or a line made from other pixels (an update interrupted between the
-    two files, an image copied by hand) would otherwise drop the device and its pixel limits."""
+    two files, an image copied by hand) would otherwise drop the device and its pixel limits.
+    Returns the frames' hashes it computed (the record's method and size), for the comparison."""
     if record is None:
         why = (f"{hashes} is missing" if not hashes.exists() else
                f"{hashes} is empty" if not hashes.read_text(encoding="utf-8").strip() else
                f"{hashes} has no line for {stem}")
         raise BaselineCorrupt(f"baseline image {image} has no hash line: {why}; the line records the "
                               f"device that made the image. {REPAIR}")
-    method, size = ic.HashValue.parse(record.hashes[0]).method, ic.HashValue.parse(record.hashes[0]).size
+    first = ic.HashValue.parse(record.hashes[0])
+    method, size = first.method, first.size
     actual = HashRecord(tuple(ic.image_hash(f, method, size) for f in frames), frames[0].size,
                         frames[0].mode, record.device)
     if (actual.hashes, actual.size) != (record.hashes, record.size):
@@ -306,6 +308,7 @@ def check_line(hashes: Path, stem: str, record: HashRecord | None, image: Path,
             f"{record.size[0]}x{record.size[1]}, {','.join(record.hashes)[:40]}; image: {actual.size[0]}x"
             f"{actual.size[1]}, {','.join(actual.hashes)[:40]}): one of the two was changed without the "
             f"other (an interrupted update, a hand-copied image); {REPAIR}")
+    return actual.hashes
 
 
 @contextmanager

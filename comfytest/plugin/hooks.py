@@ -245,9 +245,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if record is None or (rep.when != "call" and rep.passed):
         return
     if rep.when == "call" and rep.passed:
-        _fail_on_timing(rep, state, record)
+        _fail_as(rep, "timing", state.timing_failure(record))
     if rep.when == "call" and rep.passed:
-        _fail_on_memory(rep, state, record)
+        _fail_as(rep, "memory", state.memory_failure(record))
     message = str(rep.longrepr) if rep.longrepr is not None and not rep.passed else None
     if rep.skipped and isinstance(rep.longrepr, tuple):
         message = str(rep.longrepr[2])
@@ -263,22 +263,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             rep.sections.append(("comfytest: inputs as run", pinned))
 
 
-def _fail_on_timing(rep: pytest.TestReport, state: SessionState, record: dict[str, Any]) -> None:
-    """--comfy-timing-fail: a passing test slower than in --comfy-compare fails, kind "timing"."""
-    reason = state.timing_failure(record)
+def _fail_as(rep: pytest.TestReport, kind: str, reason: str | None) -> None:
+    """A passing test failed by a session rule (--comfy-timing-fail: "timing", slower than in
+    --comfy-compare; --comfy-memory-fail: "memory", its peak grew)."""
     if reason is not None:
         rep.outcome = "failed"
         rep.longrepr = reason
-        rep.comfy_failure_kind = "timing"  # type: ignore[attr-defined]
-
-
-def _fail_on_memory(rep: pytest.TestReport, state: SessionState, record: dict[str, Any]) -> None:
-    """--comfy-memory-fail: a passing test whose peak memory grew fails, kind "memory"."""
-    reason = state.memory_failure(record)
-    if reason is not None:
-        rep.outcome = "failed"
-        rep.longrepr = reason
-        rep.comfy_failure_kind = "memory"  # type: ignore[attr-defined]
+        rep.comfy_failure_kind = kind  # type: ignore[attr-defined]
 
 
 class Reporter:
