@@ -16,7 +16,9 @@ The defaults (``for_baseline``) depend on what made the baseline. On the same st
 torch, ComfyUI, precision flags) a node pack's output is normally bit-exact (or within ±1 of
 rounding across thread counts), so the built-in ``SAME_DEVICE_MAX_DIFF`` applies on top of the
 perceptual limits: it catches a swapped channel order, a blur kernel off by two, a one-pixel
-shift. On any other stack the hash tolerance and the perceptual limits apply, plus pixel limits
+shift; and the differences it lets through must look like noise (``systematic``): a change
+that moves no value by more than 4 levels but moves them all one way, or in step with the
+picture's detail or colour, is a change. On any other stack the hash tolerance and the perceptual limits apply, plus pixel limits
 the user configured (those apply everywhere). ``why`` says which, for messages.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from comfytest.compare.perceptual import DEFAULT_LIMITS, PerceptualLimits
+from comfytest.compare.systematic import DEFAULT_SYSTEMATIC, SystematicLimits
 from comfytest.errors import ConfigError
 
 #: the largest channel difference allowed by default when the baseline's device is this one
@@ -55,6 +58,8 @@ class Criteria:
     mean_diff: float | None = None
     min_psnr: float | None = None
     perceptual: PerceptualLimits | None = None
+    #: same stack, built-in max diff: differences within it must not be systematic (see systematic)
+    systematic: SystematicLimits | None = None
     #: which criteria and why ("baseline: cpu, torch 2.4.1; this run: torch 2.5.0 — perceptual criteria")
     why: str | None = None
 
@@ -99,6 +104,8 @@ class Criteria:
             parts.append("exact pixels")
         elif self.max_diff is not None:
             parts.append(f"max diff {self.max_diff}")
+        if self.systematic is not None and not self.exact:
+            parts.append("no systematic change")
         if self.mean_diff is not None:
             parts.append(f"mean diff {fmt(self.mean_diff)}")
         if self.min_psnr is not None:
@@ -131,11 +138,12 @@ NO_LIMITS = PixelLimits()
 def for_baseline(tolerance: int, configured: PixelLimits, same_device: bool, why: str | None = None,
                  perceptual: PerceptualLimits | None = DEFAULT_LIMITS) -> Criteria:
     """The criteria for one comparison: configured and perceptual limits always apply; the
-    built-in pixel default only when the baseline was made on this stack (``same_device``)."""
-    limits = configured
+    built-in pixel default (max diff 4, and no systematic change within it) only when the
+    baseline was made on this stack (``same_device``) and no max diff is configured."""
+    limits, systematic = configured, None
     if same_device and limits.max_diff is None:
-        limits = replace(limits, max_diff=SAME_DEVICE_MAX_DIFF)
-    return Criteria(tolerance, limits.max_diff, limits.mean_diff, limits.min_psnr, perceptual, why)
+        limits, systematic = replace(limits, max_diff=SAME_DEVICE_MAX_DIFF), DEFAULT_SYSTEMATIC
+    return Criteria(tolerance, limits.max_diff, limits.mean_diff, limits.min_psnr, perceptual, why, systematic)
 
 
 def suggest_max_diff(observed: int) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageSequence
 
 from comfytest.compare import perceptual as pc
+from comfytest.compare import systematic as sy
 from comfytest.compare.criteria import NOTABLE_DIFF, Criteria, fmt
 from comfytest.errors import ComparisonError, ConfigError
 
@@ -145,6 +146,8 @@ class ImageComparison:
     criteria: Criteria | None = None
     #: perceptual figures (against the baseline's pixels, or its colour signature)
     perceptual: pc.Perceptual | None = None
+    #: same stack: how systematic the differences within the max diff are
+    systematic: sy.Systematic | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -155,6 +158,8 @@ class ImageComparison:
         criteria = self.criteria or Criteria(self.tolerance)
         seen = self.perceptual.changes(criteria.perceptual) \
             if self.perceptual is not None and criteria.perceptual is not None else []
+        if self.systematic is not None and criteria.systematic is not None:
+            seen += self.systematic.changes(criteria.systematic)
         return seen + criteria.failures(self.distance, self.metrics, self.method)
 
     @property
@@ -280,7 +285,19 @@ def compare_images(obtained: Image.Image, baseline: Image.Image, *, method: str 
     return ImageComparison(
         method, hash_size, tolerance, hash_distance(a_hash, b_hash), a_hash, b_hash,
         obtained.size, baseline.size, obtained.mode, baseline.mode, compared_as, metrics, criteria, seen,
+        _systematic(a, b, metrics, criteria),
     )
+
+
+def _systematic(a: Image.Image, b: Image.Image, metrics: PixelMetrics | None,
+                criteria: Criteria | None) -> sy.Systematic | None:
+    """Same stack: are differences the max diff lets through noise? (Beyond it, the comparison
+    fails anyway and the perceptual figures say how.)"""
+    if criteria is None or criteria.systematic is None or metrics is None or metrics.max_abs_diff == 0:
+        return None
+    if criteria.max_diff is not None and metrics.max_abs_diff > criteria.max_diff:
+        return None
+    return sy.measure(a, b)
 
 
 def compare_to_hash(obtained: Image.Image, baseline_hash: str, *, baseline_size: tuple[int, int],

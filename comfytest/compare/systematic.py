@@ -1,0 +1,172 @@
+"""Same stack: is a small pixel difference noise, or a systematic change? (pure, numpy/scipy)
+
+On the stack that made a baseline, the strict criteria let each value move by up to
+``SAME_DEVICE_MAX_DIFF`` levels: the rounding that thread counts, CPU kernels and a GPU's
+non-deterministic reductions cause. That noise may be sparse or dense, but it is zero-mean and
+has nothing to do with the picture. A regression that moves no value by more than that limit (a
+nearly black image brightened by 5 %, blurred or sharpened; a grey image's hue turned) is
+neither: its values move one way, or in step with the picture's own detail or colour.
+``measure`` fits the signed difference, by least squares, to three such explanations:
+
+* a shift of each channel by a constant, or by a gain (brighter, darker, a colour cast);
+* the baseline's fine detail (its high-pass; a negative fit is a blur, a positive one sharpening);
+* the baseline's CIELAB chroma turned by 90° (a hue turn);
+
+and an explanation counts when it is both **significant** (its fit lies ``Z`` standard errors
+from 0, odds of about 1e-15 for noise) and **large enough to matter** (``SystematicLimits``),
+so that spatially correlated noise on a large image, whose standard error the fit understates,
+does not trip it. Values at 0-1 or 254-255 in the baseline are left out: noise there can only
+move one way. ``benchmarks/bench_detection.py`` measured both sides (docs/baselines.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from comfytest.compare.perceptual import lab
+
+F = np.ndarray
+_CHANNELS = "RGB"
+TILE = 32  # the standard errors' clusters: squares of this many pixels
+PER_SIDE = 4  # ... or smaller, so that a small image has at least this many per side
+
+
+@dataclass(frozen=True)
+class SystematicLimits:
+    """When a fit counts as a change: ``z`` standard errors from 0 and at least the floor."""
+
+    z: float = 8.0
+    mean_levels: float = 0.1  # mean shift of a channel, in levels (0..255)
+    gain_pct: float = 1.0  # growth of a channel's values, per cent
+    detail_pct: float = 3.0  # change of the fine detail, per cent
+    hue_deg: float = 1.0  # hue turn, degrees
+
+
+DEFAULT_SYSTEMATIC = SystematicLimits()
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One explanation's least-squares fit: its size and how many standard errors from 0."""
+
+    value: float
+    z: float
+
+    def counts(self, floor: float, limits: SystematicLimits) -> bool:
+        return abs(self.value) >= floor and abs(self.z) >= limits.z
+
+
+NO_FIT = Fit(0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Systematic:
+    """The fits of one same-stack comparison (obtained against baseline)."""
+
+    mean: tuple[Fit, Fit, Fit]  # levels added to each channel R, G, B
+    gain: tuple[Fit, Fit, Fit]  # per cent each channel's values grew by
+    detail: Fit  # per cent of the baseline's fine detail
+    hue: Fit  # degrees
+
+    def broken(self, limits: SystematicLimits = DEFAULT_SYSTEMATIC) -> list[str]:
+        """Which explanations count: ``mean``, ``gain``, ``detail``, ``hue``."""
+        checks = {
+            "mean": any(f.counts(limits.mean_levels, limits) for f in self.mean),
+            "gain": any(f.counts(limits.gain_pct, limits) for f in self.gain),
+            "detail": self.detail.counts(limits.detail_pct, limits),
+            "hue": self.hue.counts(limits.hue_deg, limits),
+        }
+        return [name for name, hit in checks.items() if hit]
+
+    def changes(self, limits: SystematicLimits = DEFAULT_SYSTEMATIC) -> list[str]:
+        """What changed, in words; empty when the difference looks like noise."""
+        broken = self.broken(limits)
+        words = []
+        if "gain" in broken:
+            words.append(_tone_words(self.gain, "%", "% of each value"))
+        elif "mean" in broken:
+            words.append(_tone_words(self.mean, "", "levels on average"))
+        if "detail" in broken:
+            verb = "sharpened" if self.detail.value > 0 else "blurred"
+            words.append(f"{verb} (fine detail {self.detail.value:+.0f} %)")
+        if "hue" in broken:
+            words.append(f"hue turned {self.hue.value:+.1f}°")
+        z = max(abs(f.z) for name in broken for f in self._fits(name))
+        return [f"{w}: small but systematic, not noise (z {z:.0f})" for w in words[:1]] + words[1:]
+
+    def _fits(self, name: str) -> tuple[Fit, ...]:
+        return {"mean": self.mean, "gain": self.gain, "detail": (self.detail,), "hue": (self.hue,)}[name]
+
+
+def _tone_words(fits: tuple[Fit, Fit, Fit], unit: str, what: str) -> str:
+    """``brighter by 0.24 levels on average (R +0.30, ...)``, or a colour cast when the
+    channels moved different ways."""
+    each = ", ".join(f"{c} {f.value:+.2f}{unit}" for c, f in zip(_CHANNELS, fits))
+    if len({math.copysign(1, f.value) for f in fits}) > 1:
+        return f"colour cast ({each}; {what})"
+    average = sum(f.value for f in fits) / 3
+    return f"{'brighter' if average > 0 else 'darker'} by {abs(average):.2f} {what} ({each})"
+
+
+def _fit(d: F, x: F, tiles: F) -> Fit:
+    """Least squares d ≈ value·x (no intercept) and the value's z against noise, with the
+    standard error clustered by ``tiles`` (each value's tile number): noise correlated within a
+    tile (blotches of ±1 where a sampler amplified a rounding difference) widens the error
+    instead of reading as a systematic change."""
+    sxx = float(np.dot(x, x))
+    count = int(tiles.max()) + 1 if tiles.size else 0
+    if d.size < 3 or sxx <= 1e-12 or count < 2:
+        return NO_FIT
+    value = float(np.dot(d, x)) / sxx
+    per_tile = np.bincount(tiles, weights=(d - value * x) * x, minlength=count)
+    spread = float(np.dot(per_tile, per_tile)) * count / (count - 1)
+    if spread <= 0:  # an exact fit: the difference is nothing but this explanation
+        return Fit(value, math.inf if value else 0.0)
+    return Fit(value, value * sxx / math.sqrt(spread))
+
+
+def tile_numbers(height: int, width: int) -> F:
+    """Each pixel's tile: squares of ``TILE`` pixels (smaller on small images, 8 per side at least)."""
+    side = max(2, min(TILE, min(height, width) // PER_SIDE))
+    ys, xs = np.mgrid[0:height, 0:width]
+    out: F = (ys // side) * (-(-width // side)) + xs // side
+    return out
+
+
+def measure(obtained: Image.Image, baseline: Image.Image) -> Systematic:
+    """The fits of two same-size images (RGB channels; alpha is the pixel limits' concern)."""
+    a = np.asarray(obtained.convert("RGB"), dtype=np.float32)
+    b = np.asarray(baseline.convert("RGB"), dtype=np.float32)
+    d = a - b
+    free = (b >= 2) & (b <= 253)  # where noise can move a value both ways
+    tiles = np.repeat(tile_numbers(*b.shape[:2])[..., None], 3, axis=-1)
+    mean = _per_channel(d, np.ones_like(b), free, tiles)
+    gain = _per_channel(d, b, free, tiles)
+    high = b - np.stack([ndimage.gaussian_filter(b[..., c], 1.0, mode="nearest") for c in range(3)], -1)
+    detail = _fit(d[free], high[free], tiles[free])
+    every = free.all(-1)
+    return Systematic(mean, (Fit(100 * gain[0].value, gain[0].z), Fit(100 * gain[1].value, gain[1].z),
+                             Fit(100 * gain[2].value, gain[2].z)), Fit(100 * detail.value, detail.z),
+                      _hue(a[every], b[every], tiles[..., 0][every]))
+
+
+def _per_channel(d: F, x: F, free: F, tiles: F) -> tuple[Fit, Fit, Fit]:
+    r, g, b = (_fit(d[..., c][free[..., c]], x[..., c][free[..., c]], tiles[..., c][free[..., c]]) for c in range(3))
+    return r, g, b
+
+
+def _hue(a: F, b: F, tiles: F) -> Fit:
+    """A turn of the chroma plane by t moves (a*, b*) by about t·(-b*, a*)."""
+    la, lb = lab(a), lab(b)
+    moved = np.concatenate([la[:, 1] - lb[:, 1], la[:, 2] - lb[:, 2]])
+    turned = np.concatenate([-lb[:, 2], lb[:, 1]])
+    fit = _fit(moved, turned, np.concatenate([tiles, tiles]))
+    return Fit(math.degrees(fit.value), fit.z)
+
+
+__all__ = ["DEFAULT_SYSTEMATIC", "Fit", "Systematic", "SystematicLimits", "measure"]
