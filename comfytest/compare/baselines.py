@@ -253,6 +253,8 @@ class _HashParams:
 class _ImageKind(_Kind[list[Image.Image]]):
     """PNG baselines, compared by decoded pixels; their hash line is kept beside them."""
 
+    keeps_pixels = True  # the perceptual criteria judge pixels: the hash is a backstop (HASH_BACKSTOP)
+
     def __init__(self, store: BaselineStore, key: BaselineKey, obtained: Image.Image,
                  params: _HashParams) -> None:
         super().__init__(store, key)
@@ -269,7 +271,7 @@ class _ImageKind(_Kind[list[Image.Image]]):
         (device, torch, ComfyUI, precision flags, as far as its line records them) is ours."""
         same, why = same_stack(self.stored.stack if self.stored else Stack(), self.store.stack)
         return for_baseline(self.params.tolerance, self.params.limits, same, why,
-                            pc.DEFAULT_LIMITS if self.store.perceptual else None)
+                            pc.DEFAULT_LIMITS if self.store.perceptual else None, pixels=self.keeps_pixels)
 
     @property
     def target(self) -> Path:
@@ -374,6 +376,8 @@ def _read_png(path: Path) -> list[Image.Image]:
 
 class _HashOnlyKind(_ImageKind):
     """Hash-only baselines: a line of hashes.txt, compared by hash distance alone."""
+
+    keeps_pixels = False
 
     @property
     def target(self) -> Path:

@@ -36,6 +36,11 @@ from comfytest.errors import ConfigError
 SAME_DEVICE_MAX_DIFF = 4
 #: a passing comparison whose pixels differ by more than this says so in its message
 NOTABLE_DIFF = 16
+#: where the perceptual criteria compare the baseline's pixels, the hash may move this many times
+#: the tolerance: there it is a backstop (phash flips bits on noise over dark or smooth content,
+#: and what it would see, they see); chosen by benchmarks/bench_detection.py (docs/baselines.md).
+#: A tolerance of 0 stays 0.
+HASH_BACKSTOP = 4
 
 
 class Metrics(Protocol):
@@ -62,14 +67,21 @@ class Criteria:
     systematic: SystematicLimits | None = None
     #: which criteria and why ("baseline: cpu, torch 2.4.1; this run: torch 2.5.0 — perceptual criteria")
     why: str | None = None
+    #: the hash limit is ``tolerance`` times this (``HASH_BACKSTOP`` where pixels are compared)
+    hash_factor: int = 1
 
     def __post_init__(self) -> None:
         # the settings parsers refuse these with the option or key named; this guards the
         # library's own callers: a NaN limit compares false with everything (passes anything)
-        for name in ("tolerance", "max_diff", "mean_diff", "min_psnr"):
+        for name in ("tolerance", "max_diff", "mean_diff", "min_psnr", "hash_factor"):
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise ConfigError(f"comparison limit {name} = {value!r}: expected a finite number >= 0")
+
+    @property
+    def hash_limit(self) -> int:
+        """The largest hash distance that passes."""
+        return self.tolerance * self.hash_factor
 
     @property
     def exact(self) -> bool:
@@ -84,8 +96,10 @@ class Criteria:
 
         Without pixel metrics (hash-only baselines) only the hash tolerance is checked."""
         broken = []
-        if distance > self.tolerance:
-            broken.append(f"{method} distance {distance} > tolerance {self.tolerance}")
+        if distance > self.hash_limit:
+            slack = f" ({self.hash_factor} × {self.tolerance}: a backstop where the baseline's pixels are compared)" \
+                if self.hash_factor != 1 else ""
+            broken.append(f"{method} distance {distance} > tolerance {self.hash_limit}{slack}")
         if metrics is None:
             return broken
         if self.max_diff is not None and metrics.max_abs_diff > self.max_diff:
@@ -99,7 +113,7 @@ class Criteria:
 
     def describe(self) -> str:
         """``tolerance 2, max diff 4``: the limits in force, for messages and reports."""
-        parts = [f"tolerance {self.tolerance}"]
+        parts = [f"tolerance {self.tolerance}" + (f" × {self.hash_factor}" if self.hash_factor != 1 else "")]
         if self.exact:
             parts.append("exact pixels")
         elif self.max_diff is not None:
@@ -136,14 +150,18 @@ NO_LIMITS = PixelLimits()
 
 
 def for_baseline(tolerance: int, configured: PixelLimits, same_device: bool, why: str | None = None,
-                 perceptual: PerceptualLimits | None = DEFAULT_LIMITS) -> Criteria:
+                 perceptual: PerceptualLimits | None = DEFAULT_LIMITS, pixels: bool = True) -> Criteria:
     """The criteria for one comparison: configured and perceptual limits always apply; the
     built-in pixel default (max diff 4, and no systematic change within it) only when the
-    baseline was made on this stack (``same_device``) and no max diff is configured."""
+    baseline was made on this stack (``same_device``) and no max diff is configured. Where the
+    perceptual limits judge the baseline's ``pixels`` (not a hash-only line), the hash limit is
+    ``HASH_BACKSTOP`` times the tolerance."""
     limits, systematic = configured, None
     if same_device and limits.max_diff is None:
         limits, systematic = replace(limits, max_diff=SAME_DEVICE_MAX_DIFF), DEFAULT_SYSTEMATIC
-    return Criteria(tolerance, limits.max_diff, limits.mean_diff, limits.min_psnr, perceptual, why, systematic)
+    factor = HASH_BACKSTOP if perceptual is not None and pixels else 1
+    return Criteria(tolerance, limits.max_diff, limits.mean_diff, limits.min_psnr, perceptual, systematic, why,
+                    factor)
 
 
 def suggest_max_diff(observed: int) -> int:
@@ -160,5 +178,5 @@ def fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-__all__ = ["NOTABLE_DIFF", "NO_LIMITS", "SAME_DEVICE_MAX_DIFF", "Criteria", "PixelLimits", "fmt", "for_baseline",
+__all__ = ["HASH_BACKSTOP", "NOTABLE_DIFF", "NO_LIMITS", "SAME_DEVICE_MAX_DIFF", "Criteria", "PixelLimits", "fmt", "for_baseline",
            "suggest_max_diff"]

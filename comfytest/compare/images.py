@@ -265,11 +265,11 @@ def compare_images(obtained: Image.Image, baseline: Image.Image, *, method: str 
                    hash_size: int = 8, tolerance: int = 2,
                    criteria: Criteria | None = None, baseline_hash: str | None = None) -> ImageComparison:
     """Hash both images, measure pixel differences, and say whether they match: by the hash
-    ``tolerance`` alone, or by every limit of ``criteria`` (whose tolerance then counts).
+    ``tolerance`` alone, or by every limit of ``criteria`` (whose hash limit then counts).
     ``baseline_hash``: the baseline's hash by this method and size when the caller has it
     already (computed from these pixels), so it is not computed again."""
     check_method(method, hash_size)
-    tolerance = criteria.tolerance if criteria else tolerance
+    tolerance = criteria.hash_limit if criteria else tolerance
     a, b, compared_as = _normalise_pair(obtained, baseline)
     metrics = pixel_metrics(a, b) if a.size == b.size else None
     # identical pixels hash identically: one hash serves both sides (none when the baseline's is given)
@@ -307,7 +307,7 @@ def compare_to_hash(obtained: Image.Image, baseline_hash: str, *, baseline_size:
     """Compare with a stored hash only (no baseline pixels, so no pixel metrics), and with the
     stored colour signature when the baseline line has one (lines written before it do not)."""
     a_hash = image_hash(obtained, method, hash_size)
-    tolerance = criteria.tolerance if criteria else tolerance
+    tolerance = criteria.hash_limit if criteria else tolerance
     compared_as = "RGBA" if has_alpha(obtained) else "RGB"
     seen = None
     if baseline_colour is not None and criteria is not None and criteria.perceptual is not None:
@@ -379,7 +379,7 @@ def compare_animations(obtained: Frames, baseline: Frames, *, method: str = "pha
     """compare_images on each pair of frames; a differing frame count fails."""
     a, b = _frame_list(obtained), _frame_list(baseline)
     known = list(baseline_hashes) if baseline_hashes is not None and len(baseline_hashes) == len(b) else [None] * len(b)
-    tolerance = criteria.tolerance if criteria else tolerance
+    tolerance = criteria.hash_limit if criteria else tolerance
     return AnimationComparison(tolerance, len(a), len(b), tuple(
         compare_images(x, y, method=method, hash_size=hash_size, tolerance=tolerance,
                        criteria=criteria, baseline_hash=h)

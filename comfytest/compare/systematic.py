@@ -8,7 +8,8 @@ nearly black image brightened by 5 %, blurred or sharpened; a grey image's hue t
 neither: its values move one way, or in step with the picture's own detail or colour.
 ``measure`` fits the signed difference, by least squares, to three such explanations:
 
-* a shift of each channel by a constant, or by a gain (brighter, darker, a colour cast);
+* a shift of each channel by a constant, or by a gain on its smoothed values (brighter,
+  darker, a colour cast);
 * the baseline's fine detail (its high-pass; a negative fit is a blur, a positive one sharpening);
 * the baseline's CIELAB chroma turned by 90° (a hue turn);
 
@@ -33,7 +34,7 @@ from comfytest.compare.perceptual import lab
 F = np.ndarray
 _CHANNELS = "RGB"
 TILE = 32  # the standard errors' clusters: squares of this many pixels
-PER_SIDE = 4  # ... or smaller, so that a small image has at least this many per side
+PER_SIDE = 8  # ... or smaller, so that a small image has at least this many per side
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class SystematicLimits:
     gain_pct: float = 1.0  # growth of a channel's values, per cent
     detail_pct: float = 3.0  # change of the fine detail, per cent
     hue_deg: float = 1.0  # hue turn, degrees
+    #: a fit resting on fewer tiles (the colour of one small spot) has too few samples of the
+    #: noise for its standard error to hold
+    tiles: float = 8.0
 
 
 DEFAULT_SYSTEMATIC = SystematicLimits()
@@ -56,9 +60,11 @@ class Fit:
 
     value: float
     z: float
+    #: over how many tiles' worth of the picture the fit rests (its leverage, spread evenly)
+    tiles: float = 0.0
 
     def counts(self, floor: float, limits: SystematicLimits) -> bool:
-        return abs(self.value) >= floor and abs(self.z) >= limits.z
+        return abs(self.value) >= floor and abs(self.z) >= limits.z and self.tiles >= limits.tiles
 
 
 NO_FIT = Fit(0.0, 0.0)
@@ -86,18 +92,22 @@ class Systematic:
     def changes(self, limits: SystematicLimits = DEFAULT_SYSTEMATIC) -> list[str]:
         """What changed, in words; empty when the difference looks like noise."""
         broken = self.broken(limits)
-        words = []
+        if not broken:
+            return []
+        words = {}  # explanation -> words, the strongest (largest z) first
         if "gain" in broken:
-            words.append(_tone_words(self.gain, "%", "% of each value"))
+            words["gain"] = _tone_words(self.gain, "%", "% of each value")
         elif "mean" in broken:
-            words.append(_tone_words(self.mean, "", "levels on average"))
+            words["mean"] = _tone_words(self.mean, "", "levels on average")
         if "detail" in broken:
             verb = "sharpened" if self.detail.value > 0 else "blurred"
-            words.append(f"{verb} (fine detail {self.detail.value:+.0f} %)")
+            words["detail"] = f"{verb} (fine detail {self.detail.value:+.0f} %)"
         if "hue" in broken:
-            words.append(f"hue turned {self.hue.value:+.1f}°")
-        z = max(abs(f.z) for name in broken for f in self._fits(name))
-        return [f"{w}: small but systematic, not noise (z {z:.0f})" for w in words[:1]] + words[1:]
+            words["hue"] = f"hue turned {self.hue.value:+.1f}°"
+        strength = {name: max(abs(f.z) for f in self._fits(name)) for name in words}
+        order = sorted(words, key=lambda name: -strength[name])
+        first = f"{words[order[0]]}: small but systematic, not noise (z {strength[order[0]]:.0f})"
+        return [first] + [words[name] for name in order[1:]]
 
     def _fits(self, name: str) -> tuple[Fit, ...]:
         return {"mean": self.mean, "gain": self.gain, "detail": (self.detail,), "hue": (self.hue,)}[name]
@@ -124,10 +134,12 @@ def _fit(d: F, x: F, tiles: F) -> Fit:
         return NO_FIT
     value = float(np.dot(d, x)) / sxx
     per_tile = np.bincount(tiles, weights=(d - value * x) * x, minlength=count)
+    leverage = np.bincount(tiles, weights=x * x, minlength=count)
+    effective = sxx * sxx / float(np.dot(leverage, leverage))
     spread = float(np.dot(per_tile, per_tile)) * count / (count - 1)
     if spread <= 0:  # an exact fit: the difference is nothing but this explanation
-        return Fit(value, math.inf if value else 0.0)
-    return Fit(value, value * sxx / math.sqrt(spread))
+        return Fit(value, math.inf if value else 0.0, effective)
+    return Fit(value, value * sxx / math.sqrt(spread), effective)
 
 
 def tile_numbers(height: int, width: int) -> F:
@@ -146,13 +158,17 @@ def measure(obtained: Image.Image, baseline: Image.Image) -> Systematic:
     free = (b >= 2) & (b <= 253)  # where noise can move a value both ways
     tiles = np.repeat(tile_numbers(*b.shape[:2])[..., None], 3, axis=-1)
     mean = _per_channel(d, np.ones_like(b), free, tiles)
-    gain = _per_channel(d, b, free, tiles)
-    high = b - np.stack([ndimage.gaussian_filter(b[..., c], 1.0, mode="nearest") for c in range(3)], -1)
+    gain = _per_channel(d, _smooth(b, 2.0), free, tiles)  # smooth: a blur would read as a loss of gain
+    high = b - _smooth(b, 1.0)
     detail = _fit(d[free], high[free], tiles[free])
     every = free.all(-1)
-    return Systematic(mean, (Fit(100 * gain[0].value, gain[0].z), Fit(100 * gain[1].value, gain[1].z),
-                             Fit(100 * gain[2].value, gain[2].z)), Fit(100 * detail.value, detail.z),
+    return Systematic(mean, (_scaled(gain[0], 100), _scaled(gain[1], 100), _scaled(gain[2], 100)),
+                      _scaled(detail, 100),
                       _hue(a[every], b[every], tiles[..., 0][every]))
+
+
+def _smooth(x: F, sigma: float) -> F:
+    return np.stack([ndimage.gaussian_filter(x[..., c], sigma, mode="nearest") for c in range(3)], -1)
 
 
 def _per_channel(d: F, x: F, free: F, tiles: F) -> tuple[Fit, Fit, Fit]:
@@ -160,13 +176,16 @@ def _per_channel(d: F, x: F, free: F, tiles: F) -> tuple[Fit, Fit, Fit]:
     return r, g, b
 
 
+def _scaled(fit: Fit, factor: float) -> Fit:
+    return Fit(fit.value * factor, fit.z, fit.tiles)
+
+
 def _hue(a: F, b: F, tiles: F) -> Fit:
     """A turn of the chroma plane by t moves (a*, b*) by about t·(-b*, a*)."""
     la, lb = lab(a), lab(b)
     moved = np.concatenate([la[:, 1] - lb[:, 1], la[:, 2] - lb[:, 2]])
     turned = np.concatenate([-lb[:, 2], lb[:, 1]])
-    fit = _fit(moved, turned, np.concatenate([tiles, tiles]))
-    return Fit(math.degrees(fit.value), fit.z)
+    return _scaled(_fit(moved, turned, np.concatenate([tiles, tiles])), math.degrees(1))
 
 
 __all__ = ["DEFAULT_SYSTEMATIC", "Fit", "Systematic", "SystematicLimits", "measure"]

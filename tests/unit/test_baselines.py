@@ -22,6 +22,7 @@ from comfytest.compare.baselines import (
     unused_baselines,
     upsert_hash,
 )
+from comfytest.compare.criteria import HASH_BACKSTOP
 from comfytest.compare.images import ImageComparison, image_hash
 from comfytest.compare.perceptual import ColourSignature
 from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
@@ -114,7 +115,7 @@ def test_full_lifecycle_on_disk(tmp_path: Path) -> None:
     assert mismatch.comparison.distance > 2
     for path in (mismatch.obtained_path, mismatch.diff_path, mismatch.side_by_side_path):
         assert path is not None and path.is_file() and str(path) in mismatch.message
-    assert f"phash distance {mismatch.comparison.distance} > tolerance 2" in mismatch.message
+    assert f"phash distance {mismatch.comparison.distance} > tolerance {2 * HASH_BACKSTOP}" in mismatch.message
     assert mismatch.message.endswith(f"run pytest with {UPDATE_OPTION} to accept it.")
     with Image.open(png) as on_disk:  # the baseline was not touched
         assert on_disk.tobytes() == img.tobytes()

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from comfytest.compare.criteria import SAME_DEVICE_MAX_DIFF, Criteria, PixelLimits, fmt, for_baseline, suggest_max_diff
+from comfytest.compare.criteria import (
+    HASH_BACKSTOP,
+    SAME_DEVICE_MAX_DIFF,
+    Criteria,
+    PixelLimits,
+    fmt,
+    for_baseline,
+    suggest_max_diff,
+)
 from comfytest.compare.images import compare_images
 from comfytest.compare.perceptual import DEFAULT_LIMITS
 from comfytest.nodepack import noise_pixels
@@ -52,7 +60,7 @@ def test_rounding_noise_passes_and_another_device_is_judged_by_the_hash() -> Non
     assert same.passed and same.max_abs_diff == 1
     baseline, obtained = CHANGES["shadow moved 1 px"]
     other = compare_images(obtained, baseline, criteria=for_baseline(2, PixelLimits(), same_device=False))
-    assert other.passed and other.criteria == Criteria(2, perceptual=DEFAULT_LIMITS)
+    assert other.passed and other.criteria == Criteria(2, perceptual=DEFAULT_LIMITS, hash_factor=HASH_BACKSTOP)
     assert f"passed on the hash alone although pixels differ by up to {other.max_abs_diff}" in other.describe()
 
 
@@ -65,6 +73,20 @@ def test_configured_limits_apply_on_every_device_and_every_limit_must_hold() -> 
     assert "mean pixel diff" in text and "dB < 30 dB" in text
     exact = compare_images(obtained, baseline, criteria=Criteria(64, max_diff=0))
     assert exact.failures == ["pixels differ (exact match required)"]
+
+
+def test_the_hash_is_a_backstop_where_the_perceptual_criteria_compare_pixels() -> None:
+    assert for_baseline(2, PixelLimits(), same_device=False).hash_limit == 2 * HASH_BACKSTOP
+    assert for_baseline(2, PixelLimits(), same_device=True).hash_limit == 2 * HASH_BACKSTOP
+    assert for_baseline(2, PixelLimits(), same_device=False, pixels=False).hash_limit == 2  # hash-only line
+    assert for_baseline(2, PixelLimits(), same_device=False, perceptual=None).hash_limit == 2  # perceptual off
+    assert for_baseline(0, PixelLimits(), same_device=False).hash_limit == 0  # "must match exactly" stays
+    backstop = for_baseline(2, PixelLimits(), same_device=False)
+    assert backstop.failures(2 * HASH_BACKSTOP, None, "phash") == []
+    assert backstop.failures(2 * HASH_BACKSTOP + 1, None, "phash") == [
+        f"phash distance {2 * HASH_BACKSTOP + 1} > tolerance {2 * HASH_BACKSTOP} "
+        f"({HASH_BACKSTOP} × 2: a backstop where the baseline's pixels are compared)"]
+    assert backstop.describe().startswith(f"tolerance 2 × {HASH_BACKSTOP}, perceptual limits")
 
 
 @pytest.mark.parametrize(("observed", "suggested"), [(0, 0), (1, 2), (2, 3), (10, 15)])
