@@ -42,7 +42,7 @@ from scipy import ndimage
 from comfytest.compare import images as ic
 from comfytest.compare import perceptual as pc
 from comfytest.compare import systematic as sy
-from comfytest.compare.criteria import HASH_BACKSTOP, SAME_DEVICE_MAX_DIFF
+from comfytest.compare.criteria import HASH_BACKSTOP, SAME_DEVICE_MAX_DIFF, Criteria
 
 Transform = Callable[[Image.Image, Image.Image], Image.Image]  # (image, another image) -> changed
 
@@ -303,16 +303,41 @@ def markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
+def cost(images: list[Image.Image], repeat: int = 3) -> str:
+    """Median seconds of one same-stack comparison of an image with ±1 noise (pixels differ, so
+    every figure is measured): the strict criteria with and without the systematic check,
+    alternately, side by side."""
+    strict = Criteria(2, max_diff=SAME_DEVICE_MAX_DIFF, perceptual=pc.DEFAULT_LIMITS, systematic=sy.DEFAULT_SYSTEMATIC)
+    without = Criteria(2, max_diff=SAME_DEVICE_MAX_DIFF, perceptual=pc.DEFAULT_LIMITS)
+    times: dict[str, list[float]] = {"without": [], "with": []}
+    for img in images:
+        noisy = _noise(1)(img, img)
+        for _ in range(repeat):
+            for name, criteria in (("without", without), ("with", strict)):
+                start = time.perf_counter()
+                ic.compare_images(noisy, img, criteria=criteria)
+                times[name].append(time.perf_counter() - start)
+    a, b = (float(np.median(times[k])) for k in ("without", "with"))
+    size = f"{images[0].width}x{images[0].height}"
+    return (f"{len(images)} images (first {size}), {repeat} runs each: same-stack comparison "
+            f"{a:.3f} s without the systematic check, {b:.3f} s with it (median; ratio {b / a:.2f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="folder holding the unzipped media wheel")
     parser.add_argument("--limit", type=int, default=60, help="number of images (default 60)")
     parser.add_argument("--side", type=int, default=384, help="largest side of each image (default 384)")
+    parser.add_argument("--cost", action="store_true",
+                        help="time the same-stack comparison with and without the systematic check instead")
     args = parser.parse_args(argv)
     images = load_images(args.root, args.limit, args.side)
     if not images:
         print(f"no images under {args.root}", file=sys.stderr)
         return 2
+    if args.cost:
+        print(cost(images))
+        return 0
     start = time.perf_counter()
     table = run(images, pc.DEFAULT_LIMITS)
     print(f"{len(images)} images from {args.root}, at most {args.side} px; "

@@ -6,12 +6,13 @@ non-deterministic reductions cause. That noise may be sparse or dense, but it is
 has nothing to do with the picture. A regression that moves no value by more than that limit (a
 nearly black image brightened by 5 %, blurred or sharpened; a grey image's hue turned) is
 neither: its values move one way, or in step with the picture's own detail or colour.
-``measure`` fits the signed difference, by least squares, to three such explanations:
+``measure`` fits the signed difference, by least squares, to such explanations:
 
 * a shift of each channel by a constant, or by a gain on its smoothed values (brighter,
   darker, a colour cast);
-* the baseline's fine detail (its high-pass; a negative fit is a blur, a positive one sharpening);
-* the baseline's CIELAB chroma turned by 90° (a hue turn);
+* the fine detail of the baseline's grey level (its high-pass; a negative fit is a blur, a
+  positive one sharpening);
+* the baseline's CIELAB chroma turned by 90° (a hue turn), or scaled (more or less saturated);
 
 and an explanation counts when it is both **significant** (its fit lies ``Z`` standard errors
 from 0, odds of about 1e-15 for noise) and **large enough to matter** (``SystematicLimits``),
@@ -46,6 +47,7 @@ class SystematicLimits:
     gain_pct: float = 1.0  # growth of a channel's values, per cent
     detail_pct: float = 3.0  # change of the fine detail, per cent
     hue_deg: float = 1.0  # hue turn, degrees
+    saturation_pct: float = 3.0  # change of chroma, per cent
     #: a fit resting on fewer tiles (the colour of one small spot) has too few samples of the
     #: noise for its standard error to hold
     tiles: float = 8.0
@@ -76,16 +78,18 @@ class Systematic:
 
     mean: tuple[Fit, Fit, Fit]  # levels added to each channel R, G, B
     gain: tuple[Fit, Fit, Fit]  # per cent each channel's values grew by
-    detail: Fit  # per cent of the baseline's fine detail
+    detail: Fit  # per cent of the baseline's fine detail (of its grey level)
     hue: Fit  # degrees
+    saturation: Fit = NO_FIT  # per cent of the baseline's chroma
 
     def broken(self, limits: SystematicLimits = DEFAULT_SYSTEMATIC) -> list[str]:
-        """Which explanations count: ``mean``, ``gain``, ``detail``, ``hue``."""
+        """Which explanations count: ``mean``, ``gain``, ``detail``, ``hue``, ``saturation``."""
         checks = {
             "mean": any(f.counts(limits.mean_levels, limits) for f in self.mean),
             "gain": any(f.counts(limits.gain_pct, limits) for f in self.gain),
             "detail": self.detail.counts(limits.detail_pct, limits),
             "hue": self.hue.counts(limits.hue_deg, limits),
+            "saturation": self.saturation.counts(limits.saturation_pct, limits),
         }
         return [name for name, hit in checks.items() if hit]
 
@@ -94,23 +98,35 @@ class Systematic:
         broken = self.broken(limits)
         if not broken:
             return []
-        words = {}  # explanation -> words, the strongest (largest z) first
-        if "gain" in broken:
-            words["gain"] = _tone_words(self.gain, "%", "% of each value")
-        elif "mean" in broken:
-            words["mean"] = _tone_words(self.mean, "", "levels on average")
+        words = {}  # explanation -> words
+        tone = "gain" if "gain" in broken else "mean" if "mean" in broken else None
+        if tone is not None:
+            fits = self.gain if tone == "gain" else self.mean
+            words[tone] = _tone_words(fits, "%", "% of each value") if tone == "gain" else \
+                _tone_words(fits, "", "levels on average")
         if "detail" in broken:
             verb = "sharpened" if self.detail.value > 0 else "blurred"
-            words["detail"] = f"{verb} (fine detail {self.detail.value:+.0f} %)"
+            # a fit past -100 % is a blur wider than the detail band: "all of it gone"
+            words["detail"] = f"{verb} (fine detail {max(self.detail.value, -100):+.0f} %)"
         if "hue" in broken:
             words["hue"] = f"hue turned {self.hue.value:+.1f}°"
+        if "saturation" in broken and not _follows_tone(self.saturation, self.gain if tone == "gain" else self.mean):
+            more = "more" if self.saturation.value > 0 else "less"
+            words["saturation"] = f"{more} saturated ({self.saturation.value:+.1f} %)"
         strength = {name: max(abs(f.z) for f in self._fits(name)) for name in words}
-        order = sorted(words, key=lambda name: -strength[name])
+        order = sorted(words, key=lambda name: -strength[name])  # the strongest first
         first = f"{words[order[0]]}: small but systematic, not noise (z {strength[order[0]]:.0f})"
         return [first] + [words[name] for name in order[1:]]
 
     def _fits(self, name: str) -> tuple[Fit, ...]:
-        return {"mean": self.mean, "gain": self.gain, "detail": (self.detail,), "hue": (self.hue,)}[name]
+        return {"mean": self.mean, "gain": self.gain, "detail": (self.detail,), "hue": (self.hue,),
+                "saturation": (self.saturation,)}[name]
+
+
+def _follows_tone(saturation: Fit, tone: tuple[Fit, Fit, Fit]) -> bool:
+    """A brighter dark colour is also more saturated in CIELAB (and a darker one less): a
+    saturation change of the tone's sign, with every channel moving that way, is the tone's."""
+    return len({math.copysign(1, f.value) for f in (saturation, *tone)}) == 1 and bool(tone[0].value)
 
 
 def _tone_words(fits: tuple[Fit, Fit, Fit], unit: str, what: str) -> str:
@@ -159,12 +175,14 @@ def measure(obtained: Image.Image, baseline: Image.Image) -> Systematic:
     tiles = np.repeat(tile_numbers(*b.shape[:2])[..., None], 3, axis=-1)
     mean = _per_channel(d, np.ones_like(b), free, tiles)
     gain = _per_channel(d, _smooth(b, 2.0), free, tiles)  # smooth: a blur would read as a loss of gain
-    high = b - _smooth(b, 1.0)
-    detail = _fit(d[free], high[free], tiles[free])
     every = free.all(-1)
+    # detail of the grey level: a desaturation pulls each channel's detail toward it, a blur does not
+    grey = b.mean(-1)
+    high = grey - ndimage.gaussian_filter(grey, 0.7, mode="nearest")
+    detail = _fit(d.mean(-1)[every], high[every], tiles[..., 0][every])
+    hue, saturation = _chroma(a[every], b[every], tiles[..., 0][every])
     return Systematic(mean, (_scaled(gain[0], 100), _scaled(gain[1], 100), _scaled(gain[2], 100)),
-                      _scaled(detail, 100),
-                      _hue(a[every], b[every], tiles[..., 0][every]))
+                      _scaled(detail, 100), hue, saturation)
 
 
 def _smooth(x: F, sigma: float) -> F:
@@ -180,12 +198,15 @@ def _scaled(fit: Fit, factor: float) -> Fit:
     return Fit(fit.value * factor, fit.z, fit.tiles)
 
 
-def _hue(a: F, b: F, tiles: F) -> Fit:
-    """A turn of the chroma plane by t moves (a*, b*) by about t·(-b*, a*)."""
+def _chroma(a: F, b: F, tiles: F) -> tuple[Fit, Fit]:
+    """Hue and saturation: a turn of the chroma plane by t moves (a*, b*) by about t·(-b*, a*);
+    a saturation change by s, by s·(a*, b*)."""
     la, lb = lab(a), lab(b)
     moved = np.concatenate([la[:, 1] - lb[:, 1], la[:, 2] - lb[:, 2]])
-    turned = np.concatenate([-lb[:, 2], lb[:, 1]])
-    return _scaled(_fit(moved, turned, np.concatenate([tiles, tiles])), math.degrees(1))
+    both = np.concatenate([tiles, tiles])
+    turn = _fit(moved, np.concatenate([-lb[:, 2], lb[:, 1]]), both)
+    scale = _fit(moved, np.concatenate([lb[:, 1], lb[:, 2]]), both)
+    return _scaled(turn, math.degrees(1)), _scaled(scale, 100)
 
 
 __all__ = ["DEFAULT_SYSTEMATIC", "Fit", "Systematic", "SystematicLimits", "measure"]
