@@ -67,6 +67,12 @@ def _hue(img: Image.Image, degrees: float) -> Image.Image:
     return _img(_arr(img) @ (np.linalg.inv(to_yiq) @ rot @ to_yiq).T)
 
 
+def _desaturate(img: Image.Image, keep: float) -> Image.Image:
+    a = _arr(img)
+    grey = (a @ np.array([0.299, 0.587, 0.114]))[..., None]
+    return _img(grey + keep * (a - grey))
+
+
 def _max_diff(a: Image.Image, b: Image.Image) -> int:
     return max(high for _, high in ImageChops.difference(a, b).getextrema())
 
@@ -80,6 +86,7 @@ CHANGES = {
     "sharpened": lambda img: img.filter(ImageFilter.UnsharpMask(2, 60, 0)),
     "colour cast": lambda img: _img(_arr(img) + np.array([1.0, 0.0, -1.0])),
     "hue turned": lambda img: _hue(img, -8),
+    "less saturated": lambda img: _desaturate(img, 0.8),
 }
 
 
