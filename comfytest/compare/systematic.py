@@ -37,6 +37,9 @@ F = np.ndarray
 _CHANNELS = "RGB"
 TILE = 32  # the standard errors' clusters: squares of this many pixels
 PER_SIDE = 8  # ... or smaller, so that a small image has at least this many per side
+#: larger images are measured on bands of tile rows spread evenly over them, this many pixels in
+#: all (the cost of a 512x512 image; a systematic change shows in every band)
+MAX_PIXELS = 512 * 512
 
 
 @dataclass(frozen=True)
@@ -163,14 +166,13 @@ def tile_numbers(height: int, width: int) -> F:
     """Each pixel's tile: squares of ``TILE`` pixels (smaller on small images, 8 per side at least)."""
     side = max(2, min(TILE, min(height, width) // PER_SIDE))
     ys, xs = np.mgrid[0:height, 0:width]
-    out: F = (ys // side) * (-(-width // side)) + xs // side
+    out: F = ((ys // side) * (-(-width // side)) + xs // side).astype(np.int32)
     return out
 
 
 def measure(obtained: Image.Image, baseline: Image.Image) -> Systematic:
     """The fits of two same-size images (RGB channels; alpha is the pixel limits' concern)."""
-    a = np.asarray(obtained.convert("RGB"), dtype=np.float32)
-    b = np.asarray(baseline.convert("RGB"), dtype=np.float32)
+    a, b = _bands(np.asarray(obtained.convert("RGB")), np.asarray(baseline.convert("RGB")))
     d = a - b
     free = (b >= 2) & (b <= 253)  # where noise can move a value both ways
     tiles = np.repeat(tile_numbers(*b.shape[:2])[..., None], 3, axis=-1)
@@ -184,6 +186,16 @@ def measure(obtained: Image.Image, baseline: Image.Image) -> Systematic:
     hue, saturation = _chroma(a[every], b[every], tiles[..., 0][every])
     return Systematic(mean, (_scaled(gain[0], 100), _scaled(gain[1], 100), _scaled(gain[2], 100)),
                       _scaled(detail, 100), hue, saturation)
+
+
+def _bands(a: F, b: F) -> tuple[F, F]:
+    """Both images as float32, large ones cut to every k-th band of ``TILE`` rows, stacked."""
+    height, width = b.shape[:2]
+    step = math.ceil(height * width / MAX_PIXELS)
+    if step > 1 and height > TILE:
+        rows = np.concatenate([np.arange(top, min(top + TILE, height)) for top in range(0, height, TILE * step)])
+        a, b = a[rows], b[rows]
+    return a.astype(np.float32), b.astype(np.float32)
 
 
 def _smooth(x: F, sigma: float) -> F:

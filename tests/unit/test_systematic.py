@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from comfytest.compare.criteria import PixelLimits, for_baseline
 from comfytest.compare.images import compare_images
-from comfytest.compare.systematic import DEFAULT_SYSTEMATIC, measure, tile_numbers
+from comfytest.compare.systematic import DEFAULT_SYSTEMATIC, MAX_PIXELS, measure, tile_numbers
 
 
 def _dark_scene(size: int = 160) -> Image.Image:
@@ -155,3 +155,10 @@ def test_a_fit_resting_on_a_few_tiles_does_not_count() -> None:
     found = measure(turned, spot)
     assert abs(found.hue.z) > DEFAULT_SYSTEMATIC.z, "significant by the standard error alone"
     assert found.hue.tiles < DEFAULT_SYSTEMATIC.tiles and "hue" not in found.broken()
+
+
+def test_a_large_image_is_measured_on_bands_and_still_caught() -> None:
+    large = DARK.resize((1100, 1100), Image.Resampling.BICUBIC)  # 1.2 MP: over MAX_PIXELS
+    assert large.width * large.height > MAX_PIXELS
+    assert "gain" in measure(CHANGES["brighter"](large), large).broken()
+    assert measure(_sparse(large), large).broken() == []
