@@ -189,7 +189,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("update-baselines", "write new and changed baselines", flag=True, default=False),
     Option("hash", "perceptual hash: " + ", ".join(HASH_METHODS), choice(*HASH_METHODS), default="phash"),
     Option("hash-size", "hash size (bits per side)", positive_int, default=8),
-    Option("tolerance", "allowed hash distance in bits", non_negative_int, default=2),
+    Option("tolerance", "allowed hash distance in bits; where the baseline's pixels are kept and the perceptual criteria apply, the hash is a backstop at 4 × this (0 stays 0)", non_negative_int, default=2),
     Option("hash-only", "keep only hashes as baselines, no images", flag=True, default=False),
     # --- pixel criteria (issue 14): every configured limit must hold, on every device
     Option("max-diff", "largest per-channel pixel difference (0-255) that still passes; default: 4 when the baseline was made on this device profile, unchecked on others", non_negative_int),
