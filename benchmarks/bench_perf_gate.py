@@ -1,6 +1,7 @@
 """Does ``--comfy-perf`` catch slowdowns without false alarms, and what does it cost?
 
 ``python benchmarks/bench_perf_gate.py [--sessions 5] [--quick] [--skip-cost | --cost-only]``
+``python benchmarks/bench_perf_gate.py --cost-only --workspace DIR --phase reference|compare``
 
 A pack of our own (comfytest's nodepack) with a switchable slowdown: ``ComfyTestWork`` sleeps
 ``ms`` × ``COMFYTEST_WORK_FACTOR`` (an environment variable of the ComfyUI process, which each
@@ -15,8 +16,13 @@ alone, a ~1 s node, and one that runs no ComfyTestWork at all (Blur). Then:
    with kind ``timing`` and name it; the Blur test must pass;
 3. ``COMFYTEST_WORK_FACTOR=1.1``: the ~1 s node 10 % slower (+100 ms) must be flagged (the 40 and
    60 ms nodes move 4–6 ms, under the 20 ms floor, and must not be);
-4. unless ``--skip-cost``: the example suite (``workflows/``) as a plain session and as a perf
-   session, A then B, wall time of each and their ratio (goal ≤ 3).
+4. unless ``--skip-cost``: the example suite (``workflows/``), baselines written first (not
+   timed). ``reference`` phase: a plain session, then the first perf session (no reference: it
+   makes one, ``--comfy-perf-min-runs`` warm runs per test), its cost printed on its own. ``compare``
+   phase, the CI case: a plain session, a perf session compared with the reference (the results
+   folder's report.json), a plain session again; the ratio is the perf session's wall time over
+   the mean of the two plain ones (goal ≤ 3). ``--workspace`` keeps the folder so the two phases
+   can run as two shorter invocations (each under the bench lock).
 
 Each session starts its own embedded CPU ComfyUI (``.comfytest``; install it first), so the
 figures include a server start per session as a user's CI would.
@@ -67,7 +73,8 @@ def session(folder: Path, *args: str, factor: float = 1.0) -> tuple[float, dict[
     subprocess.run([PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--comfy-progress=off", *args],
                    cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     wall = time.monotonic() - started
-    return wall, json.loads((folder / "comfytest-results" / "report.json").read_text())
+    results = next((a.split("=", 1)[1] for a in args if a.startswith("--comfy-results=")), "comfytest-results")
+    return wall, json.loads((folder / results / "report.json").read_text())
 
 
 def timing_failures(doc: dict[str, Any]) -> dict[str, str]:
@@ -116,24 +123,57 @@ def gate(root: Path, sessions: int) -> dict[str, Any]:
             "flagged_10pct": long_flagged, "wrong_10pct": len(others)}
 
 
-def cost(root: Path) -> tuple[float, float]:
-    """The example suite, plain then perf, baselines written to a folder of its own each time."""
-    folder = root / "examples"
-    folder.mkdir()
-    shutil.copytree(ROOT / "workflows", folder / "workflows")
+def examples_workspace(folder: Path) -> Path:
+    """The example suite in ``folder`` with its baselines written (once; not timed)."""
+    if (folder / "baselines").is_dir():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "workflows", folder / "workflows", dirs_exist_ok=True)
     (folder / "pytest.ini").write_text(f"[pytest]\ncomfy_workflows = workflows\ncomfy_embedded_home = {ROOT / '.comfytest'}\n")
-    walls = []
-    for extra in ([], ["--comfy-perf"]):
-        shutil.rmtree(folder / "baselines", ignore_errors=True)
+    session(folder, "--comfy-update-baselines", "--comfy-results=setup-results")
+    return folder
+
+
+def _timed(folder: Path, label: str, *args: str) -> float:
+    wall, doc = session(folder, *args)
+    tests = doc["tests"]
+    executed = sum(r.get("server_total_ms") or 0 for t in tests for r in [t.get("timing") or {}, *(t.get("runs") or [])])
+    line = (f"  example suite {label}: {wall:.1f} s, {len(tests)} tests, outcomes {sorted({t['outcome'] for t in tests})}, "
+            f"server time {executed / 1000:.1f} s")
+    if "--comfy-perf" in args:
+        warm = sorted(len(t.get("runs") or []) for t in tests)
+        stopped: dict[str, int] = {}
+        for t in tests:
+            why = str((t.get("perf") or {}).get("stopped"))
+            stopped[why] = stopped.get(why, 0) + 1
+        slower = sum(1 for t in tests if t.get("failure_kind") == "timing")
+        line += f", warm runs per test {warm} (total {sum(warm)}), stopped {stopped}, timing failures {slower}"
+    print(line, f"[{_load()}]", flush=True)
+    return wall
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def cost(folder: Path, phase: str) -> None:
+    """The example suite: plain and perf sessions (module docstring, step 4)."""
+    examples_workspace(folder)
+    if phase in ("reference", "both"):
         shutil.rmtree(folder / "comfytest-results", ignore_errors=True)
-        wall, doc = session(folder, "--comfy-update-baselines", *extra)
-        walls.append(wall)
-        executed = sum(r.get("server_total_ms") or 0 for t in doc["tests"] for r in [t.get("timing") or {}, *(t.get("runs") or [])])
-        warm = sorted(len(t.get("runs") or []) for t in doc["tests"]) if extra else []
-        print(f"  example suite {'perf' if extra else 'plain'}: {wall:.1f} s, {len(doc['tests'])} tests, "
-              f"outcomes {sorted({t['outcome'] for t in doc['tests']})}, server time {executed / 1000:.1f} s"
-              + (f", warm runs per test {warm}" if extra else ""), flush=True)
-    return walls[0], walls[1]
+        plain = _timed(folder, "plain", "--comfy-results=plain-results")
+        first = _timed(folder, "perf, first session (makes the reference)", "--comfy-perf")
+        print(f"cost of the first perf session (no reference): {first / plain:.2f}× a plain one "
+              f"({first:.1f} s / {plain:.1f} s)", flush=True)
+    if phase in ("compare", "both"):
+        if not (folder / "comfytest-results" / "report.json").is_file():
+            raise SystemExit(f"no reference in {folder}: run --phase reference first")
+        before = _timed(folder, "plain", "--comfy-results=plain-results")
+        perf = _timed(folder, "perf, compared with the reference", "--comfy-perf")
+        after = _timed(folder, "plain again", "--comfy-results=plain-results")
+        plain = (before + after) / 2
+        print(f"cost: example suite perf (with a reference) / plain = {perf / plain:.2f}× "
+              f"({perf:.1f} s / {plain:.1f} s, the mean of {before:.1f} and {after:.1f})", flush=True)
 
 
 def main() -> None:
@@ -142,10 +182,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 unchanged sessions")
     parser.add_argument("--skip-cost", action="store_true", help="skip the example-suite cost measurement")
     parser.add_argument("--cost-only", action="store_true", help="only the example-suite cost measurement")
+    parser.add_argument("--phase", choices=("reference", "compare", "both"), default="both",
+                        help="cost: the first perf session, the compared one (the CI case), or both")
+    parser.add_argument("--workspace", type=Path, help="keep the example-suite folder here (reused by a later --phase)")
     args = parser.parse_args()
     sessions = 2 if args.quick else args.sessions
     with tempfile.TemporaryDirectory(prefix="bench_perf_") as tmp:
         root = Path(tmp)
+        print(f"start: {_load()}", flush=True)
         if not args.cost_only:
             print(f"pack of {len(PACK)} workflows; {sessions} unchanged perf sessions after a reference", flush=True)
             result = gate(root, sessions)
@@ -154,8 +198,8 @@ def main() -> None:
             print(f"detections: 2x slower {result['detected_2x']}/{len(RUNS_WORK)} (wrong {result['wrong_2x']}); "
                   f"10% of ~1 s flagged: {result['flagged_10pct']} (wrong {result['wrong_10pct']})")
         if not args.skip_cost:
-            plain, perf = cost(root)
-            print(f"cost: example suite perf/plain = {perf / plain:.2f}× ({perf:.1f} s / {plain:.1f} s)")
+            cost((args.workspace or root / "examples").resolve(), args.phase)
+        print(f"end: {_load()}", flush=True)
 
 
 if __name__ == "__main__":
