@@ -81,6 +81,10 @@ def timing_failures(doc: dict[str, Any]) -> dict[str, str]:
     return {t["case"] and t["workflow"]: t.get("message") or "" for t in doc["tests"] if t.get("failure_kind") == "timing"}
 
 
+def _runs(doc: dict[str, Any]) -> dict[str, int]:
+    return {Path(t["workflow"]).stem: len(t.get("runs") or []) for t in doc["tests"]}
+
+
 def pack_workspace(root: Path) -> Path:
     folder = root / "pack"
     (folder / "workflows").mkdir(parents=True)
@@ -99,11 +103,13 @@ def gate(root: Path, sessions: int) -> dict[str, Any]:
         failed = timing_failures(doc)
         false_alarms += len(failed)
         runs.append(sorted(len(t.get("runs") or []) for t in doc["tests"]))
+        pools = sorted(len(((t.get("perf") or {}).get("pool") or {}).get("total") or []) for t in doc["tests"])
         print(f"  unchanged session {index + 1}: {len(failed)} timing failure(s) {sorted(failed)}; "
-              f"warm runs per test {runs[-1]}; {wall:.1f} s", flush=True)
+              f"warm runs per test {runs[-1]}; reference pool now {pools}; {wall:.1f} s", flush=True)
     reference = root / "reference.json"
     shutil.copyfile(folder / "comfytest-results" / "report.json", reference)
     _, doc = session(folder, "--comfy-perf", f"--comfy-compare={reference}", factor=2.0)
+    print(f"  2x session: warm runs per test {_runs(doc)}")
     failed = timing_failures(doc)
     named = [w for w in failed if "ComfyTestWork" in failed[w]]
     detected = sum(1 for w in failed if any(w.endswith(f"{n}.json") for n in RUNS_WORK) and w in named)
@@ -113,6 +119,7 @@ def gate(root: Path, sessions: int) -> dict[str, Any]:
     for w in sorted(failed):
         print("    " + failed[w].splitlines()[1].strip() if len(failed[w].splitlines()) > 1 else failed[w])
     _, doc = session(folder, "--comfy-perf", f"--comfy-compare={reference}", factor=1.1)
+    print(f"  1.1x session: warm runs per test {_runs(doc)}")
     failed = timing_failures(doc)
     long_flagged = any(w.endswith("long.json") and "'Long'" in m for w, m in failed.items())
     others = sorted(w for w in failed if not w.endswith("long.json"))

@@ -15,9 +15,11 @@ unless an earlier test loaded them, nodes an earlier case computed with the same
 from the cache; with ``--comfy-free-cache`` it starts from an emptied cache); its outputs are the
 ones checked. Then the **warm** runs. With a reference (the same test's pool of warm samples in
 the earlier report), after ``screen_runs`` runs a case whose every scope lies inside the
-reference's spread stops: "no material change" (``perfstats.screen``); otherwise it runs on until
-the test can decide against the pool — at least ``perfstats.robust_runs`` — and while the noise
-asks for more (``perfstats.runs_against``) and the budget allows. Without a reference (the first
+reference's spread stops: "no material change" (``perfstats.screen``); so does one whose
+suspicious scopes could no longer become significant within the runs still planned
+(``perfstats.reachable``: "undecidable"); otherwise it runs on until the test can decide against
+the pool — at least ``perfstats.robust_runs`` — and while the noise asks for more
+(``perfstats.runs_against``) and the budget allows. Without a reference (the first
 perf session, which makes it): at least ``min_runs``, then while ``perfstats.runs_needed`` asks.
 At most ``max_runs``. A server that keeps no cache (``--cache-none``) re-runs its loaders every
 time: ``reloaded`` names them and the report says so.
@@ -35,6 +37,7 @@ from comfytest.comfy.execution import RunResult
 from comfytest.comfy.timing import RunTiming
 from comfytest.report.perfstats import (
     Rule,
+    reachable,
     robust_runs,
     robust_sd,
     runs_against,
@@ -132,9 +135,14 @@ def _stop(warm: list[RunResult], plan: PerfPlan, elapsed_s: float, budget_s: flo
     """Why to stop after these runs (None: go on)."""
     samples = samples_of([r.timing for r in warm])
     pool = _usable(reference, samples)
-    if pool and 0 < plan.screen_runs <= len(warm) and all(screen(pool[s], samples[s], plan.rule).inside for s in pool):
-        return "inside"
     least = robust_runs(min(len(v) for v in pool.values()), plan.rule.alpha) if pool else plan.min_runs
+    if pool and 0 < plan.screen_runs <= len(warm):
+        suspicious = [s for s in pool if not screen(pool[s], samples[s], plan.rule).inside]
+        if not suspicious:
+            return "inside"
+        planned = max(least, len(warm) + _budget_left(len(warm), elapsed_s, budget_s), len(warm))
+        if not any(reachable(pool[s], samples[s], min(planned, plan.max_runs), plan.rule.alpha) for s in suspicious):
+            return "undecidable"
     if len(warm) < least:
         return None
     if len(warm) >= max(least, _needed_against(pool, samples, plan.rule) if pool else needed_runs(samples, plan.rule)):
@@ -142,6 +150,11 @@ def _stop(warm: list[RunResult], plan: PerfPlan, elapsed_s: float, budget_s: flo
     if elapsed_s + elapsed_s / len(warm) > budget_s:
         return "budget"
     return None
+
+
+def _budget_left(runs: int, elapsed_s: float, budget_s: float) -> int:
+    """Runs the budget still has room for, at the mean duration so far."""
+    return max(0, int((budget_s - elapsed_s) / (elapsed_s / runs))) if elapsed_s > 0 else 0
 
 
 def _usable(reference: Pool, samples: Mapping[str, list[float]]) -> dict[str, Sequence[float]]:

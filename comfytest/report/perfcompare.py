@@ -130,7 +130,8 @@ def compare_perf(previous: Record, record: Record, rule: Rule) -> list[PerfChang
     nodeid = str(record.get("nodeid"))
     labels = node_labels(previous) | node_labels(record)
     before, after = reference_pool(previous), warm_samples(record)
-    early = (record.get("perf") or {}).get("stopped") == "inside"
+    stopped = (record.get("perf") or {}).get("stopped")
+    early = stopped if stopped in ("inside", "undecidable") else None
     changes = [PerfChange(nodeid, scope, labels.get(scope, scope), "warm", _warm(before[scope], after[scope], rule, early))
                for scope in _ordered(set(before) & set(after))]
     cold_before, cold_after = cold_figures(previous), cold_figures(record)
@@ -140,11 +141,12 @@ def compare_perf(previous: Record, record: Record, rule: Rule) -> list[PerfChang
     return changes
 
 
-def _warm(before: Sequence[float], after: Sequence[float], rule: Rule, early: bool) -> SampleComparison:
+def _warm(before: Sequence[float], after: Sequence[float], rule: Rule, early: str | None) -> SampleComparison:
     comparison = compare_samples(before, after, rule)
-    if early and comparison.verdict == "unchanged" and len(before) >= 2:
-        return replace(comparison, allowed_ms=screen(before, after, rule).allowed_ms)
-    return comparison
+    if early is None or comparison.verdict != "unchanged" or len(before) < 2:
+        return comparison
+    check = screen(before, after, rule)
+    return replace(comparison, allowed_ms=check.allowed_ms, early="inside" if check.inside else "undecidable")
 
 
 def _cold(before: float, after: float, rule: Rule) -> SampleComparison:
@@ -304,7 +306,7 @@ def change_words(c: Mapping[str, Any]) -> str:
         int(c["n_before"]), int(c["n_after"]), value("median_before"), value("median_after"), value("delta_ms"),
         value("delta_low"), value("delta_high"), c.get("ratio"), c.get("ratio_low"), c.get("ratio_high"),
         value("p_value") if c.get("p_value") is not None else 1.0, value("noise_ms"), _verdict(c["verdict"]),
-        c.get("allowed_ms"))
+        c.get("allowed_ms"), c.get("early"))
     return _cold_words(comparison) if c.get("phase") == "cold" else comparison.describe()
 
 

@@ -17,8 +17,10 @@ runs that do so against a reference pool of a given size.
 
 ``screen`` is the early stop of a perf session: after its first run(s), a case whose every scope
 lies within the floor, or within twice the reference's noise, of the reference's median stops
-with "no material change". It only ever stops a case *without* calling a change, so it cannot
-raise a false alarm; it costs the power to see changes smaller than that margin.
+with "no material change"; ``reachable`` stops it when the runs still planned could not make any
+scope significant whatever they measure. Both only ever stop a case *without* calling a change,
+so they cannot raise a false alarm; the screen costs the power to see changes smaller than its
+margin, the second costs none.
 
 numpy only: the exact U distribution is a small dynamic programme, the normal tail is
 ``math.erfc``; scipy would add a large dependency for two functions.
@@ -80,6 +82,7 @@ class SampleComparison:
     noise_ms: float
     verdict: Verdict
     allowed_ms: float | None = None
+    early: str | None = None  # "inside" or "undecidable": how the runs stopped early
 
     @property
     def significant(self) -> bool:
@@ -89,10 +92,13 @@ class SampleComparison:
         """``slower ×2.4 [2.1–2.8], +98 ms, p<0.01`` or ``no change detectable at this noise (±12 ms)``."""
         if self.verdict == "too few":
             return f"too few runs to compare ({self.n_before} before, {self.n_after} now; 2 or more before, 1 now)"
+        runs = f"{self.n_after} run{'s' if self.n_after != 1 else ''} against {self.n_before}, stopped early"
+        if self.verdict == "unchanged" and self.early == "undecidable":
+            return (f"no change detectable: {_signed(self.delta_ms)} ms from the reference's median, and the runs "
+                    f"left could not make it significant ({runs})")
         if self.verdict == "unchanged" and self.allowed_ms is not None:
             return (f"no material change: {_signed(self.delta_ms)} ms from the reference's median, inside "
-                    f"±{_ms(self.allowed_ms)} ms ({self.n_after} run{'s' if self.n_after != 1 else ''} against "
-                    f"{self.n_before}, stopped early)")
+                    f"±{_ms(self.allowed_ms)} ms ({runs})")
         if self.verdict == "unchanged":
             return f"no change detectable at this noise (±{_ms(self.noise_ms)} ms)"
         change = f"{_signed(self.delta_ms)} ms"
@@ -110,6 +116,7 @@ class SampleComparison:
             "ratio": _r(self.ratio, 4), "ratio_low": _r(self.ratio_low, 4), "ratio_high": _r(self.ratio_high, 4),
             "p_value": _r(self.p_value, 6), "noise_ms": _r(self.noise_ms),
             **({"allowed_ms": _r(self.allowed_ms)} if self.allowed_ms is not None else {}),
+            **({"early": self.early} if self.early is not None else {}),
         }
 
 
@@ -235,6 +242,18 @@ def screen(reference: Sequence[float], samples: Sequence[float], rule: Rule = Ru
     return Screen(delta, allowed, decided)
 
 
+def reachable(reference: Sequence[float], samples: Sequence[float], runs: int, alpha: float) -> bool:
+    """Could ``runs`` runs in all, these ``samples`` first, still give ``p < alpha``? The best
+    case: every run still to come beyond every value so far, on the side of a slowdown or of a
+    speed-up. When neither can, more runs up to ``runs`` cannot call a change (curtailment: no
+    power is lost by stopping)."""
+    values = [*reference, *samples]
+    more = max(runs - len(samples), 0)
+    high = [*samples, *[max(values) + 1.0] * more]
+    low = [*samples, *[min(values) - 1.0] * more]
+    return min(mann_whitney_p(reference, high), mann_whitney_p(reference, low)) < alpha
+
+
 def robust_runs(reference_runs: int, alpha: float) -> int:
     """Runs against a reference of ``reference_runs`` samples with which ``p < alpha`` survives one
     swapped pair: the fewest n with 4 / C(n + m, n) < alpha (3 against 20, 4 against 10, 5 against
@@ -345,6 +364,6 @@ def _r(value: float | None, digits: int = 3) -> float | None:
 
 __all__ = [
     "SCREEN_SPREAD", "Rule", "SampleComparison", "Screen", "compare_samples", "detectable_ms", "fewest_runs",
-    "format_p", "mann_whitney_p", "robust_runs", "robust_sd", "runs_against", "runs_needed", "screen",
+    "format_p", "mann_whitney_p", "reachable", "robust_runs", "robust_sd", "runs_against", "runs_needed", "screen",
     "smallest_material_ms",
 ]

@@ -23,6 +23,7 @@ from comfytest.report.perfstats import (
     Rule,
     compare_samples,
     mann_whitney_p,
+    reachable,
     robust_runs,
     runs_against,
     runs_needed,
@@ -65,6 +66,15 @@ def test_screen_stops_an_unchanged_case_and_not_a_slowed_one() -> None:
     spread = [100.0 * i for i in range(21)]  # median 1000 ms, noise ~740 ms: a margin of ~1480 ms
     both_above = screen(spread, [2100.0, 2101.0])  # +1100 ms, above all 21: p = 2/C(23, 2) < 0.01
     assert both_above.delta_ms < both_above.allowed_ms and both_above.decided and not both_above.inside
+
+
+def test_reachable_is_the_best_case_of_the_runs_still_planned() -> None:
+    pool = [40.0 + 0.1 * i for i in range(20)]
+    assert reachable(pool, [80.0], 3, 0.01)  # two more runs above all: p = 2/C(23, 3)
+    assert not reachable(pool, [80.0, 39.0], 3, 0.01)  # one run below the whole pool: out of reach in 3
+    assert reachable(pool, [80.0, 39.0], 8, 0.01)  # ... but not in 8
+    assert reachable(pool, [20.0], 3, 0.01)  # a speed-up is a change too
+    assert not reachable(pool, [41.0, 41.0, 41.0], 3, 0.01)  # nothing left to run
 
 
 def test_one_run_is_compared_but_never_called_a_change() -> None:
@@ -113,6 +123,9 @@ def test_a_case_stopped_early_says_so_with_its_margin() -> None:
     assert describe_json(node.to_json()) == (
         "node 2 'Tint' (ComfyTestWork): no material change: +1.1 ms from the reference's median, "
         "inside ±20 ms (1 run against 20, stopped early)")
+    straddled = compare_perf(previous, _record([100.0, 39.0], stopped="undecidable"), Rule())
+    words = describe_json(next(c for c in straddled if c.scope == "2" and c.phase == "warm").to_json())
+    assert words.endswith("and the runs left could not make it significant (2 runs against 20, stopped early)")
     slowed = compare_perf(previous, _record([80.0, 81.0, 82.0]), Rule())
     assert next(c for c in slowed if c.scope == "2" and c.phase == "warm").comparison.verdict == "slower"
 
@@ -137,8 +150,8 @@ def _measure(durations: Iterator[float], reference: Mapping[str, list[float]] | 
     clock = itertools.count(0.0, 0.01)  # every call 10 ms later: the budget never binds
     prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {}},
               "2": {"class_type": "ComfyTestWork", "inputs": {"ms": 40}}}
-    runs = measure(run, prompt, {"1": ()}, PerfPlan(Rule(), (1000.0, "x"), **plan), reference,
-                   clock=lambda: next(clock))
+    plan = {"budget": (1000.0, "x"), **plan}
+    runs = measure(run, prompt, {"1": ()}, PerfPlan(Rule(), **plan), reference, clock=lambda: next(clock))
     return runs, prompts
 
 
@@ -163,6 +176,16 @@ def test_a_slowed_case_runs_until_the_test_can_decide() -> None:
 def test_a_noisy_first_run_is_checked_again() -> None:
     runs, _ = _measure(iter([40.0, 75.0, 41.0, 40.0, 41.0]), _pool(40))  # the cold run, then the warm ones
     assert (len(runs.warm), runs.stopped) == (2, "inside")  # the median of 75 and 41 is inside
+
+
+def test_runs_that_cannot_become_significant_stop() -> None:
+    # 100 ms then 39 ms against 40-42 ms: outside the screen, but with the 3 runs planned (the
+    # budget has room for no more) no third run can make it significant
+    runs, _ = _measure(iter([40.0, 100.0, 39.0, 100.0, 100.0]), _pool(40), budget=(2.0, "x"))
+    assert (len(runs.warm), runs.stopped) == (2, "undecidable")
+    # with a budget for many runs it goes on: 8 runs could still make it
+    runs, _ = _measure(iter([40.0, 100.0, 39.0, *[100.0] * 10]), _pool(40))
+    assert len(runs.warm) > 2 and runs.stopped == "precision"
 
 
 def test_no_reference_or_no_early_stop_takes_the_minimum() -> None:
