@@ -19,9 +19,10 @@ alone, a ~1 s node, and one that runs no ComfyTestWork at all (Blur). Then:
 4. unless ``--skip-cost``: the example suite (``workflows/``), baselines written first (not
    timed). ``reference`` phase: a plain session, then the first perf session (no reference: it
    makes one, ``--comfy-perf-min-runs`` warm runs per test), its cost printed on its own. ``compare``
-   phase, the CI case: a plain session, a perf session compared with the reference (the results
-   folder's report.json), a plain session again; the ratio is the perf session's wall time over
-   the mean of the two plain ones (goal ≤ 3). ``--workspace`` keeps the folder so the two phases
+   phase, the CI case: a plain session, then ``--rounds`` times a perf session compared with the
+   reference (the results folder's report.json, which each such session replaces: the pool grows)
+   and a plain session; each ratio is a perf session's wall time over the mean of the plain ones
+   around it, the figure their median (goal ≤ 3). ``--workspace`` keeps the folder so the two phases
    can run as two shorter invocations (each under the bench lock).
 
 Each session starts its own embedded CPU ComfyUI (``.comfytest``; install it first), so the
@@ -34,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,7 +165,7 @@ def _load() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def cost(folder: Path, phase: str) -> None:
+def cost(folder: Path, phase: str, rounds: int = 1) -> None:
     """The example suite: plain and perf sessions (module docstring, step 4)."""
     examples_workspace(folder)
     if phase in ("reference", "both"):
@@ -175,12 +177,16 @@ def cost(folder: Path, phase: str) -> None:
     if phase in ("compare", "both"):
         if not (folder / "comfytest-results" / "report.json").is_file():
             raise SystemExit(f"no reference in {folder}: run --phase reference first")
-        before = _timed(folder, "plain", "--comfy-results=plain-results")
-        perf = _timed(folder, "perf, compared with the reference", "--comfy-perf")
-        after = _timed(folder, "plain again", "--comfy-results=plain-results")
-        plain = (before + after) / 2
-        print(f"cost: example suite perf (with a reference) / plain = {perf / plain:.2f}× "
-              f"({perf:.1f} s / {plain:.1f} s, the mean of {before:.1f} and {after:.1f})", flush=True)
+        plains = [_timed(folder, "plain", "--comfy-results=plain-results")]
+        ratios = []
+        for index in range(rounds):
+            perf = _timed(folder, f"perf, compared with the reference (round {index + 1})", "--comfy-perf")
+            plains.append(_timed(folder, "plain", "--comfy-results=plain-results"))
+            ratios.append(perf / ((plains[-2] + plains[-1]) / 2))
+            print(f"cost round {index + 1}: perf (with a reference) / plain = {ratios[-1]:.2f}× ({perf:.1f} s / the mean "
+                  f"of {plains[-2]:.1f} and {plains[-1]:.1f} s)", flush=True)
+        print(f"cost: example suite perf (with a reference) / plain = {statistics.median(ratios):.2f}× "
+              f"(median of {len(ratios)} round(s): {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
 
 
 def main() -> None:
@@ -191,6 +197,8 @@ def main() -> None:
     parser.add_argument("--cost-only", action="store_true", help="only the example-suite cost measurement")
     parser.add_argument("--phase", choices=("reference", "compare", "both"), default="both",
                         help="cost: the first perf session, the compared one (the CI case), or both")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="cost, compare phase: perf sessions, each between two plain ones (the ratio: their median)")
     parser.add_argument("--workspace", type=Path, help="keep the example-suite folder here (reused by a later --phase)")
     args = parser.parse_args()
     sessions = 2 if args.quick else args.sessions
@@ -205,7 +213,7 @@ def main() -> None:
             print(f"detections: 2x slower {result['detected_2x']}/{len(RUNS_WORK)} (wrong {result['wrong_2x']}); "
                   f"10% of ~1 s flagged: {result['flagged_10pct']} (wrong {result['wrong_10pct']})")
         if not args.skip_cost:
-            cost((args.workspace or root / "examples").resolve(), args.phase)
+            cost((args.workspace or root / "examples").resolve(), args.phase, args.rounds)
         print(f"end: {_load()}", flush=True)
 
 

@@ -135,19 +135,29 @@ def _stop(warm: list[RunResult], plan: PerfPlan, elapsed_s: float, budget_s: flo
     """Why to stop after these runs (None: go on)."""
     samples = samples_of([r.timing for r in warm])
     pool = _usable(reference, samples)
-    least = robust_runs(min(len(v) for v in pool.values()), plan.rule.alpha) if pool else plan.min_runs
-    if pool and 0 < plan.screen_runs <= len(warm):
-        suspicious = [s for s in pool if not screen(pool[s], samples[s], plan.rule).inside]
+    if not pool:  # no reference: the first perf session makes one
+        return _stop_at(len(warm), plan.min_runs, needed_runs(samples, plan.rule), elapsed_s, budget_s)
+    least = robust_runs(min(len(v) for v in pool.values()), plan.rule.alpha)
+    screens = {s: screen(pool[s], samples[s], plan.rule) for s in pool}
+    suspicious = [s for s, check in screens.items() if not check.inside]
+    if 0 < plan.screen_runs <= len(warm):
         if not suspicious:
             return "inside"
-        planned = max(least, len(warm) + _budget_left(len(warm), elapsed_s, budget_s), len(warm))
-        if not any(reachable(pool[s], samples[s], min(planned, plan.max_runs), plan.rule.alpha) for s in suspicious):
+        planned = min(plan.max_runs, max(least, len(warm) + _budget_left(len(warm), elapsed_s, budget_s)))
+        if not any(reachable(pool[s], samples[s], planned, plan.rule.alpha) for s in suspicious):
             return "undecidable"
-    if len(warm) < least:
+    reason = _stop_at(len(warm), least, _needed_against(pool, samples, plan.rule), elapsed_s, budget_s)
+    if reason and len(warm) < plan.min_runs and any(screens[s].decided for s in suspicious):
+        return None  # a change is called: this report becomes its reference, so it gets min_runs samples
+    return reason
+
+
+def _stop_at(runs: int, least: int, needed: int, elapsed_s: float, budget_s: float) -> str | None:
+    if runs < least:
         return None
-    if len(warm) >= max(least, _needed_against(pool, samples, plan.rule) if pool else needed_runs(samples, plan.rule)):
+    if runs >= max(least, needed):
         return "precision"
-    if elapsed_s + elapsed_s / len(warm) > budget_s:
+    if elapsed_s + elapsed_s / runs > budget_s:
         return "budget"
     return None
 
@@ -184,12 +194,15 @@ def needed_runs(samples: Mapping[str, list[float]], rule: Rule) -> int:
 
 def _needed_against(pool: Mapping[str, Sequence[float]], samples: Mapping[str, list[float]], rule: Rule) -> int:
     """Runs for the test to see the smallest material change of the noisiest scope against the pool
-    (its noise: the reference's, or these runs' once there are 3 and they are noisier)."""
-    def noise(scope: str) -> float:
-        return max(robust_sd(pool[scope]), robust_sd(samples[scope]) if len(samples[scope]) >= 3 else 0.0)
+    (its noise: the reference's, or these runs' once there are 3 and they are noisier). A scope that
+    would need more runs than the pool holds is limited by the pool, not by this session's runs:
+    it asks for none beyond the minimum (the pool grows session by session instead)."""
+    def needed(scope: str) -> int:
+        noise = max(robust_sd(pool[scope]), robust_sd(samples[scope]) if len(samples[scope]) >= 3 else 0.0)
+        runs = runs_against(noise, smallest_material_ms(_median(pool[scope]), rule), len(pool[scope]), rule.alpha)
+        return runs if runs <= len(pool[scope]) else 0
 
-    return max(runs_against(noise(s), smallest_material_ms(_median(pool[s]), rule), len(pool[s]), rule.alpha)
-               for s in pool)
+    return max(needed(s) for s in pool)
 
 
 def _median(values: Sequence[float]) -> float:

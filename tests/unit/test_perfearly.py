@@ -167,10 +167,15 @@ def test_an_unchanged_case_stops_after_one_warm_run() -> None:
 
 
 def test_a_slowed_case_runs_until_the_test_can_decide() -> None:
-    runs, _ = _measure(itertools.repeat(80.0), _pool(40))
+    """At least the runs that survive a swapped pair against the pool; a pool too noisy for the
+    floor asks for no more (that is the pool's limit, not this session's)."""
+    runs, _ = _measure(itertools.repeat(80.0), _pool(40), min_runs=2)
     assert (len(runs.warm), runs.stopped) == (3, "precision")  # 3 against 20 survive a swapped pair
-    runs, _ = _measure(itertools.repeat(80.0), _pool(40, n=6))
-    assert len(runs.warm) == 5
+    runs, _ = _measure(itertools.repeat(80.0), _pool(40, n=4), min_runs=2)
+    assert len(runs.warm) == 8  # against 4: 4 / C(12, 4) < 0.01
+    # a called change starts the next session's pool: it gets min_runs samples (6), not 3
+    runs, _ = _measure(itertools.repeat(80.0), _pool(40))
+    assert (len(runs.warm), runs.stopped) == (6, "precision")
 
 
 def test_a_noisy_first_run_is_checked_again() -> None:
@@ -193,3 +198,9 @@ def test_no_reference_or_no_early_stop_takes_the_minimum() -> None:
     assert (len(runs.warm), runs.stopped, runs.reference_runs) == (6, "precision", 0)
     runs, _ = _measure(itertools.repeat(41.0), _pool(40), screen_runs=0)
     assert (len(runs.warm), runs.stopped) == (3, "precision")
+
+
+def test_a_pool_too_noisy_for_the_floor_asks_for_no_more_than_the_minimum() -> None:
+    noisy = {"2": [40.0 + 20 * i for i in range(10)], "total": [50.0 + 20 * i for i in range(10)]}  # ±74 ms
+    runs, _ = _measure(iter([40.0, 400.0, 400.0, 100.0, *[400.0] * 30]), noisy)
+    assert (len(runs.warm), runs.stopped) == (4, "precision")  # 4 against 10; not 30 chasing a 20 ms floor
