@@ -19,7 +19,9 @@ reference's spread stops: "no material change" (``perfstats.screen``); so does o
 suspicious scopes could no longer become significant within the runs still planned
 (``perfstats.reachable``: "undecidable"); otherwise it runs on until the test can decide against
 the pool — at least ``perfstats.robust_runs`` — and while the noise asks for more
-(``perfstats.runs_against``) and the budget allows. Without a reference (the first
+(``perfstats.runs_against``, never beyond what the pool's own size allows) and the budget allows.
+A test that calls a change takes ``min_runs`` at least: its report is the next session's
+reference for it, and a pool of 3 would ask 12 runs of that session. Without a reference (the first
 perf session, which makes it): at least ``min_runs``, then while ``perfstats.runs_needed`` asks.
 At most ``max_runs``. A server that keeps no cache (``--cache-none``) re-runs its loaders every
 time: ``reloaded`` names them and the report says so.
