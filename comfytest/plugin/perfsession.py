@@ -82,7 +82,7 @@ def failure(record: Mapping[str, Any], source: str | None, warn: bool) -> str | 
     if not slower or warn:
         return None
     perf = record["perf"]
-    head = (f"timing regression against {source} (--comfy-perf: {slower[0]['n_before']} warm runs before, "
+    head = (f"timing regression against {source} (--comfy-perf: {slower[0]['n_before']} warm runs in the reference, "
             f"{slower[0]['n_after']} now; rule p < {perf['rule']['alpha']:g}, above {perf['rule']['floor_ms']:g} ms "
             f"and {perf['rule']['floor_pct']:g}%):")
     return "\n".join([head, *(f"  {describe_json(c)}" for c in slower),

@@ -235,7 +235,7 @@ OPTIONS: tuple[Option, ...] = (
     # --- issue 24: performance sessions (docs/performance.md) ---
     Option("perf", "performance session: a cold run that loads the models, then warm runs in which every node but the model loaders executes; each test compared with --comfy-compare (default: the results folder's report.json) by a statistical test; a significant slowdown fails (kind 'timing')", flag=True, default=False),
     Option("perf-budget", "warm runs per case may take this long: a multiple of its cold run (2x) or seconds (20s); the runs stop earlier once the noise allows the floors to be seen", perf_budget, default="2x"),
-    Option("perf-min-runs", "warm runs per case with no reference to compare with (the first perf session, which makes the reference; 6 a side let p < 0.01 survive one swapped pair); with a reference, a case not stopped early takes the fewest runs that reach that against its pool (3 against 20)", positive_int, default=6),
+    Option("perf-min-runs", "warm runs per case with no reference to compare with (the first perf session, which makes the reference; 6 a side let p < 0.01 survive one swapped pair); with a reference, a case not stopped early takes the fewest runs that reach that against its pool (3 against 20), and one that calls a change takes this many", positive_int, default=6),
     Option("perf-max-runs", "warm runs per case at most", positive_int, default=30),
     Option("perf-alpha", "a change is significant when the Mann-Whitney p-value is below this", probability, default=0.01),
     Option("perf-floor-ms", "a significant change counts only above this many ms ...", non_negative_float, default=20.0),

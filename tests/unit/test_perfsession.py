@@ -69,7 +69,7 @@ def test_slowdown_message_and_warn(tmp_path: Path) -> None:
     record = dict(_doc(80)["tests"][0])
     attach_comparison(_doc(40), "ref.json", record, Rule())
     message = failure(record, "ref.json", warn=False)
-    assert message is not None and message.startswith("timing regression against ref.json (--comfy-perf: 6 warm runs before, 6 now")
+    assert message is not None and message.startswith("timing regression against ref.json (--comfy-perf: 6 warm runs in the reference, 6 now")
     assert "\n  node 2 'Tint' (ComfyTestWork): slower ×" in message and "--comfy-perf-warn" in message
     assert failure(record, "ref.json", warn=True) is None
     plain = dict(_doc(80)["tests"][0])
