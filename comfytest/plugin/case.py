@@ -41,7 +41,7 @@ from comfytest.errors import (
 )
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
-from comfytest.plugin.perf import PerfPlan, measure, perf_json
+from comfytest.plugin.perf import PerfPlan, Pool, measure, perf_json
 from comfytest.plugin.resultfiles import keep_results
 from comfytest.plugin.session import ComfySession
 from comfytest.plugin.tracing import case_trace, diagnosable, diagnose, record_trace
@@ -78,9 +78,10 @@ def check_requirements(
 
 def run_case(
     session: ComfySession, workflow: Workflow, case: CaseSpec, record: dict[str, Any],
-    store: BaselineStore, name: str,
+    store: BaselineStore, name: str, reference: Pool | None = None,
 ) -> None:
-    """Run one case; ``name`` is the workflow's name in baselines/ (``sub/x`` for sub/x.json)."""
+    """Run one case; ``name`` is the workflow's name in baselines/ (``sub/x`` for sub/x.json);
+    ``reference``: with --comfy-perf, the earlier report's warm samples of this test."""
     settings = session.settings
     info = session.object_info()
     prepared = session.prepare(workflow, seed=case.seed, patches=case.patches, inputs=dict(case.inputs))
@@ -103,7 +104,8 @@ def run_case(
         interface_problems, written = check_interfaces(store.root, info, classes, update=settings.update_baselines)
         record["interface_written"] = written
     try:
-        _run_and_check(session, prompt, timeout, name, case, record, store, loader_nodes(prepared.workflow, info))
+        _run_and_check(session, prompt, timeout, name, case, record, store, loader_nodes(prepared.workflow, info),
+                       reference)
     except ComparisonError as exc:
         if interface_problems:
             raise type(exc)("\n\n".join([*interface_problems, str(exc)])) from exc
@@ -114,11 +116,11 @@ def run_case(
 
 def _run_and_check(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, name: str, case: CaseSpec,
-    record: dict[str, Any], store: BaselineStore, loaders: dict[str, tuple[str, ...]],
+    record: dict[str, Any], store: BaselineStore, loaders: dict[str, tuple[str, ...]], reference: Pool | None = None,
 ) -> None:
     settings = session.settings
     if settings.perf:  # issue 24: cold run, then warm runs with every node but the loaders executing
-        cold = measure_perf(session, prompt, timeout, record, loaders)
+        cold = measure_perf(session, prompt, timeout, record, loaders, reference)
         check_outputs(cold, name, case, record, store, settings.results, settings.update_baselines, settings.hash_only,
                       keep_passed=settings.keep_passed)
         return
@@ -169,14 +171,14 @@ def _run(
 
 def measure_perf(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, record: dict[str, Any],
-    loaders: dict[str, tuple[str, ...]],
+    loaders: dict[str, tuple[str, ...]], reference: Pool | None = None,
 ) -> RunResult:
     """--comfy-perf (``plugin.perf``): ``timing`` is the cold run, ``runs`` the warm ones."""
     s = session.settings
     plan = PerfPlan(Rule(s.perf_alpha, s.perf_floor_ms, s.perf_floor_pct), s.perf_budget, s.perf_min_runs,
-                    s.perf_max_runs, s.warmup)
+                    s.perf_max_runs, s.warmup, s.perf_screen_runs)
     runs = measure(lambda p, first: _run(session, p, timeout, fetch_images=first, free=first and s.free_cache),
-                   prompt, loaders, plan)
+                   prompt, loaders, plan, reference)
     record["prompt_id"] = runs.cold.prompt_id
     record["timing"] = timing_json(runs.cold.timing, loaders)
     record["runs"] = [timing_json(r.timing, loaders) for r in runs.warm]

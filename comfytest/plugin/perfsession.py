@@ -15,7 +15,15 @@ from typing import Any
 from comfytest.errors import ConfigError
 from comfytest.plugin.settings import Settings
 from comfytest.report.document import load_report
-from comfytest.report.perfcompare import compare_perf, describe_json, is_perf, not_compared, slowdowns
+from comfytest.report.perfcompare import (
+    compare_perf,
+    describe_json,
+    is_perf,
+    next_pool,
+    not_compared,
+    reference_pool,
+    slowdowns,
+)
 from comfytest.report.perfstats import Rule
 
 REFERENCE_FILES = ("report.json", "report.previous.json")
@@ -40,8 +48,19 @@ def find_reference(results: Path) -> tuple[dict[str, Any] | None, str | None]:
     return None, None
 
 
-def attach_comparison(previous: Mapping[str, Any] | None, source: str | None, record: dict[str, Any], rule: Rule) -> None:
-    """Compare a perf record with the same test of ``previous``; keep the result in ``record["perf"]``."""
+def reference_for(previous: Mapping[str, Any] | None, nodeid: str) -> dict[str, list[float]] | None:
+    """The pool of warm samples ``previous`` holds for this test (None: nothing to compare with)."""
+    earlier = _by_nodeid(previous).get(nodeid)
+    if earlier is None or not_compared(earlier, {}, "") is not None:
+        return None
+    return reference_pool(earlier)
+
+
+def attach_comparison(
+    previous: Mapping[str, Any] | None, source: str | None, record: dict[str, Any], rule: Rule, pool_cap: int = 20,
+) -> None:
+    """Compare a perf record with the same test of ``previous``; keep the result, and the pool the
+    next session compares with, in ``record["perf"]``."""
     perf = record.get("perf")
     if not isinstance(perf, dict):
         return
@@ -53,6 +72,8 @@ def attach_comparison(previous: Mapping[str, Any] | None, source: str | None, re
     perf["compared_with"] = source if reason is None else None
     perf["not_compared"] = reason
     perf["changes"] = [] if reason is not None or earlier is None else [c.to_json() for c in compare_perf(earlier, record, rule)]
+    reference = reference_pool(earlier) if reason is None and earlier is not None else {}
+    perf["pool"] = next_pool(reference, record, perf["changes"], pool_cap)
 
 
 def failure(record: Mapping[str, Any], source: str | None, warn: bool) -> str | None:
@@ -61,7 +82,7 @@ def failure(record: Mapping[str, Any], source: str | None, warn: bool) -> str | 
     if not slower or warn:
         return None
     perf = record["perf"]
-    head = (f"timing regression against {source} (--comfy-perf: {slower[0]['n_before']} warm runs before, "
+    head = (f"timing regression against {source} (--comfy-perf: {slower[0]['n_before']} warm runs in the reference, "
             f"{slower[0]['n_after']} now; rule p < {perf['rule']['alpha']:g}, above {perf['rule']['floor_ms']:g} ms "
             f"and {perf['rule']['floor_pct']:g}%):")
     return "\n".join([head, *(f"  {describe_json(c)}" for c in slower),
@@ -80,4 +101,4 @@ def _by_nodeid(doc: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
     return {str(t.get("nodeid")): t for t in (doc or {}).get("tests") or []}
 
 
-__all__ = ["attach_comparison", "failure", "find_reference", "rule_of", "warnings"]
+__all__ = ["attach_comparison", "failure", "find_reference", "reference_for", "rule_of", "warnings"]

@@ -332,7 +332,8 @@ class SessionState:
             self.timing_changes = [] if self.settings.perf else self._compare(doc)  # perf: its own rule
             self.memory_changes = compare_memory(self.previous, doc)
         for record in doc["tests"] if self.settings.perf else []:
-            perfsession.attach_comparison(self.previous, self.perf_source, record, perfsession.rule_of(self.settings))
+            perfsession.attach_comparison(self.previous, self.perf_source, record, perfsession.rule_of(self.settings),
+                                          self.settings.perf_pool)
         try:
             self._write_reports(doc)
         except OSError as exc:  # a full disk, a read-only folder: said once, never a traceback
@@ -371,6 +372,10 @@ class SessionState:
         self.summary_notes.extend(f"history: {line}" for line in history.skipped)
         return trend_section(history)
 
+    def perf_reference(self, nodeid: str) -> dict[str, list[float]] | None:
+        """--comfy-perf: this test's warm samples in the reference report (None: none, or no perf)."""
+        return perfsession.reference_for(self.previous, nodeid) if self.settings.perf else None
+
     def timing_regressions(self) -> list[Any]:
         return regressions(self.timing_changes)
 
@@ -385,7 +390,8 @@ class SessionState:
         """With --comfy-timing-fail: why this test's timing fails against --comfy-compare; with
         --comfy-perf: why it fails its statistical comparison (``perfsession``)."""
         if self.settings.perf:
-            perfsession.attach_comparison(self.previous, self.perf_source, record, perfsession.rule_of(self.settings))
+            perfsession.attach_comparison(self.previous, self.perf_source, record, perfsession.rule_of(self.settings),
+                                          self.settings.perf_pool)
             return perfsession.failure(record, self.perf_source, self.settings.perf_warn)
         if self.previous is None or not self.settings.timing_fail:
             return None

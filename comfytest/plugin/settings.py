@@ -235,7 +235,7 @@ OPTIONS: tuple[Option, ...] = (
     # --- issue 24: performance sessions (docs/performance.md) ---
     Option("perf", "performance session: a cold run that loads the models, then warm runs in which every node but the model loaders executes; each test compared with --comfy-compare (default: the results folder's report.json) by a statistical test; a significant slowdown fails (kind 'timing')", flag=True, default=False),
     Option("perf-budget", "warm runs per case may take this long: a multiple of its cold run (2x) or seconds (20s); the runs stop earlier once the noise allows the floors to be seen", perf_budget, default="2x"),
-    Option("perf-min-runs", "warm runs per case at least (the budget cannot cut below this; 6 a side let p < 0.01 survive one swapped pair)", positive_int, default=6),
+    Option("perf-min-runs", "warm runs per case with no reference to compare with (the first perf session, which makes the reference; 6 a side let p < 0.01 survive one swapped pair); with a reference, a case not stopped early takes the fewest runs that reach that against its pool (3 against 20), and one that calls a change takes this many", positive_int, default=6),
     Option("perf-max-runs", "warm runs per case at most", positive_int, default=30),
     Option("perf-alpha", "a change is significant when the Mann-Whitney p-value is below this", probability, default=0.01),
     Option("perf-floor-ms", "a significant change counts only above this many ms ...", non_negative_float, default=20.0),
@@ -244,6 +244,9 @@ OPTIONS: tuple[Option, ...] = (
     # --- issue 26: reports and results folders that stay small ---
     Option("html", "how report.html shows images: linked (files beside the report, relative paths; a small page for any suite) or self-contained (embedded, one file to attach)", choice(*HTML_MODES), default="linked"),
     Option("keep-passed", "keep the full obtained image (and media file) of passing outputs in the results folder, and the output files of a server comfytest started; by default a passing output leaves only a small thumbnail there", flag=True, default=False),
+    # --- issue 24: perf sessions that cost less (early stop, a reference pool that grows) ---
+    Option("perf-screen-runs", "with --comfy-perf and a reference: after this many warm runs, a case whose total and every node lie within the floors (or twice the reference's noise) of the reference's median stops, 'no material change'; 0 never stops early", non_negative_int, default=1),
+    Option("perf-pool", "warm samples per test and node a perf report keeps for the next session to compare with: its own, then (where it found no change) the reference's, newest first", positive_int, default=20),
 )
 
 
@@ -336,6 +339,8 @@ class Settings:
     perf_floor_ms: float = 20.0
     perf_floor_pct: float = 5.0
     perf_warn: bool = False
+    perf_screen_runs: int = 1
+    perf_pool: int = 20
     html: str = "linked"  # report.html: linked images or self-contained (report.assets.HTML_MODES)
     keep_passed: bool = False  # keep full obtained outputs of passing cases
 
@@ -491,6 +496,10 @@ def _perf(values: Mapping[str, Any]) -> dict[str, Any]:
     if low < 2 or high < low:
         raise ConfigError(f"--comfy-perf-min-runs {low} / --comfy-perf-max-runs {high}: a statistical comparison "
                           "needs at least 2 warm runs, and the maximum cannot be below the minimum")
+    pool = values["comfy_perf_pool"]
+    if not 2 <= pool <= 200:
+        raise ConfigError(f"--comfy-perf-pool {pool}: keep between 2 and 200 samples (the rank test is exact up "
+                          "to 60 values in all; 20 is plenty for 3 new runs to reach p < 0.001)")
     if values["comfy_perf"] and values["comfy_calibrate"]:
         raise ConfigError("--comfy-perf measures timings, --comfy-calibrate the spread of outputs; run them "
                           "as separate sessions")
@@ -498,7 +507,8 @@ def _perf(values: Mapping[str, Any]) -> dict[str, Any]:
         "perf": bool(values["comfy_perf"]), "perf_budget": _budget(values["comfy_perf_budget"]),
         "perf_min_runs": low, "perf_max_runs": high, "perf_alpha": values["comfy_perf_alpha"],
         "perf_floor_ms": values["comfy_perf_floor_ms"], "perf_floor_pct": values["comfy_perf_floor_pct"],
-        "perf_warn": bool(values["comfy_perf_warn"]),
+        "perf_warn": bool(values["comfy_perf_warn"]), "perf_screen_runs": values["comfy_perf_screen_runs"],
+        "perf_pool": pool,
     }
 
 

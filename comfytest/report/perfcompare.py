@@ -1,9 +1,12 @@
 """Performance sessions in the report: samples of a record, their comparison, and renderings.
 
 A ``--comfy-perf`` record carries every warm run in ``runs`` (every node executed, models kept
-loaded) and its first run in ``perf.cold``. ``compare_perf`` compares a record with the same
-test of an earlier report, scope by scope — the server total and each node that executed —
-with ``perfstats`` on the warm samples. Cold figures (one run per session, model loads included)
+loaded), its first run in ``perf.cold``, and ``perf.pool``: per scope, the warm samples the next
+session compares with — its own runs, newest first, then (where it found no change) the pool it
+was compared with, up to a cap. So a session of 1–3 runs is compared with 10–20 earlier ones,
+which is what lets it reach ``p < 0.01`` (``next_pool``). ``compare_perf`` compares a record with
+the same test of an earlier report, scope by scope — the server total and each node that
+executed — with ``perfstats``, the earlier report's pool against this record's warm samples. Cold figures (one run per session, model loads included)
 are compared separately, by the floors only: one run a side supports no test, so a cold change is
 shown and never fails a test. The changes are kept in the record (``perf.changes``), so every
 rendering (terminal, markdown, HTML, JUnit, history) reads the document alone.
@@ -14,10 +17,10 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from comfytest.report.perfstats import Rule, SampleComparison, Verdict, compare_samples
+from comfytest.report.perfstats import Rule, SampleComparison, Verdict, compare_samples, screen
 
 Phase = Literal["warm", "cold"]
 Record = Mapping[str, Any]
@@ -68,6 +71,30 @@ def warm_samples(record: Record) -> dict[str, list[float]]:
     return found
 
 
+def reference_pool(record: Record) -> dict[str, list[float]]:
+    """What a later session compares with: the record's ``perf.pool``, or its warm samples when it
+    has none (a report from before pools, or a plain one with ``--comfy-runs``)."""
+    pool = (record.get("perf") or {}).get("pool")
+    if isinstance(pool, Mapping):
+        found = {str(scope): [v for v in (_number(x) for x in values) if v is not None]
+                 for scope, values in pool.items() if isinstance(values, list)}
+        return {scope: values for scope, values in found.items() if values}
+    return warm_samples(record)
+
+
+def next_pool(reference: Mapping[str, Sequence[float]], record: Record, changes: Sequence[Mapping[str, Any]],
+              cap: int) -> dict[str, list[float]]:
+    """Per scope, this record's warm samples (newest first), then — unless its comparison called a
+    change (slower or faster: the old samples no longer describe it) — the reference's pool, up to
+    ``cap`` samples."""
+    changed = {str(c["scope"]) for c in changes if c.get("phase") == "warm" and c.get("verdict") in ("slower", "faster")}
+    pool: dict[str, list[float]] = {}
+    for scope, values in warm_samples(record).items():
+        older = [] if scope in changed else list(reference.get(scope) or [])
+        pool[scope] = [*reversed(values), *older][:cap]
+    return pool
+
+
 def cold_figures(record: Record) -> dict[str, float]:
     """``total`` and each executed node of the first (cold) run."""
     cold = (record.get("perf") or {}).get("cold") or {}
@@ -98,17 +125,28 @@ def node_labels(record: Record) -> dict[str, str]:
 
 
 def compare_perf(previous: Record, record: Record, rule: Rule) -> list[PerfChange]:
-    """Warm scopes by the statistical rule, then cold scopes by the floors (see the module)."""
+    """Warm scopes by the statistical rule, then cold scopes by the floors (see the module). A
+    record whose runs stopped early inside the reference's spread says so with the margin met."""
     nodeid = str(record.get("nodeid"))
     labels = node_labels(previous) | node_labels(record)
-    before, after = warm_samples(previous), warm_samples(record)
-    changes = [PerfChange(nodeid, scope, labels.get(scope, scope), "warm", compare_samples(before[scope], after[scope], rule))
+    before, after = reference_pool(previous), warm_samples(record)
+    stopped = (record.get("perf") or {}).get("stopped")
+    early = stopped if stopped in ("inside", "undecidable") else None
+    changes = [PerfChange(nodeid, scope, labels.get(scope, scope), "warm", _warm(before[scope], after[scope], rule, early))
                for scope in _ordered(set(before) & set(after))]
     cold_before, cold_after = cold_figures(previous), cold_figures(record)
     changes += [PerfChange(nodeid, scope, labels.get(scope, scope), "cold",
                            _cold(cold_before[scope], cold_after[scope], rule))
                 for scope in _ordered(set(cold_before) & set(cold_after))]
     return changes
+
+
+def _warm(before: Sequence[float], after: Sequence[float], rule: Rule, early: str | None) -> SampleComparison:
+    comparison = compare_samples(before, after, rule)
+    if early is None or comparison.verdict != "unchanged" or len(before) < 2:
+        return comparison
+    check = screen(before, after, rule)
+    return replace(comparison, allowed_ms=check.allowed_ms, early="inside" if check.inside else "undecidable")
 
 
 def _cold(before: float, after: float, rule: Rule) -> SampleComparison:
@@ -129,7 +167,7 @@ def not_compared(previous: Record | None, record: Record, source: str) -> str | 
     """Why this record cannot be compared with ``previous`` (None when it can)."""
     if previous is None:
         return f"not compared: {source} has no result for this test"
-    runs = len(warm_samples(previous).get(TOTAL, []))
+    runs = len(reference_pool(previous).get(TOTAL, []))
     if runs < 2:
         return (f"not compared: {source} has {runs} executed run(s) of this test; a statistical comparison "
                 "needs repeated runs on both sides (make the reference with --comfy-perf too)")
@@ -267,7 +305,8 @@ def change_words(c: Mapping[str, Any]) -> str:
     comparison = SampleComparison(
         int(c["n_before"]), int(c["n_after"]), value("median_before"), value("median_after"), value("delta_ms"),
         value("delta_low"), value("delta_high"), c.get("ratio"), c.get("ratio_low"), c.get("ratio_high"),
-        value("p_value") if c.get("p_value") is not None else 1.0, value("noise_ms"), _verdict(c["verdict"]))
+        value("p_value") if c.get("p_value") is not None else 1.0, value("noise_ms"), _verdict(c["verdict"]),
+        c.get("allowed_ms"), c.get("early"))
     return _cold_words(comparison) if c.get("phase") == "cold" else comparison.describe()
 
 
@@ -304,5 +343,6 @@ def _cell(value: Any) -> str:
 
 __all__ = [
     "PerfChange", "cold_figures", "compare_perf", "describe_json", "history_spread", "html_section", "is_perf",
-    "markdown_lines", "node_labels", "not_compared", "properties", "slowdowns", "terminal_lines", "warm_samples",
+    "markdown_lines", "next_pool", "node_labels", "not_compared", "properties", "reference_pool", "slowdowns",
+    "terminal_lines", "warm_samples",
 ]

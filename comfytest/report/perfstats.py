@@ -12,7 +12,15 @@ Two questions, both must say yes before a change is called (docs/performance.md)
 The effect is the ratio of the medians with a percentile-bootstrap interval (seeded: the same
 samples give the same interval on every machine). ``runs_needed`` turns a noise level into the
 number of runs per side that detect a given change (the normal-theory size, over the test's
-asymptotic efficiency of 3/π relative to the t-test under normal noise).
+asymptotic efficiency of 3/π relative to the t-test under normal noise); ``runs_against`` the
+runs that do so against a reference pool of a given size.
+
+``screen`` is the early stop of a perf session: after its first run(s), a case whose every scope
+lies within the floor, or within twice the reference's noise, of the reference's median stops
+with "no material change"; ``reachable`` stops it when the runs still planned could not make any
+scope significant whatever they measure. Both only ever stop a case *without* calling a change,
+so they cannot raise a false alarm; the screen costs the power to see changes smaller than its
+margin, the second costs none.
 
 numpy only: the exact U distribution is a small dynamic programme, the normal tail is
 ``math.erfc``; scipy would add a large dependency for two functions.
@@ -35,6 +43,8 @@ _EXACT_VALUES = 60
 _EFFICIENCY = 3 / math.pi
 #: MAD × this estimates the standard deviation of normal noise
 _MAD_TO_SD = 1.4826
+#: the early stop's margin: this many times the reference's noise (if wider than the floor)
+SCREEN_SPREAD = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,8 @@ class SampleComparison:
     """Before against after: medians, the change with its interval, the p-value, the verdict.
 
     ``noise_ms`` is the half-width of the interval of the median difference: a change smaller
-    than it could not have been told from noise with these samples.
+    than it could not have been told from noise with these samples. ``allowed_ms`` is set when
+    the runs stopped early, inside the reference's spread (``screen``): the margin they met.
     """
 
     n_before: int
@@ -70,6 +81,8 @@ class SampleComparison:
     p_value: float
     noise_ms: float
     verdict: Verdict
+    allowed_ms: float | None = None
+    early: str | None = None  # "inside" or "undecidable": how the runs stopped early
 
     @property
     def significant(self) -> bool:
@@ -78,7 +91,14 @@ class SampleComparison:
     def describe(self) -> str:
         """``slower ×2.4 [2.1–2.8], +98 ms, p<0.01`` or ``no change detectable at this noise (±12 ms)``."""
         if self.verdict == "too few":
-            return f"too few runs to compare ({self.n_before} before, {self.n_after} now; 2 or more each)"
+            return f"too few runs to compare ({self.n_before} before, {self.n_after} now; 2 or more before, 1 now)"
+        runs = f"{self.n_after} run{'s' if self.n_after != 1 else ''} against {self.n_before}, stopped early"
+        if self.verdict == "unchanged" and self.early == "undecidable":
+            return (f"no change detectable: {_signed(self.delta_ms)} ms from the reference's median, and the runs "
+                    f"left could not make it significant ({runs})")
+        if self.verdict == "unchanged" and self.allowed_ms is not None:
+            return (f"no material change: {_signed(self.delta_ms)} ms from the reference's median, inside "
+                    f"±{_ms(self.allowed_ms)} ms ({runs})")
         if self.verdict == "unchanged":
             return f"no change detectable at this noise (±{_ms(self.noise_ms)} ms)"
         change = f"{_signed(self.delta_ms)} ms"
@@ -95,13 +115,16 @@ class SampleComparison:
             "delta_ms": _r(self.delta_ms), "delta_low": _r(self.delta_low), "delta_high": _r(self.delta_high),
             "ratio": _r(self.ratio, 4), "ratio_low": _r(self.ratio_low, 4), "ratio_high": _r(self.ratio_high, 4),
             "p_value": _r(self.p_value, 6), "noise_ms": _r(self.noise_ms),
+            **({"allowed_ms": _r(self.allowed_ms)} if self.allowed_ms is not None else {}),
+            **({"early": self.early} if self.early is not None else {}),
         }
 
 
 def compare_samples(before: Sequence[float], after: Sequence[float], rule: Rule = Rule()) -> SampleComparison:
-    """The comparison of two sets of repeated timings (ms) under ``rule``."""
+    """The comparison of two sets of repeated timings (ms) under ``rule``. A single run after
+    (a case stopped early) is compared, but never called a change: one run proves nothing."""
     a, b = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
-    if a.size < 2 or b.size < 2:
+    if a.size < 2 or b.size < 1:
         med_a = float(np.median(a)) if a.size else math.nan
         med_b = float(np.median(b)) if b.size else math.nan
         return SampleComparison(a.size, b.size, med_a, med_b, med_b - med_a, math.nan, math.nan,
@@ -122,7 +145,7 @@ def compare_samples(before: Sequence[float], after: Sequence[float], rule: Rule 
 
 def _with_verdict(c: SampleComparison, rule: Rule) -> SampleComparison:
     excludes_zero = c.delta_low > 0 or c.delta_high < 0
-    if c.p_value >= rule.alpha or not excludes_zero:
+    if c.p_value >= rule.alpha or not excludes_zero or c.n_after < 2:
         return c
     material = abs(c.delta_ms) > rule.floor_ms and (
         c.median_before <= 0 or abs(c.delta_ms) / c.median_before * 100 > rule.floor_pct)
@@ -192,6 +215,55 @@ def _normal_p(u: float, m: int, n: int, both: np.ndarray) -> float:
     return float(min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
 
 
+# --- the early stop -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The runs so far against the reference: ``delta_ms`` between the medians, the ``allowed_ms``
+    margin (the floor, or twice the reference's noise if wider), and whether the test already
+    calls a change (``decided``: then the case is not stopped as unchanged)."""
+
+    delta_ms: float
+    allowed_ms: float
+    decided: bool
+
+    @property
+    def inside(self) -> bool:
+        return abs(self.delta_ms) <= self.allowed_ms and not self.decided
+
+
+def screen(reference: Sequence[float], samples: Sequence[float], rule: Rule = Rule()) -> Screen:
+    """Is the median of ``samples`` inside the reference's spread (module docstring)?"""
+    med_ref = float(np.median(np.asarray(reference, dtype=float)))
+    allowed = max(smallest_material_ms(med_ref, rule), SCREEN_SPREAD * robust_sd(reference))
+    delta = float(np.median(np.asarray(samples, dtype=float))) - med_ref
+    decided = len(samples) >= 2 and compare_samples(reference, samples, rule).verdict in ("slower", "faster")
+    return Screen(delta, allowed, decided)
+
+
+def reachable(reference: Sequence[float], samples: Sequence[float], runs: int, alpha: float) -> bool:
+    """Could ``runs`` runs in all, these ``samples`` first, still give ``p < alpha``? The best
+    case: every run still to come beyond every value so far, on the side of a slowdown or of a
+    speed-up. When neither can, more runs up to ``runs`` cannot call a change (curtailment: no
+    power is lost by stopping)."""
+    values = [*reference, *samples]
+    more = max(runs - len(samples), 0)
+    high = [*samples, *[max(values) + 1.0] * more]
+    low = [*samples, *[min(values) - 1.0] * more]
+    return min(mann_whitney_p(reference, high), mann_whitney_p(reference, low)) < alpha
+
+
+def robust_runs(reference_runs: int, alpha: float) -> int:
+    """Runs against a reference of ``reference_runs`` samples with which ``p < alpha`` survives one
+    swapped pair: the fewest n with 4 / C(n + m, n) < alpha (3 against 20, 4 against 10, 5 against
+    6 for 0.01; 6 a side when both sides have n)."""
+    n = 1
+    while 4 / math.comb(n + reference_runs, n) >= alpha and n < 10_000:
+        n += 1
+    return n
+
+
 # --- noise and the runs it needs -------------------------------------------------------------
 
 
@@ -222,6 +294,19 @@ def runs_needed(noise_sd_ms: float, change_ms: float, alpha: float = 0.01, power
         return 10**6
     z = _z(1 - alpha / 2) + _z(power)
     return max(fewest_runs(alpha), math.ceil(2 * (z * noise_sd_ms / change_ms) ** 2 / _EFFICIENCY))
+
+
+def runs_against(noise_sd_ms: float, change_ms: float, reference_runs: int, alpha: float = 0.01,
+                 power: float = 0.8) -> int:
+    """Runs for the test to see ``change_ms`` against a reference of ``reference_runs`` samples:
+    n with 1/n + 1/m = 2/n_equal (the variance of a difference of means); huge when the
+    reference alone is too small for it."""
+    if change_ms <= 0:
+        return 10**6
+    z = _z(1 - alpha / 2) + _z(power)
+    equal = 2 * (z * noise_sd_ms / change_ms) ** 2 / _EFFICIENCY
+    room = 2 / equal - 1 / max(reference_runs, 1) if equal > 0 else math.inf
+    return 10**6 if room <= 0 else max(1, math.ceil(1 / room - 1e-9))
 
 
 def fewest_runs(alpha: float) -> int:
@@ -278,6 +363,7 @@ def _r(value: float | None, digits: int = 3) -> float | None:
 
 
 __all__ = [
-    "Rule", "SampleComparison", "compare_samples", "detectable_ms", "fewest_runs", "format_p", "mann_whitney_p",
-    "robust_sd", "runs_needed", "smallest_material_ms",
+    "SCREEN_SPREAD", "Rule", "SampleComparison", "Screen", "compare_samples", "detectable_ms", "fewest_runs",
+    "format_p", "mann_whitney_p", "reachable", "robust_runs", "robust_sd", "runs_against", "runs_needed", "screen",
+    "smallest_material_ms",
 ]

@@ -15,6 +15,7 @@ import pytest
 
 from comfytest.comfy.embedded import load_embedded
 from comfytest.nodepack import WORK_FACTOR_ENV
+from comfytest.report.perfcompare import describe_json
 from tests.integration.lifecycle import TINY_TXT2IMG, Workspace, text
 
 REPO = Path(__file__).parents[2]
@@ -93,3 +94,25 @@ def test_perf_warn_keeps_the_slowdown_a_warning(ws: Workspace, tmp_path: Path) -
     result = ws.run("--comfy-perf", "--comfy-perf-warn", f"--comfy-compare={reference}", "--comfy-update-baselines")
     result.assert_outcomes(passed=1)
     assert "timing regression: workflows/work.json::default node 2 'Tint' (ComfyTestWork): slower ×" in text(result)
+
+
+def test_an_unchanged_test_stops_early_and_grows_the_reference_pool(ws: Workspace, tmp_path: Path) -> None:
+    """The CI case: against a reference of 6 warm runs, an unchanged 40 ms node needs no 6 more."""
+    ws.workflow("work", WORK)
+    ws.run("--comfy-perf", "--comfy-update-baselines").assert_outcomes(passed=1)
+    first = ws.report()["tests"][0]["perf"]
+    assert first["warm_runs"] == 6 and first["reference_runs"] == 0 and len(first["pool"]["2"]) == 6
+    reference = tmp_path / "reference.json"
+    reference.write_bytes((ws.results / "report.json").read_bytes())
+
+    result = ws.run("--comfy-perf", f"--comfy-compare={reference}")
+    result.assert_outcomes(passed=1)
+    record = ws.report()["tests"][0]
+    perf = record["perf"]
+    # a disturbed run on a busy machine costs another run, never six
+    assert perf["stopped"] == "inside" and perf["warm_runs"] < 6 and perf["reference_runs"] == 6
+    own = [n["duration_ms"] for run in record["runs"] for n in run["nodes"] if n["node_id"] == "2"]
+    assert perf["pool"]["2"] == [*reversed(own), *first["pool"]["2"]]  # newest first, then the reference's
+    node = next(c for c in perf["changes"] if c["scope"] == "2" and c["phase"] == "warm")
+    assert node["verdict"] == "unchanged" and node["allowed_ms"] == 20 and node["n_before"] == 6
+    assert describe_json(node).startswith("node 2 'Tint' (ComfyTestWork): no material change: ")

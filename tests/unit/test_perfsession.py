@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from comfytest.errors import ConfigError
-from comfytest.plugin.perfsession import attach_comparison, failure, find_reference
+from comfytest.plugin.perfsession import attach_comparison, failure, find_reference, reference_for
 from comfytest.plugin.settings import resolve
 from comfytest.report.document import new_document, new_record, write_json
 from comfytest.report.perfstats import Rule
@@ -23,6 +23,8 @@ def settings(**cli: Any) -> Any:
 def test_perf_options_and_their_validation() -> None:
     s = settings(perf=True)
     assert (s.perf, s.perf_budget, s.perf_min_runs, s.perf_max_runs, s.perf_alpha) == (True, (2.0, "x"), 6, 30, 0.01)
+    assert (s.perf_screen_runs, s.perf_pool) == (1, 20)
+    assert settings(**{"perf-screen-runs": 0, "perf-pool": 50}).perf_pool == 50
     assert settings(**{"perf-budget": "20s"}).perf_budget == (20.0, "s")
     assert settings(**{"perf-budget": "3X"}).perf_budget == (3.0, "x")
     with pytest.raises(ConfigError, match="needs at least 2 warm runs"):
@@ -35,6 +37,8 @@ def test_perf_options_and_their_validation() -> None:
     ("perf-budget", "soon", "not a budget; expected a multiple of the cold run (e.g. 3x) or seconds"),
     ("perf-budget", "0x", "must be greater than 0"),
     ("perf-alpha", "5", "between 0 and 1"),
+    ("perf-pool", "1", "keep between 2 and 200 samples"),
+    ("perf-screen-runs", "-1", "must be 0 or more"),
 ])
 def test_bad_perf_values_are_refused_with_the_fix(option: str, value: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -69,7 +73,7 @@ def test_slowdown_message_and_warn(tmp_path: Path) -> None:
     record = dict(_doc(80)["tests"][0])
     attach_comparison(_doc(40), "ref.json", record, Rule())
     message = failure(record, "ref.json", warn=False)
-    assert message is not None and message.startswith("timing regression against ref.json (--comfy-perf: 6 warm runs before, 6 now")
+    assert message is not None and message.startswith("timing regression against ref.json (--comfy-perf: 6 warm runs in the reference, 6 now")
     assert "\n  node 2 'Tint' (ComfyTestWork): slower ×" in message and "--comfy-perf-warn" in message
     assert failure(record, "ref.json", warn=True) is None
     plain = dict(_doc(80)["tests"][0])
@@ -78,3 +82,17 @@ def test_slowdown_message_and_warn(tmp_path: Path) -> None:
     alone = dict(_doc(80)["tests"][0])
     attach_comparison(None, None, alone, Rule())
     assert "no earlier perf report" in alone["perf"]["not_compared"] and failure(alone, None, warn=False) is None
+    assert alone["perf"]["pool"]["2"] == [75.0 + i % 3 for i in reversed(range(6))]  # its own, newest first
+
+
+def test_the_pool_passes_on_where_nothing_changed() -> None:
+    reference = _doc(40)
+    assert reference_for(reference, "w.json::default") == {"total": [40.0 + i % 3 for i in range(6)],
+                                                            "2": [35.0 + i % 3 for i in range(6)]}
+    assert reference_for(reference, "other.json::default") is None and reference_for(None, "w.json::default") is None
+    same = dict(_doc(40)["tests"][0])
+    attach_comparison(reference, "ref.json", same, Rule(), pool_cap=8)
+    assert len(same["perf"]["pool"]["2"]) == 8  # 6 own, then 2 of the reference's
+    slowed = dict(_doc(80)["tests"][0])
+    attach_comparison(reference, "ref.json", slowed, Rule(), pool_cap=8)
+    assert len(slowed["perf"]["pool"]["2"]) == 6 and min(slowed["perf"]["pool"]["2"]) >= 75  # starts over
