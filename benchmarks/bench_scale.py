@@ -17,12 +17,18 @@ Only the second is measured:
 - pytest's peak RSS (``os.wait4`` of that process only, not the server);
 - sizes of report.html, report.json, report.md and the results folder.
 
+With ``--against DIR`` (another checkout of comfytest, e.g. ``git worktree add /tmp/base main``)
+the measured session runs ``--rounds`` times with each tree, alternately (A B A B: this checkout,
+then DIR), on one server and one set of baselines, and the medians of both sides and their ratio
+are printed: before/after figures measured side by side.
+
 With ``--fail K`` the last K cases get a different seed in the compared session, so they fail
 and the figures include failure artefacts. With ``--browser`` report.html is opened in headless
 Chromium and the time until its DOM is dumped is printed.
 
     .venv/bin/python benchmarks/bench_scale.py --n 100
     nice .venv/bin/python benchmarks/bench_scale.py --n 1000 --browser
+    .venv/bin/python benchmarks/bench_scale.py --n 200 --against /tmp/base --rounds 3
 """
 
 from __future__ import annotations
@@ -65,11 +71,13 @@ def write_suite(root: Path, n: int, offset: int, run: int, failing: int = 0) -> 
     (root / "pytest.ini").write_text("[pytest]\n")
 
 
-def pytest_run(root: Path, url: str | None, extra: list[str], profile: Path | None = None) -> tuple[float, float, int, str]:
-    """(wall seconds, CPU seconds, peak RSS bytes: of the pytest process only; output tail)."""
+def pytest_run(root: Path, url: str | None, extra: list[str], profile: Path | None = None,
+               tree: Path = ROOT) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS bytes: of the pytest process only; output tail).
+    ``tree``: the checkout whose comfytest the session imports (the server stays ROOT's)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTEST_ADDOPTS", "GITHUB_STEP_SUMMARY", "PYTEST_XDIST_WORKER")}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(tree)
     # the main thread's CPU time per function (time.thread_time): what load inflates least
     runner = ["-c", "import cProfile, sys, time, pytest; p = cProfile.Profile(time.thread_time); "
               "sys.argv = sys.argv[1:]; p.enable(); code = pytest.main(sys.argv[1:]); p.disable(); "
@@ -113,30 +121,74 @@ def measure(url: str | None, n: int, failing: int, extra: list[str], browser: bo
             profile: Path | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         root = Path(tmp)
-        offset = int(time.time()) % 10**6 * 10  # seeds this server has not cached
-        write_suite(root, n, offset, 0)
-        *_, out = pytest_run(root, url, ["--comfy-update-baselines", "--comfy-no-report"])
-        if f"{n} passed" not in out:
-            raise SystemExit(f"writing the baselines failed:\n{out}")
+        offset = write_baselines(root, url, n)
         write_suite(root, n, offset, 1, failing)
-        wall, cpu, rss, out = pytest_run(root, url, extra, profile)
-        results = root / "results"
-        doc = json.loads((results / "report.json").read_text())
-        tests = doc["tests"]
-        server = [t["timing"]["server_total_ms"] or 0.0 for t in tests if t.get("timing")]
-        inside = [t["duration_s"] * 1000 - (t["timing"]["server_total_ms"] or 0.0) for t in tests if t.get("timing")]
-        sizes = {name: (results / name).stat().st_size for name in ("report.html", "report.json", "report.md")}
-        figures = {
-            "n": n, "outcomes": {o: sum(t["outcome"] == o for t in tests) for o in ("passed", "failed", "error")},
-            "wall_s": wall, "server_s": sum(server) / 1000, "comfytest_ms_per_case": (wall * 1000 - sum(server)) / n,
-            "in_test_ms_median": statistics.median(inside), "peak_rss_mb": rss / 2**20,
-            "cpu_s": cpu, "cpu_ms_per_case": cpu * 1000 / n,
-            **{k: v / 2**20 for k, v in sizes.items()}, "results_mb": folder_size(results) / 2**20,
-            "baselines_mb": folder_size(root / "baselines") / 2**20, "tail": out.splitlines()[-1:],
-        }
-        if browser:
-            figures["chromium_open_s"] = open_in_chromium(results / "report.html")
-        return figures
+        return figures(root, n, *pytest_run(root, url, extra, profile), browser=browser)
+
+
+def write_baselines(root: Path, url: str | None, n: int) -> int:
+    """The suite and its baselines (a first session); returns its seed offset."""
+    offset = int(time.time()) % 10**6 * 10  # seeds this server has not cached
+    write_suite(root, n, offset, 0)
+    *_, out = pytest_run(root, url, ["--comfy-update-baselines", "--comfy-no-report"])
+    if f"{n} passed" not in out:
+        raise SystemExit(f"writing the baselines failed:\n{out}")
+    return offset
+
+
+def against(url: str | None, n: int, extra: list[str], other: Path, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """The measured session with this checkout and with ``other``, alternately, ``rounds`` times
+    each, on one set of baselines; each session finds the previous one's results folder."""
+    sides: dict[str, list[dict[str, Any]]] = {"this": [], "against": []}
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        root = Path(tmp)
+        offset = write_baselines(root, url, n)
+        run = 1
+        for _ in range(rounds):
+            for side, tree in (("this", ROOT), ("against", other)):
+                write_suite(root, n, offset, run)  # new subfolders: SaveImage executes again
+                run += 1
+                sides[side].append(figures(root, n, *pytest_run(root, url, extra, tree=tree), browser=False))
+    return sides
+
+
+def figures(root: Path, n: int, wall: float, cpu: float, rss: int, out: str, *, browser: bool) -> dict[str, Any]:
+    """What one measured session gave: times per case, memory, sizes."""
+    results = root / "results"
+    doc = json.loads((results / "report.json").read_text())
+    tests = doc["tests"]
+    server = [t["timing"]["server_total_ms"] or 0.0 for t in tests if t.get("timing")]
+    inside = [t["duration_s"] * 1000 - (t["timing"]["server_total_ms"] or 0.0) for t in tests if t.get("timing")]
+    sizes = {name: (results / name).stat().st_size for name in ("report.html", "report.json", "report.md")}
+    found = {
+        "n": n, "outcomes": {o: sum(t["outcome"] == o for t in tests) for o in ("passed", "failed", "error")},
+        "wall_s": wall, "server_s": sum(server) / 1000, "comfytest_ms_per_case": (wall * 1000 - sum(server)) / n,
+        "in_test_ms_median": statistics.median(inside), "peak_rss_mb": rss / 2**20,
+        "cpu_s": cpu, "cpu_ms_per_case": cpu * 1000 / n,
+        **{k: v / 2**20 for k, v in sizes.items()}, "results_mb": folder_size(results) / 2**20,
+        "baselines_mb": folder_size(root / "baselines") / 2**20, "tail": out.splitlines()[-1:],
+    }
+    if browser:
+        found["chromium_open_s"] = open_in_chromium(results / "report.html")
+    return found
+
+
+def print_against(n: int, sides: dict[str, list[dict[str, Any]]], other: Path) -> None:
+    """Medians of each side's sessions, and this/against ratios."""
+    print(f"N={n}, {len(sides['this'])} sessions per side, alternating (this = {ROOT}, against = {other}); "
+          f"load average {os.getloadavg()[0]:.1f}")
+    rows = (("in-test median (duration - server)", "in_test_ms_median", "ms"),
+            ("(wall - Σ server) / N", "comfytest_ms_per_case", "ms"), ("pytest CPU per case", "cpu_ms_per_case", "ms"),
+            ("wall", "wall_s", "s"), ("Σ server", "server_s", "s"), ("peak RSS", "peak_rss_mb", "MB"))
+    for label, key, unit in rows:
+        this = statistics.median(f[key] for f in sides["this"])
+        them = statistics.median(f[key] for f in sides["against"])
+        each = " / ".join(f"{f[key]:.2f}" for f in sides["this"]) + "  vs  " + " / ".join(
+            f"{f[key]:.2f}" for f in sides["against"])
+        print(f"  {label:<36} this {this:8.2f} {unit:<2}  against {them:8.2f} {unit:<2}  ratio {this / them:.2f}   ({each})")
+    bad = [f["outcomes"] for side in sides.values() for f in side if f["outcomes"]["passed"] != n]
+    if bad:
+        print(f"  NOT ALL PASSED: {bad}")
 
 
 def main() -> None:
@@ -150,6 +202,8 @@ def main() -> None:
                              "from disk, not over GET /view); the wall includes that start, the in-test median not")
     parser.add_argument("--browser", action="store_true", help="time opening report.html in headless Chromium")
     parser.add_argument("--pytest-arg", action="append", default=[], help="extra pytest argument (repeatable)")
+    parser.add_argument("--against", type=Path, help="another comfytest checkout, measured alternately with this one")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against: measured sessions per side (default 2)")
     parser.add_argument("--profile", type=Path, help="profile the measured session's main thread (CPU time) with cProfile, writing its stats here")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -163,6 +217,9 @@ def main() -> None:
         url = server.url
     try:
         for n in args.n or [100]:
+            if args.against:
+                print_against(n, against(url, n, args.pytest_arg, args.against.resolve(), args.rounds), args.against)
+                continue
             f = measure(url, n, args.fail, args.pytest_arg, args.browser, args.profile)
             print(f"N={n}: {f['outcomes']}  ({f['tail'][0] if f['tail'] else ''})")
             print(f"  wall {f['wall_s']:.2f} s, Σ server {f['server_s']:.2f} s, comfytest "

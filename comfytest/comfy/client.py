@@ -25,6 +25,7 @@ import requests
 import websocket
 
 from comfytest.comfy.events import Clock, Event, Received, SystemClock, parse_binary, parse_text
+from comfytest.comfy.leanhttp import LeanHTTP
 from comfytest.errors import OutputRefused, ProtocolError, ServerUnavailable, redact
 from comfytest.outputs import FileRef
 
@@ -96,6 +97,9 @@ class ComfyClient:
         self._freeze_environment()
         if ca_bundle:  # --comfy-ca-bundle wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
             self.http.verify = ca_bundle
+        # the same requests on the same connections without requests' per-request machinery
+        # (where requests would do nothing more: see leanhttp)
+        self.lean = LeanHTTP(self.http, self.url, _CONNECT_TIMEOUT)
         self.events: queue.Queue[Event | Disconnected] = queue.Queue()
         self._ws: websocket.WebSocket | None = None
         self._reader: threading.Thread | None = None
@@ -122,7 +126,9 @@ class ComfyClient:
         """Send one request; connection problems become ServerUnavailable naming the URL."""
         limit = timeout or self.request_timeout
         try:
-            resp = self.http.request(method, self.url + path, timeout=(min(_CONNECT_TIMEOUT, limit), limit), **kw)
+            lean = self.lean.send(method, path, limit, **kw) if kw.keys() <= {"json", "params"} else None
+            resp = lean if lean is not None else \
+                self.http.request(method, self.url + path, timeout=(min(_CONNECT_TIMEOUT, limit), limit), **kw)
         except requests.ConnectTimeout as exc:
             raise ServerUnavailable(self._unreachable(f"{method} {path}", exc)) from None
         except requests.Timeout:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -183,13 +183,17 @@ class Runner:
         fetch_images: bool = True,
         prompt_id: str | None = None,
         history: bool = True,
+        on_queued: Callable[[], None] | None = None,
     ) -> RunResult:
         """Queue ``prompt`` and follow it to its end; validation errors raise PromptRejected.
 
         With ``history=False`` ``GET /history`` is skipped where the events told everything (the
         outputs come from ``executed`` events, which a cached output node also gets; the queue
         wait is estimated from the send time, see ``timing.compute_timing``): one round trip less
-        per run. It is still read after a reconnect or when no end event arrived."""
+        per run. It is still read after a reconnect or when no end event arrived.
+
+        ``on_queued`` is called in this thread once the server accepted the prompt, before its
+        events are followed: work that may overlap the execution (``plugin.offpath``)."""
         client = self.client
         info = node_info(prompt)
         client.ensure_connected()
@@ -203,7 +207,7 @@ class Runner:
             if sampler is not None:
                 sampler.start()  # the idle sample: before the prompt is queued
             sent = client.clock.now()
-            follower = self._queue_and_follow(prompt, pid, info, timeout, idle_timeout)
+            follower = self._queue_and_follow(prompt, pid, info, timeout, idle_timeout, on_queued)
             finished = client.clock.now()
         finally:
             if sampler is not None:
@@ -242,6 +246,7 @@ class Runner:
 
     def _queue_and_follow(
         self, prompt: Mapping[str, Any], pid: str, info: NodeInfo, timeout: float | None, idle_timeout: float | None,
+        on_queued: Callable[[], None] | None = None,
     ) -> _Follower:
         try:
             status, body = self.client.queue_prompt(prompt, pid)
@@ -254,6 +259,8 @@ class Runner:
             if status == 200:  # the valid part was accepted and will run: do not leave it behind
                 self._cancel(pid)
             raise PromptRejected(format_rejection(body, info, status))
+        if on_queued is not None:
+            on_queued()
         follower = _Follower(pid, self.observers)
         try:
             self._follow(follower, info, timeout or self.timeout, idle_timeout or self.idle_timeout)

@@ -35,6 +35,7 @@ from PIL import Image
 from comfytest.compare import images as ic
 from comfytest.compare import perceptual as pc
 from comfytest.compare.criteria import NO_LIMITS, Criteria, PixelLimits, for_baseline
+from comfytest.compare.preload import Preloads, read_frames
 from comfytest.compare.store import (
     HASHES_FILE,
     PROFILES_DIR,
@@ -256,9 +257,10 @@ class _ImageKind(_Kind[list[Image.Image]]):
     keeps_pixels = True  # the perceptual criteria judge pixels: the hash is a backstop (HASH_BACKSTOP)
 
     def __init__(self, store: BaselineStore, key: BaselineKey, obtained: Image.Image,
-                 params: _HashParams) -> None:
+                 params: _HashParams, preloads: Preloads | None = None) -> None:
         super().__init__(store, key)
         self.obtained, self.frames, self.params = obtained, ic.frames(obtained), params
+        self.preloads = preloads  # the case's baselines, read while it ran (``preload``)
         self.name = f"{key.stem}.png"
         self.pixels_same = False
         self.stored: HashRecord | None = None  # the baseline's hashes.txt line
@@ -286,11 +288,13 @@ class _ImageKind(_Kind[list[Image.Image]]):
             return None
         # the PNG is the baseline; its line says which device made it (and so whether the pixel
         # limits apply): a line that is damaged, missing or made from other pixels is never skipped
-        self.loaded = _read_png(source)
+        early = self.preloads.take(source) if self.preloads is not None else None
+        self.loaded = early.frames if early is not None else _read_png(source)
         hashes = source.parent / HASHES_FILE
         self.store.mark_used(hashes)
         self.stored = read_hashes(hashes).get(self.key.stem)
-        self.baseline_hashes = check_line(hashes, self.key.stem, self.stored, source, self.loaded)
+        self.baseline_hashes = check_line(hashes, self.key.stem, self.stored, source, self.loaded,
+                                          early.hashes if early is not None else None)
         return self.loaded
 
     def compare(self, baseline: list[Image.Image]) -> _Outcome:
@@ -365,9 +369,7 @@ def _same_pixels(a: list[Image.Image], b: list[Image.Image]) -> bool:
 
 def _read_png(path: Path) -> list[Image.Image]:
     try:
-        with Image.open(path) as img:
-            img.load()
-            return [f.copy() for f in ic.frames(img)]
+        return read_frames(path)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise BaselineCorrupt(
             f"baseline image {path} cannot be decoded ({exc}); restore it from version control "
@@ -430,12 +432,13 @@ def same_stack(baseline: Stack, current: Stack) -> tuple[bool, str]:
 def check_image(store: BaselineStore, key: BaselineKey, obtained: Image.Image, *,
                 mode: Mode = "compare", method: str = "phash", hash_size: int = 8,
                 tolerance: int = 2, results_dir: Path, hash_only: bool = False,
-                limits: PixelLimits = NO_LIMITS) -> CheckResult:
+                limits: PixelLimits = NO_LIMITS, preloads: Preloads | None = None) -> CheckResult:
     """Compare (or in update mode, record) one output image against its baseline: by the
-    hash ``tolerance`` and the pixel ``limits`` (plus the same-device default; see criteria)."""
+    hash ``tolerance`` and the pixel ``limits`` (plus the same-device default; see criteria).
+    ``preloads``: the case's baseline images if a thread read them already (``preload``)."""
     ic.check_method(method, hash_size)
     params = _HashParams(method, hash_size, tolerance, limits)
-    kind = (_HashOnlyKind if hash_only else _ImageKind)(store, key, obtained, params)
+    kind = (_HashOnlyKind if hash_only else _ImageKind)(store, key, obtained, params, preloads)
     return _run(kind, mode, results_dir)
 
 

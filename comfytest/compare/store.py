@@ -287,11 +287,12 @@ def line_number(path: Path, stem: str) -> int:
 
 
 def check_line(hashes: Path, stem: str, record: HashRecord | None, image: Path,
-               frames: list[Image.Image]) -> tuple[str, ...]:
+               frames: list[Image.Image], known: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...]:
     """BaselineCorrupt unless ``record`` (the line of ``hashes``) describes ``image``'s pixels:
     a missing file or line, or a line made from other pixels (an update interrupted between the
     two files, an image copied by hand) would otherwise drop the device and its pixel limits.
-    Returns the frames' hashes it computed (the record's method and size), for the comparison."""
+    Returns the frames' hashes it computed (the record's method and size), for the comparison.
+    ``known``: these frames' hashes already computed, by ``"<method>:<size>"`` (``preload``)."""
     if record is None:
         why = (f"{hashes} is missing" if not hashes.exists() else
                f"{hashes} is empty" if not hashes.read_text(encoding="utf-8").strip() else
@@ -300,7 +301,8 @@ def check_line(hashes: Path, stem: str, record: HashRecord | None, image: Path,
                               f"device that made the image. {REPAIR}")
     first = ic.HashValue.parse(record.hashes[0])
     method, size = first.method, first.size
-    actual = HashRecord(tuple(ic.image_hash(f, method, size) for f in frames), frames[0].size,
+    computed = (known or {}).get(f"{method}:{size}")
+    actual = HashRecord(computed or tuple(ic.image_hash(f, method, size) for f in frames), frames[0].size,
                         frames[0].mode, record.device)
     if (actual.hashes, actual.size) != (record.hashes, record.size):
         raise BaselineCorrupt(

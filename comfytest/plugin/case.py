@@ -41,6 +41,7 @@ from comfytest.errors import (
 )
 from comfytest.media import MediaSettings, Undecodable
 from comfytest.outputs import OutputFile
+from comfytest.plugin.offpath import OffPath
 from comfytest.plugin.perf import PerfPlan, Pool, measure, perf_json
 from comfytest.plugin.resultfiles import keep_results
 from comfytest.plugin.session import ComfySession
@@ -78,10 +79,11 @@ def check_requirements(
 
 def run_case(
     session: ComfySession, workflow: Workflow, case: CaseSpec, record: dict[str, Any],
-    store: BaselineStore, name: str, reference: Pool | None = None,
+    store: BaselineStore, name: str, reference: Pool | None = None, offpath: OffPath | None = None,
 ) -> None:
     """Run one case; ``name`` is the workflow's name in baselines/ (``sub/x`` for sub/x.json);
-    ``reference``: with --comfy-perf, the earlier report's warm samples of this test."""
+    ``reference``: with --comfy-perf, the earlier report's warm samples of this test;
+    ``offpath``: the session's threads for work off the case's critical path (``offpath``)."""
     settings = session.settings
     info = session.object_info()
     prepared = session.prepare(workflow, seed=case.seed, patches=case.patches, inputs=dict(case.inputs))
@@ -103,13 +105,20 @@ def run_case(
         classes = [str(node["class_type"]) for node in prompt.values()]
         interface_problems, written = check_interfaces(store.root, info, classes, update=settings.update_baselines)
         record["interface_written"] = written
+    compare_only = not (settings.update_baselines or settings.hash_only)
+    preloads = offpath.preloads if offpath is not None and compare_only else None
+    # the baselines are decoded while the server runs the prompt (from when it accepted it)
+    on_queued = _Once(partial(preloads.start, store.read_dirs(BaselineKey(name, case.id, "")))) if preloads else None
     try:
         _run_and_check(session, prompt, timeout, name, case, record, store, loader_nodes(prepared.workflow, info),
-                       reference)
+                       reference, offpath, on_queued)
     except ComparisonError as exc:
         if interface_problems:
             raise type(exc)("\n\n".join([*interface_problems, str(exc)])) from exc
         raise
+    finally:
+        if preloads is not None:
+            preloads.clear()
     if interface_problems:
         raise ComparisonError(f"{name}::{case.id}: " + "\n\n".join(interface_problems))
 
@@ -117,18 +126,20 @@ def run_case(
 def _run_and_check(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, name: str, case: CaseSpec,
     record: dict[str, Any], store: BaselineStore, loaders: dict[str, tuple[str, ...]], reference: Pool | None = None,
+    offpath: OffPath | None = None, on_queued: Callable[[], None] | None = None,
 ) -> None:
     settings = session.settings
     if settings.perf:  # issue 24: cold run, then warm runs with every node but the loaders executing
-        cold = measure_perf(session, prompt, timeout, record, loaders, reference)
+        cold = measure_perf(session, prompt, timeout, record, loaders, reference, on_queued)
         check_outputs(cold, name, case, record, store, settings.results, settings.update_baselines, settings.hash_only,
-                      keep_passed=settings.keep_passed)
+                      keep_passed=settings.keep_passed, offpath=offpath)
         return
     for _ in range(settings.warmup):
-        _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache).raise_for_status()
+        _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache,
+             on_queued=on_queued).raise_for_status()
     runs: list[RunResult] = []
     for index in range(settings.runs):
-        result = _run(session, prompt, timeout, fetch_images=index == 0, free=settings.free_cache)
+        result = _run(session, prompt, timeout, fetch_images=index == 0, free=settings.free_cache, on_queued=on_queued)
         runs.append(result)
         record["prompt_id"] = runs[0].prompt_id
         record["timing"] = timing_json(runs[0].timing, loaders)
@@ -143,7 +154,7 @@ def _run_and_check(
     trace = case_trace(session, prompt, timeout, BaselineKey(name, case.id, ""), case, loaders)
     try:
         check_outputs(runs[0], name, case, record, store, settings.results, settings.update_baselines, settings.hash_only,
-                      keep_passed=settings.keep_passed)
+                      keep_passed=settings.keep_passed, offpath=offpath)
     except ComparisonError as exc:  # issue 23: one tapped run names the node that changed first
         if trace is None or settings.update_baselines or not diagnosable(exc):
             raise
@@ -154,6 +165,7 @@ def _run_and_check(
 
 def _run(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, *, fetch_images: bool, free: bool,
+    on_queued: Callable[[], None] | None = None,
 ) -> RunResult:
     """One run. With ``free`` (--comfy-free-cache) from an emptied cache; else an identical
     prompt is served from it (every node cached), which measures and warms nothing. The server
@@ -163,7 +175,8 @@ def _run(
         if free:
             session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
         # the events carry outputs and timing: no GET /history per run (Runner.run)
-        result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images, history=False)
+        result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images, history=False,
+                                    on_queued=on_queued)
         if not result.timing.cached_nodes:
             break
     return result
@@ -172,13 +185,14 @@ def _run(
 def measure_perf(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, record: dict[str, Any],
     loaders: dict[str, tuple[str, ...]], reference: Pool | None = None,
+    on_queued: Callable[[], None] | None = None,
 ) -> RunResult:
     """--comfy-perf (``plugin.perf``): ``timing`` is the cold run, ``runs`` the warm ones."""
     s = session.settings
     plan = PerfPlan(Rule(s.perf_alpha, s.perf_floor_ms, s.perf_floor_pct), s.perf_budget, s.perf_min_runs,
                     s.perf_max_runs, s.warmup, s.perf_screen_runs)
-    runs = measure(lambda p, first: _run(session, p, timeout, fetch_images=first, free=first and s.free_cache),
-                   prompt, loaders, plan, reference)
+    runs = measure(lambda p, first: _run(session, p, timeout, fetch_images=first, free=first and s.free_cache,
+                                         on_queued=on_queued), prompt, loaders, plan, reference)
     record["prompt_id"] = runs.cold.prompt_id
     record["timing"] = timing_json(runs.cold.timing, loaders)
     record["runs"] = [timing_json(r.timing, loaders) for r in runs.warm]
@@ -226,6 +240,18 @@ def fresh_run(session: ComfySession, prompt: Mapping[str, Any], timeout: float |
         raise RunError(f"{session.url} kept serving nodes {', '.join(result.timing.cached_nodes)} from its cache "
                        "after POST /free; calibration needs runs in which every node executes")
     return result
+
+
+class _Once:
+    """A callable that calls ``call`` the first time only (the first run of a case starts its preload)."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self.call: Callable[[], None] | None = call
+
+    def __call__(self) -> None:
+        call, self.call = self.call, None
+        if call is not None:
+            call()
 
 
 # --- resources and model loads ---------------------------------------------------------------
@@ -283,16 +309,23 @@ def _round(value: float | None) -> float | None:
 def check_outputs(
     result: RunResult, name: str, case: CaseSpec, record: dict[str, Any],
     store: BaselineStore, results_dir: Path, update: bool, hash_only: bool, *, keep_passed: bool = False,
+    offpath: OffPath | None = None,
 ) -> None:
     """Compare every image and text output; fail naming missing/extra outputs and mismatches.
     The results folder keeps thumbnails of passing images (their full copies with
-    ``keep_passed``) and every artefact of failing ones (``resultfiles``)."""
+    ``keep_passed``) and every artefact of failing ones (``resultfiles``). With ``offpath`` the
+    baselines may come from its preloading thread, and the stale folder goes to its trash."""
     labels = node_info(result.prompt)
     problems = _expected_outputs(result, case, labels)
     # artefacts of an earlier run of this case would read as this run's: the folder is ours
     stale = results_dir / BaselineKey(name, case.id, "").relative_dir
     if not stale.resolve().is_relative_to(store.root.resolve()):  # never a baseline (settings forbid it too)
-        shutil.rmtree(stale, ignore_errors=True)
+        if offpath is not None:
+            offpath.writer.wait()  # an earlier run's thumbnails are in place before its folder goes
+            offpath.trash.discard(stale, results_dir)  # moved aside now, deleted on a thread
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+    preloads = offpath.preloads if offpath is not None else None
     checks: list[CheckResult] = []
     mode: Mode = "update" if update else "compare"
     unwritable: list[StorageError] = []  # one output's file refused: the others are still checked
@@ -313,7 +346,7 @@ def check_outputs(
         check(key, partial(
             check_image, store, key, img.image, mode=mode, method=case.hash_method or "phash",
             hash_size=case.hash_size or 8, tolerance=tolerance, limits=limits,
-            results_dir=results_dir, hash_only=hash_only,
+            results_dir=results_dir, hash_only=hash_only, preloads=preloads,
         ))
     for text in result.texts:
         if case.outputs is None or text.node_id in case.outputs:
@@ -330,7 +363,8 @@ def check_outputs(
     record["comparisons"] = [comparison_json(c) for c in plain] + [
         {**comparison_json(m.result), **m.to_json(), **_media_numbers(m)} for m in media] + [
         comparison_json(c) for c in gone]
-    keep_results(result.images, record["comparisons"], stale, keep_passed=keep_passed)
+    keep_results(result.images, record["comparisons"], stale, keep_passed=keep_passed,
+                 later=offpath.writer.submit if offpath is not None else None)
     checks += gone
     if unwritable:  # after the record: the summary counts what was written before and after it
         raise StorageError("\n\n".join(str(e) for e in unwritable))

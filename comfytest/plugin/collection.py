@@ -135,7 +135,7 @@ class WorkflowItem(pytest.Item):
                 self.workflow = session.convert_ui(self.ui_data, self.path)
                 self.comfy_record["conversion"] = session.conversions[str(self.path)].to_json()
             run_case(session, self.workflow, case, self.comfy_record, state.store(session), self.key,
-                     state.perf_reference(self.nodeid))
+                     state.perf_reference(self.nodeid), state.offpath)
         except ComparisonError as exc:
             hint = moved_baselines(settings.baselines, self.path, state.workflow_roots, state.rootdir, self.key, case.id)
             if hint and any(c.get("status") == "missing" for c in self.comfy_record.get("comparisons") or []):

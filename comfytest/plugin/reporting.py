@@ -42,6 +42,7 @@ from comfytest.errors import (
     redact,
 )
 from comfytest.plugin import perfsession
+from comfytest.plugin.offpath import OffPath
 from comfytest.plugin.session import ComfySession, open_session, server_stats, start_pool
 from comfytest.plugin.settings import Settings
 from comfytest.report.compare import append_history, compare_timings, regressions
@@ -114,6 +115,8 @@ class SessionState:
         self.collect_roots: tuple[Path, ...] = ()
         self.worker_fingerprint: dict[str, Any] | None = None  # xdist: a worker's, for the controller
         self._store: BaselineStore | None = None
+        #: baseline preloading and stale-results deletion, off each case's critical path
+        self.offpath = OffPath()
         # several servers (issue 9): the pool a worker got from the xdist controller, or the one
         # the controller started for its workers; servers that died, as workers reported them
         self.pool: ServerPool | None = None
@@ -151,6 +154,7 @@ class SessionState:
         return self._session
 
     def close(self) -> None:
+        self.offpath.close()
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -323,6 +327,8 @@ class SessionState:
         return new_document(self.fingerprint(), records, unused)
 
     def finish_session(self, unused_baselines: list[str]) -> None:
+        self.offpath.writer.wait()  # every thumbnail written before a report refers to it
+        self.summary_notes += [f"warning: comfytest could not write the {e}" for e in self.offpath.writer.errors]
         if not self.records or self.settings.no_report:
             self.doc = self.document(unused_baselines) if self.records else None
             return

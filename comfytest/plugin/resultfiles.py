@@ -14,13 +14,14 @@ Called once the outputs of a case were checked, while its images are still decod
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from comfytest.compare.store import safe_name
 from comfytest.outputs import OutputImage
-from comfytest.report.assets import save_obtained, write_thumbnail
+from comfytest.report.assets import save_obtained, thumbnail_path, write_thumbnail
 
 #: comparison statuses of an output that holds its baseline
 OK_STATUSES = frozenset({"passed", "unchanged", "created", "updated"})
@@ -29,22 +30,29 @@ FAILED_IMAGE = frozenset({"mismatch"})
 
 def keep_results(
     images: Iterable[OutputImage], comparisons: list[dict[str, Any]], folder: Path, *, keep_passed: bool,
+    later: Callable[[Callable[[], object], str], None] | None = None,
 ) -> None:
-    """Write/remove the case's result files in ``folder`` and record their paths in ``comparisons``."""
+    """Write/remove the case's result files in ``folder`` and record their paths in ``comparisons``.
+    ``later(write, what)``: where a thumbnail may be written on a thread (``offpath.Writer``)."""
     by_output = {img.key: img for img in images}
     for comp in comparisons:
         kind, ok = comp.get("kind") or "image", comp.get("status") in OK_STATUSES
         if kind == "image" and ok and comp.get("output") in by_output:
-            _passed_image(by_output[comp["output"]], comp, folder, keep_passed)
+            _passed_image(by_output[comp["output"]], comp, folder, keep_passed, later)
         elif kind == "image" and comp.get("status") in FAILED_IMAGE and comp.get("baseline"):
             comp["baseline_copy"] = _copy_baseline(Path(comp["baseline"]), folder, comp)
         elif kind in ("video", "audio") and ok and not keep_passed:
             _drop_obtained_media(comp)
 
 
-def _passed_image(image: OutputImage, comp: dict[str, Any], folder: Path, keep_passed: bool) -> None:
+def _passed_image(image: OutputImage, comp: dict[str, Any], folder: Path, keep_passed: bool,
+                  later: Callable[[Callable[[], object], str], None] | None) -> None:
     stem = _stem(comp)
-    comp["thumbnail"] = str(write_thumbnail(image.image, folder, stem))
+    if later is None:
+        comp["thumbnail"] = str(write_thumbnail(image.image, folder, stem))
+    else:
+        comp["thumbnail"] = str(thumbnail_path(folder, stem))
+        later(partial(write_thumbnail, image.image, folder, stem), f"thumbnail {comp['thumbnail']}")
     if keep_passed:
         comp["obtained"] = str(save_obtained(image.image, folder, stem))
 

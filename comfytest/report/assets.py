@@ -48,9 +48,14 @@ def write_thumbnail(image: Image.Image, folder: Path, stem: str) -> Path:
     if alpha:
         thumb = _flatten(thumb)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}{THUMB_SUFFIX}"
+    path = thumbnail_path(folder, stem)
     thumb.save(path, format="JPEG", quality=80)
     return path
+
+
+def thumbnail_path(folder: Path, stem: str) -> Path:
+    """Where ``write_thumbnail`` writes the thumbnail of output ``stem``."""
+    return folder / f"{stem}{THUMB_SUFFIX}"
 
 
 def _flatten(rgba: Image.Image) -> Image.Image:
