@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-Reply = tuple[int, str, bytes]  # status, content type, body
+#: status, content type, body; optionally more headers (``Location``, ``Set-Cookie``)
+Reply = tuple[int, str, bytes] | tuple[int, str, bytes, Mapping[str, str]]
 
 
 @contextmanager
@@ -17,8 +18,10 @@ def canned_server(
     replies: Mapping[str, Reply],
     seen: list[dict[str, str]] | None = None,
     posted: list[tuple[str, bytes]] | None = None,
+    log: list[tuple[str, str, dict[str, str]]] | None = None,
 ) -> Iterator[str]:
-    """Serve ``replies`` by path (404 otherwise); record request headers in ``seen``.
+    """Serve ``replies`` by path (404 otherwise); record request headers in ``seen``, and
+    (method, path, headers) of each request in ``log``.
 
     POST requests are answered from the key ``"POST <path>"``; their bodies go to ``posted``."""
 
@@ -36,8 +39,12 @@ def canned_server(
         def _answer(self, key: str) -> None:
             if seen is not None:
                 seen.append(dict(self.headers.items()))
-            status, ctype, body = replies.get(key, (404, "text/plain", b"nope"))
+            if log is not None:
+                log.append((self.command, self.path, dict(self.headers.items())))
+            status, ctype, body, *more = replies.get(key, (404, "text/plain", b"nope"))
             self.send_response(status)
+            for name, value in (more[0] if more else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -15,21 +15,9 @@ from comfytest.compare.criteria import Criteria, PixelLimits, for_baseline
 from comfytest.compare.images import compare_images, compare_to_hash, image_hash
 from comfytest.compare.perceptual import DEFAULT_LIMITS, ColourSignature, error_map, measure, signature_changes
 from comfytest.compare.store import HashRecord, Stack, stack_of
+from tests.pictures import scene
 
-
-def _scene(size: int = 128) -> Image.Image:
-    """A picture-like image: colour gradients, a few coloured shapes, fine texture (seeded)."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    rgb = np.stack([200 * x + 30, 150 * y + 50, 180 * (1 - x) * (1 - y) + 40], -1)
-    for cx, cy, r, colour in ((0.3, 0.3, 0.15, (220, 60, 40)), (0.7, 0.6, 0.2, (40, 90, 200)),
-                              (0.5, 0.8, 0.1, (240, 220, 60))):
-        rgb[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = colour
-    texture = np.random.default_rng(3).normal(0, 12, (size, size, 1))
-    img = Image.fromarray(np.clip(rgb + texture, 0, 255).astype(np.uint8), "RGB")
-    return img.filter(ImageFilter.GaussianBlur(0.6))
-
-
-SCENE = _scene()
+SCENE = scene()
 
 
 def _noise(img: Image.Image, levels: int) -> Image.Image:

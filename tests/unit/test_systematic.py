@@ -14,22 +14,9 @@ from scipy import ndimage
 from comfytest.compare.criteria import PixelLimits, for_baseline
 from comfytest.compare.images import compare_images
 from comfytest.compare.systematic import DEFAULT_SYSTEMATIC, MAX_PIXELS, measure, tile_numbers
+from tests.pictures import scene
 
-
-def _dark_scene(size: int = 160) -> Image.Image:
-    """A nearly black picture (mean level about 11) with colour, shapes and fine texture,
-    seeded: the kind whose visible changes move no value by more than a few levels."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    rgb = np.stack([200 * x + 30, 150 * y + 50, 180 * (1 - x) * (1 - y) + 40], -1)
-    for cx, cy, r, colour in ((0.3, 0.3, 0.15, (220, 60, 40)), (0.7, 0.6, 0.2, (40, 90, 200)),
-                              (0.5, 0.8, 0.1, (240, 220, 60))):
-        rgb[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = colour
-    texture = np.random.default_rng(3).normal(0, 12, (size, size, 1))
-    img = Image.fromarray(np.clip((rgb + texture) * 0.1, 0, 255).astype(np.uint8), "RGB")
-    return img.filter(ImageFilter.GaussianBlur(0.8))
-
-
-DARK = _dark_scene()
+DARK = scene(160, scale=0.1, blur=0.8)
 
 
 def _arr(img: Image.Image) -> np.ndarray:
