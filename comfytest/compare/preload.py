@@ -2,8 +2,8 @@
 
 Decoding a baseline PNG and hashing it to check its ``hashes.txt`` line is most of what the
 comparison of an unchanged output costs (~2 ms at 256x256, tens of ms at 1024x1024). Started
-before the prompt is queued, that work overlaps the server's execution, when the test's own
-thread only waits for events.
+once the server has accepted the prompt (started before the POST, it slowed the POST by ~4 ms),
+that work overlaps the server's execution, when the test's own thread only waits for events.
 
 What the thread read is used only for the file it read, unchanged since (same inode, size and
 modification time, checked when it is taken), and only when it decoded without an error;
