@@ -126,11 +126,11 @@ def measure(url: str | None, n: int, failing: int, extra: list[str], browser: bo
         return figures(root, n, *pytest_run(root, url, extra, profile), browser=browser)
 
 
-def write_baselines(root: Path, url: str | None, n: int) -> int:
-    """The suite and its baselines (a first session); returns its seed offset."""
-    offset = int(time.time()) % 10**6 * 10  # seeds this server has not cached
+def write_baselines(root: Path, url: str | None, n: int, tree: Path = ROOT, offset: int | None = None) -> int:
+    """The suite and its baselines (a first session, with ``tree``'s comfytest); returns its seed offset."""
+    offset = int(time.time()) % 10**6 * 10 if offset is None else offset  # seeds this server has not cached
     write_suite(root, n, offset, 0)
-    *_, out = pytest_run(root, url, ["--comfy-update-baselines", "--comfy-no-report"])
+    *_, out = pytest_run(root, url, ["--comfy-update-baselines", "--comfy-no-report"], tree=tree)
     if f"{n} passed" not in out:
         raise SystemExit(f"writing the baselines failed:\n{out}")
     return offset
@@ -138,17 +138,23 @@ def write_baselines(root: Path, url: str | None, n: int) -> int:
 
 def against(url: str | None, n: int, extra: list[str], other: Path, rounds: int) -> dict[str, list[dict[str, Any]]]:
     """The measured session with this checkout and with ``other``, alternately, ``rounds`` times
-    each, on one set of baselines; each session finds the previous one's results folder."""
+    each; each side on baselines its own checkout wrote (a version reads what it writes, and may
+    write more into ``hashes.txt`` than an older one reads), the same seeds on both; each
+    session finds its side's previous results folder."""
     sides: dict[str, list[dict[str, Any]]] = {"this": [], "against": []}
+    trees = {"this": ROOT, "against": other}
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
-        root = Path(tmp)
-        offset = write_baselines(root, url, n)
+        roots = {side: Path(tmp) / side for side in trees}
+        offset = None
+        for side, tree in trees.items():
+            offset = write_baselines(roots[side], url, n, tree, offset)
         run = 1
         for _ in range(rounds):
-            for side, tree in (("this", ROOT), ("against", other)):
-                write_suite(root, n, offset, run)  # new subfolders: SaveImage executes again
+            for side, tree in trees.items():
+                write_suite(roots[side], n, offset, run)  # new subfolders: SaveImage executes again
                 run += 1
-                sides[side].append(figures(root, n, *pytest_run(root, url, extra, tree=tree), browser=False))
+                sides[side].append(figures(roots[side], n, *pytest_run(roots[side], url, extra, tree=tree),
+                                           browser=False))
     return sides
 
 

@@ -307,6 +307,39 @@ def _mesh_counts(gltf: Mapping[str, Any]) -> tuple[int, int]:
     return vertices, faces
 
 
+#: the PNG signature, and the chunks that say nothing about the pixels: text (ComfyUI's SaveImage
+#: writes the prompt and the workflow there) and the modification time
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+
+
+def png_image_digest(data: bytes) -> str | None:
+    """A digest of what a PNG's pixels are decoded from: every chunk but its text and time
+    metadata, as stored (compressed, with their CRCs). Two PNGs with the same digest decode to
+    the same pixels, whatever their metadata; the same pixels written by another encoder or
+    compression level give another digest (the digest then says nothing, it never says "same"
+    wrongly). ``sha256:`` and 32 hex digits (128 bits); None for anything that is not a whole,
+    well-formed PNG (signature, IHDR first, every chunk inside the data, IEND last), which is
+    left to the decoder. ~0.1 ms for a 256x256 image, a tenth of decoding it."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    digest = hashlib.sha256()
+    view = memoryview(data)
+    pos, end, first = len(_PNG_SIGNATURE), len(data), True
+    while pos + 12 <= end:
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        stop = pos + 12 + length
+        if stop > end or (first and kind != b"IHDR"):
+            return None
+        first = False
+        if kind not in _PNG_METADATA:
+            digest.update(view[pos:stop])
+        if kind == b"IEND":
+            return f"sha256:{digest.hexdigest()[:32]}" if stop == end else None
+        pos = stop
+    return None
+
+
 def decode_image(data: bytes) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from PIL import Image
+
+from comfytest.media import decode_image, png_image_digest
 
 
 @dataclass(frozen=True)
@@ -36,13 +39,35 @@ class FileRef:
 
 @dataclass(frozen=True)
 class OutputImage:
-    """One image of one output node (``index`` is its place in the node's batch)."""
+    """One image of one output node (``index`` is its place in the node's batch).
+
+    Either ``decoded`` already, or the file's ``data`` as served, decoded on first use of
+    ``image`` (``Undecodable`` when Pillow cannot): an output identical to the one its baseline
+    was made from is recognised by ``digest`` without decoding it at all."""
 
     node_id: str
     index: int
     ref: FileRef
-    image: Image.Image = field(compare=False, repr=False)
+    decoded: Image.Image | None = field(default=None, compare=False, repr=False)
     kind: str = "images"  # the output key the server used: images, gifs, animated...
+    data: bytes | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.decoded is None and self.data is None:
+            raise ValueError("an OutputImage needs its decoded image or the file's data")
+
+    @cached_property
+    def image(self) -> Image.Image:
+        """The decoded image (decoded once, on first use)."""
+        if self.decoded is not None:
+            return self.decoded
+        assert self.data is not None
+        return decode_image(self.data)
+
+    @cached_property
+    def digest(self) -> str | None:
+        """``media.png_image_digest`` of the served file; None for a decoded image or another format."""
+        return png_image_digest(self.data) if self.data is not None else None
 
     @property
     def key(self) -> str:

@@ -480,10 +480,12 @@ class Runner:
         return outputs
 
     def _decode(self, outputs: Mapping[str, Mapping[str, Any]]) -> Decoded:
-        """Images decoded with Pillow, texts, and every other file as bytes.
+        """Images (decoded with Pillow), texts, and every other file as bytes.
 
         A file is classified by its name (SaveVideo reports its .mp4 under ``images``); one that
-        does not decode is kept as an ``OutputFile`` with the reason, for the check to report."""
+        does not decode is kept as an ``OutputFile`` with the reason, for the check to report.
+        A well-formed PNG is kept as served and decoded on first use (``OutputImage.image``):
+        one identical to its baseline's source is never decoded (``compare.baselines``)."""
         images: list[OutputImage] = []
         texts: list[OutputText] = []
         files: list[OutputFile] = []
@@ -512,6 +514,10 @@ class Runner:
             raise _NodeOutputRefused(node, exc) from None
         kind = kind_of(ref.filename)
         if kind == "image":
+            served = OutputImage(node, index, ref, None, key, data=data)
+            if served.digest is not None:  # a well-formed PNG: decoded when first used, if at all
+                images.append(served)
+                return
             try:
                 images.append(OutputImage(node, index, ref, decode_image(data), key))
                 return

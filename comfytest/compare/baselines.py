@@ -27,6 +27,7 @@ import errno
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
@@ -35,7 +36,7 @@ from PIL import Image
 from comfytest.compare import images as ic
 from comfytest.compare import perceptual as pc
 from comfytest.compare.criteria import NO_LIMITS, Criteria, PixelLimits, for_baseline
-from comfytest.compare.preload import Preloads, read_frames
+from comfytest.compare.preload import Preloaded, Preloads, read_frames
 from comfytest.compare.store import (
     HASHES_FILE,
     PROFILES_DIR,
@@ -46,6 +47,7 @@ from comfytest.compare.store import (
     Stack,
     atomic_write,
     check_line,
+    file_digest,
     read_hashes,
     remove_hash,
     safe_name,
@@ -54,6 +56,7 @@ from comfytest.compare.store import (
     upsert_hash,
 )
 from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
+from comfytest.outputs import OutputImage
 
 __all__ = [  # the file layer is re-exported: callers need only this module
     "HASHES_FILE",
@@ -96,6 +99,9 @@ class CheckResult:
     text_diff: str | None = field(default=None, repr=False)
     #: text outputs: (baseline text or None, obtained text), for reports
     texts: tuple[str | None, str] | None = field(default=None, repr=False)
+    #: an image output that passed without being decoded (``same_source``) where its pixels were
+    #: at hand anyway: the baseline's, read while the case ran (for its thumbnail)
+    pixels: Image.Image | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -256,10 +262,16 @@ class _ImageKind(_Kind[list[Image.Image]]):
 
     keeps_pixels = True  # the perceptual criteria judge pixels: the hash is a backstop (HASH_BACKSTOP)
 
-    def __init__(self, store: BaselineStore, key: BaselineKey, obtained: Image.Image,
-                 params: _HashParams, preloads: Preloads | None = None) -> None:
+    def __init__(self, store: BaselineStore, key: BaselineKey, obtained: Image.Image | OutputImage,
+                 params: _HashParams, preloads: Preloads | None = None, *, compare: bool = True) -> None:
         super().__init__(store, key)
-        self.obtained, self.frames, self.params = obtained, ic.frames(obtained), params
+        self._obtained, self.params = obtained, params
+        #: the served PNG's image-data digest (``media.png_image_digest``); with ``compare`` (not an
+        #: update) an output whose digest is its baseline line's ``served=`` is never decoded
+        self.served = obtained.digest if isinstance(obtained, OutputImage) else None
+        self.shortcut = compare and self.served is not None
+        self.same_source = False  # the shortcut held: same image data as the baseline's source
+        self.pixels: Image.Image | None = None  # then, the baseline's decoded pixels if preloaded
         self.preloads = preloads  # the case's baselines, read while it ran (``preload``)
         self.name = f"{key.stem}.png"
         self.pixels_same = False
@@ -267,6 +279,15 @@ class _ImageKind(_Kind[list[Image.Image]]):
         self.loaded: list[Image.Image] | None = None  # the baseline's frames, once decoded
         self.baseline_hashes: tuple[str, ...] = ()  # their hashes, computed to check the line
         self.cmp: Comparison | None = None
+
+    @cached_property
+    def obtained(self) -> Image.Image:
+        """The obtained image, decoded on first use (``Undecodable`` when it cannot be)."""
+        return self._obtained.image if isinstance(self._obtained, OutputImage) else self._obtained
+
+    @cached_property
+    def frames(self) -> list[Image.Image]:
+        return ic.frames(self.obtained)
 
     def criteria(self) -> Criteria:
         """The limits for this output: the strict pixel default only where the baseline's stack
@@ -289,15 +310,49 @@ class _ImageKind(_Kind[list[Image.Image]]):
         # the PNG is the baseline; its line says which device made it (and so whether the pixel
         # limits apply): a line that is damaged, missing or made from other pixels is never skipped
         early = self.preloads.take(source) if self.preloads is not None else None
-        self.loaded = early.frames if early is not None else _read_png(source)
         hashes = source.parent / HASHES_FILE
         self.store.mark_used(hashes)
-        self.stored = read_hashes(hashes).get(self.key.stem)
+        if self.shortcut:
+            self.stored = read_hashes(hashes).get(self.key.stem)
+            if self._same_source(source, early):
+                self.same_source = self.pixels_same = True
+                self.pixels = early.frames[0] if early is not None else None
+                return []  # nothing decoded: compare() says why it passes
+        self.loaded = early.frames if early is not None else _read_png(source)
+        if not self.shortcut:
+            self.stored = read_hashes(hashes).get(self.key.stem)
         self.baseline_hashes = check_line(hashes, self.key.stem, self.stored, source, self.loaded,
                                           early.hashes if early is not None else None)
         return self.loaded
 
+    def _same_source(self, source: Path, early: Preloaded | None) -> bool:
+        """Whether the server sent the image data this baseline was made from (the line's
+        ``served=``), and the PNG beside the line is still the one written with it (``file=``):
+        then the output's pixels are the baseline's, exactly. Single images of the modes whose
+        comparison needs no decoding to describe (an animation, a palette image: compared)."""
+        line, p = self.stored, self.params
+        if line is None or line.served is None or line.served != self.served or line.file is None:
+            return False
+        if len(line.hashes) != 1 or line.mode not in _PLAIN_MODES or not line.hashes[0].startswith(
+                f"{p.method}:{p.hash_size}:"):
+            return False
+        try:
+            digest = early.digest if early is not None else file_digest(source.read_bytes())
+        except OSError:
+            return False  # the normal read says what is wrong
+        return digest == line.file
+
+    def _same_source_outcome(self) -> _Outcome:
+        line = self.stored
+        assert line is not None
+        cmp = ic.ImageComparison.of_same_source(line.hashes[0], line.size, line.mode, self.criteria(),
+                                             pixels=self.keeps_pixels)
+        self.cmp = cmp
+        return _Outcome(cmp.passed, cmp.describe(), cmp)
+
     def compare(self, baseline: list[Image.Image]) -> _Outcome:
+        if self.same_source:
+            return self._same_source_outcome()
         p, criteria = self.params, self.criteria()
         # load() hashed the baseline to check its line: reused when this run hashes the same way
         known = self.baseline_hashes if self.baseline_hashes and all(
@@ -314,12 +369,23 @@ class _ImageKind(_Kind[list[Image.Image]]):
             f.max_abs_diff == 0 and not f.mode_mismatch for f in frames)
         return _Outcome(cmp.passed, cmp.describe(), cmp)
 
-    def _record(self) -> HashRecord:
+    def _record(self, file: str | None = None) -> HashRecord:
         # identical pixels keep the device that made them: an update on another device
         # that changes nothing must not move every line
         keep = self.pixels_same and self.stored is not None and self.stored.device
         stack = self.stored.stack if keep and self.stored else self.store.stack
-        return HashRecord.of(self.obtained, self.params.method, self.params.hash_size, stack)
+        # a PNG baseline: ``served`` only beside a file (``file``) that holds the served pixels
+        # exactly; a hash-only line describes the served pixels themselves
+        exact = file is not None and self.pixels_same if self.keeps_pixels else True
+        served = self.served if exact else None
+        return HashRecord.of(self.obtained, self.params.method, self.params.hash_size, stack,
+                             served=served, file=file if served and self.keeps_pixels else None)
+
+    def _source_digest(self) -> str | None:
+        """``file=`` for the baseline PNG an unchanged output keeps (None for another format)."""
+        if self.served is None or self.source is None:
+            return None
+        return file_digest(self.source.read_bytes())
 
     def unchanged(self, outcome: _Outcome) -> bool:
         assert self.source is not None
@@ -327,19 +393,23 @@ class _ImageKind(_Kind[list[Image.Image]]):
             stored = read_hashes(self.source.parent / HASHES_FILE).get(self.key.stem)
         except BaselineCorrupt:
             return False  # dump() rewrites our line and keeps the others verbatim
-        return self.pixels_same and stored == self._record()
+        return self.pixels_same and stored == self._record(self._source_digest())
 
     def dump(self) -> None:
         if self.cmp is None and self.loaded is not None:  # a damaged line: keep a reproduced image
             self.pixels_same = _same_pixels(self.frames, self.loaded)
             self.stored = None
-        record = self._record()
+        record = self._record(self._source_digest() if self.pixels_same else None)
         with uninterrupted():  # the image and its line: both or neither
             if not self.pixels_same:
                 written = _save_png(self.target, self.frames)
-                # the line describes the bytes on disk, decoded again, not the image in memory
-                record = HashRecord.of(_decode_png(written), self.params.method, self.params.hash_size,
-                                       record.device)
+                # the line describes the bytes on disk, decoded again, not the image in memory;
+                # ``served`` only where those bytes hold the served pixels exactly
+                decoded = _decode_png(written)
+                exact = self.served is not None and _same_pixels(self.frames, ic.frames(decoded))
+                record = HashRecord.of(decoded, self.params.method, self.params.hash_size, record.stack,
+                                       served=self.served if exact else None,
+                                       file=file_digest(written) if exact else None)
             upsert_hash(self.target.parent / HASHES_FILE, self.key.stem, record)
         self.store.mark_used(self.target)
         self.store.mark_used(self.target.parent / HASHES_FILE)
@@ -360,6 +430,10 @@ class _ImageKind(_Kind[list[Image.Image]]):
         _save_png(paths.diff, [diff])
         _save_png(paths.side_by_side, [ic.side_by_side(baseline[index], self.frames[index], diff)])
         return paths
+
+
+#: modes whose comparison needs no decoding to describe: RGB(A) or grey, no palette
+_PLAIN_MODES = frozenset({"RGB", "RGBA", "L", "LA"})
 
 
 def _same_pixels(a: list[Image.Image], b: list[Image.Image]) -> bool:
@@ -396,6 +470,10 @@ class _HashOnlyKind(_ImageKind):
     def compare(self, baseline: list[Image.Image]) -> _Outcome:
         p, stored = self.params, self.stored
         assert stored is not None, "load() found the record"
+        if self.shortcut and stored.served == self.served and len(stored.hashes) == 1 and \
+                stored.mode in _PLAIN_MODES and stored.hashes[0].startswith(f"{p.method}:{p.hash_size}:"):
+            self.same_source = True  # the line was written from this image data: nothing to decode
+            return self._same_source_outcome()
         try:
             frames = tuple(ic.compare_to_hash(
                 f, h, baseline_size=stored.size, baseline_mode=stored.mode, method=p.method,
@@ -429,17 +507,21 @@ def same_stack(baseline: Stack, current: Stack) -> tuple[bool, str]:
     return False, (f"baseline: {baseline.label()}; this run: {current.label(differs)} — perceptual criteria")
 
 
-def check_image(store: BaselineStore, key: BaselineKey, obtained: Image.Image, *,
+def check_image(store: BaselineStore, key: BaselineKey, obtained: Image.Image | OutputImage, *,
                 mode: Mode = "compare", method: str = "phash", hash_size: int = 8,
                 tolerance: int = 2, results_dir: Path, hash_only: bool = False,
                 limits: PixelLimits = NO_LIMITS, preloads: Preloads | None = None) -> CheckResult:
     """Compare (or in update mode, record) one output image against its baseline: by the
     hash ``tolerance`` and the pixel ``limits`` (plus the same-device default; see criteria).
-    ``preloads``: the case's baseline images if a thread read them already (``preload``)."""
+    ``obtained`` as served (an ``OutputImage``): decoded only if it is not the image data the
+    baseline was made from (``Undecodable`` when it cannot be). ``preloads``: the case's
+    baseline images if a thread read them already (``preload``)."""
     ic.check_method(method, hash_size)
     params = _HashParams(method, hash_size, tolerance, limits)
-    kind = (_HashOnlyKind if hash_only else _ImageKind)(store, key, obtained, params, preloads)
-    return _run(kind, mode, results_dir)
+    kind = (_HashOnlyKind if hash_only else _ImageKind)(store, key, obtained, params, preloads,
+                                                         compare=mode == "compare")
+    result = _run(kind, mode, results_dir)
+    return replace(result, pixels=kind.pixels) if kind.pixels is not None and result.ok else result
 
 
 class _TextKind(_Kind[str]):

@@ -148,6 +148,18 @@ class ImageComparison:
     perceptual: pc.Perceptual | None = None
     #: same stack: how systematic the differences within the max diff are
     systematic: sy.Systematic | None = None
+    #: decided without decoding: the server sent the image data the baseline was made from
+    same_source: bool = False
+
+    @classmethod
+    def of_same_source(cls, hash_value: str, size: tuple[int, int], mode: str, criteria: Criteria, *,
+                       pixels: bool) -> ImageComparison:
+        """The comparison of an output whose image data is the baseline's source: identical
+        pixels (``pixels``: the baseline keeps pixels; a hash-only line has no pixel figures)."""
+        value = HashValue.parse(hash_value)
+        return cls(value.method, value.size, criteria.hash_limit, 0, hash_value, hash_value, size, size, mode,
+                   mode, "RGBA" if mode in _ALPHA_MODES else "RGB",
+                   PixelMetrics(0, 0.0, math.inf) if pixels else None, criteria, same_source=True)
 
     @property
     def failures(self) -> list[str]:
@@ -199,6 +211,9 @@ class ImageComparison:
                 text = "; ".join(broken) + f" ({evidence}{_describe_metrics(self.metrics, self.perceptual)})"
                 if self.criteria and self.criteria.why:
                     text += f" [{self.criteria.why}]"
+            elif self.same_source:
+                text = (f"{self.method} distance 0 <= tolerance {self.tolerance} (identical pixels: the "
+                        "server sent the image data the baseline was made from)")
             else:
                 text = f"{self.method} distance {self.distance} <= tolerance {self.tolerance}"
                 text += f" ({_describe_metrics(self.metrics, self.perceptual)})"

@@ -15,6 +15,7 @@ not grow with the suite.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from comfytest.compare import images as ic
-from comfytest.compare.store import HASHES_FILE, TRACE_PICTURES, HashRecord, read_hashes
+from comfytest.compare.store import HASHES_FILE, TRACE_PICTURES, HashRecord, file_digest, read_hashes
 
 #: pixels (all frames of all files) one case preloads at most; beyond, the caller decodes
 MAX_PIXELS = 1 << 25
@@ -38,10 +39,11 @@ def stamp(path: Path) -> Stamp:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def read_frames(path: Path, max_pixels: int | None = None) -> list[Image.Image]:
+def read_frames(path: Path, max_pixels: int | None = None, data: bytes | None = None) -> list[Image.Image]:
     """A baseline image's frames, decoded (Pillow's errors raised as they are); with
-    ``max_pixels``, ``TooLarge`` before anything is decoded when its frames hold more."""
-    with Image.open(path) as img:
+    ``max_pixels``, ``TooLarge`` before anything is decoded when its frames hold more.
+    ``data``: the file's bytes, when the caller read them already."""
+    with Image.open(path if data is None else io.BytesIO(data)) as img:
         if max_pixels is not None and img.width * img.height * getattr(img, "n_frames", 1) > max_pixels:
             raise TooLarge(path)
         img.load()
@@ -58,6 +60,8 @@ class Preloaded:
 
     stamp: Stamp
     frames: list[Image.Image]
+    #: ``store.file_digest`` of the file's bytes (what ``hashes.txt``'s ``file=`` is checked against)
+    digest: str
     #: the frames' hashes by the method and size of the file's ``hashes.txt`` line, keyed
     #: ``"<method>:<size>"``; empty when the line could not be read
     hashes: Mapping[str, tuple[str, ...]]
@@ -120,7 +124,8 @@ def _read_case(folders: tuple[Path, ...], max_pixels: int) -> dict[Path, Preload
             path = folder / name
             try:
                 before = stamp(path)
-                frames = read_frames(path, budget)
+                data = path.read_bytes()
+                frames = read_frames(path, budget, data)
             except TooLarge:
                 return found  # the caller decodes the rest
             except Exception:  # the caller reads it again and says what is wrong
@@ -134,7 +139,8 @@ def _read_case(folders: tuple[Path, ...], max_pixels: int) -> dict[Path, Preload
             try:
                 if stamp(path) != before:
                     continue
-                found[path] = Preloaded(before, frames, _hashes(frames, lines.get(name[:-len(".png")])))
+                found[path] = Preloaded(before, frames, file_digest(data),
+                                        _hashes(frames, lines.get(name[:-len(".png")])))
             except Exception:  # the caller reads it again
                 continue
     return found

@@ -136,7 +136,12 @@ class HashRecord:
     that made it (``device=cpu torch=2.4.1 comfyui=0.3.75 precision=none``; lines written
     before the stack was kept have the device alone, older ones nothing) and a colour
     signature per frame (``colour=lab1:...``; absent in older lines, which then compare by the
-    hash alone)."""
+    hash alone). ``served`` is ``media.png_image_digest`` of the PNG the server sent when the line
+    was written, and ``file`` the digest of the baseline PNG itself (``file_digest``): an output
+    the server sends with the same image data, beside a baseline file that is still the one the
+    line was written with, holds the same pixels and passes without being decoded. Both are
+    absent in older lines, for outputs that are not PNGs, and where the PNG written did not
+    decode to the obtained pixels exactly."""
 
     hashes: tuple[str, ...]
     size: tuple[int, int]
@@ -146,6 +151,8 @@ class HashRecord:
     comfyui: str | None = None
     precision: str | None = None
     colour: tuple[str, ...] | None = None
+    served: str | None = None
+    file: str | None = None
 
     @property
     def stack(self) -> Stack:
@@ -155,6 +162,7 @@ class HashRecord:
         extra = "".join(f"  {k}={v}" for k, v in self.stack.items())
         if self.colour:
             extra += f"  colour={','.join(self.colour)}"
+        extra += "".join(f"  {k}={v}" for k, v in (("served", self.served), ("file", self.file)) if v)
         return f"{stem}  {','.join(self.hashes)}  {self.size[0]}x{self.size[1]} {self.mode}{extra}"
 
     @classmethod
@@ -162,27 +170,38 @@ class HashRecord:
         stem, hashes, wxh, mode, *extra = line.split()
         w, h = wxh.split("x")
         fields = dict(item.split("=", 1) for item in extra)
-        unknown = set(fields) - {*STACK_FIELDS, "colour"}
+        unknown = set(fields) - {*STACK_FIELDS, "colour", "served", "file"}
         if unknown:
             raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
         colour = tuple(fields["colour"].split(",")) if "colour" in fields else None
+        for name in ("served", "file"):
+            if name in fields and not _DIGEST.fullmatch(fields[name]):
+                raise ValueError(f"{name}= is not sha256: and 32 hex digits")
         record = cls(tuple(hashes.split(",")), (int(w), int(h)), mode, fields.get("device"), fields.get("torch"),
-                     fields.get("comfyui"), fields.get("precision"), colour)
+                     fields.get("comfyui"), fields.get("precision"), colour, fields.get("served"), fields.get("file"))
         for value in record.hashes:
             ic.HashValue.parse(value)
         for value in colour or ():
-            ColourSignature.parse(value)
+            ColourSignature.check(value)
         return stem, record
 
     @classmethod
     def of(cls, obtained: Image.Image, method: str, hash_size: int,
-           device: str | Stack | None = None) -> HashRecord:
+           device: str | Stack | None = None, *, served: str | None = None, file: str | None = None) -> HashRecord:
         frames = ic.frames(obtained)
         hashes = tuple(ic.image_hash(f, method, hash_size) for f in frames)
         colour = tuple(str(ColourSignature.of(f)) for f in frames)
         stack = device if isinstance(device, Stack) else Stack(device)
         return cls(hashes, frames[0].size, obtained.mode, stack.device, stack.torch, stack.comfyui,
-                   stack.precision, colour)
+                   stack.precision, colour, served, file)
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{32}")
+
+
+def file_digest(data: bytes) -> str:
+    """The ``file=`` digest of a baseline PNG: sha256 of its bytes, 128 bits, as ``sha256:<hex>``."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()[:32]}"
 
 
 def device_profile(system_stats: Mapping[str, Any]) -> str | None:

@@ -8,10 +8,12 @@ blocking error or one ``ComparisonError`` listing every output that failed.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from comfytest.comfy.diagnostics import describe_node, node_info
 from comfytest.comfy.execution import RunResult
@@ -40,7 +42,7 @@ from comfytest.errors import (
     clip,
 )
 from comfytest.media import MediaSettings, Undecodable
-from comfytest.outputs import OutputFile
+from comfytest.outputs import OutputFile, OutputImage
 from comfytest.plugin.offpath import OffPath
 from comfytest.plugin.perf import PerfPlan, Pool, measure, perf_json
 from comfytest.plugin.resultfiles import keep_results
@@ -212,7 +214,7 @@ def calibrate_case(
         runs.append(fresh_run(session, prompt, case.timeout))
         wanted = [i for i in runs[-1].images if case.outputs is None or i.node_id in case.outputs]
         videos = [f for f in runs[-1].files if f.kind == "video" and (case.outputs is None or f.node_id in case.outputs)]
-        return {i.key: i.image for i in wanted} | {f.key: _video_frames(f, case) for f in videos}
+        return {i.key: _decoded(i) for i in wanted} | {f.key: _video_frames(f, case) for f in videos}
 
     images = repeat(run, times)
     record["prompt_id"] = runs[0].prompt_id
@@ -221,6 +223,14 @@ def calibrate_case(
     record["stats"] = summarize_runs(record["runs"]) if times > 1 else None
     spreads = measure_runs(images, method=case.hash_method or "phash", hash_size=case.hash_size or 8)
     record["calibration"] = [s.to_json(case.tolerance) for s in spreads]
+
+
+def _decoded(image: OutputImage) -> Image.Image:
+    try:
+        return image.image
+    except Undecodable as exc:
+        raise ComparisonError(f"image {image.ref.filename} of node {image.node_id} cannot be decoded for "
+                              f"calibration: {exc}") from None
 
 
 def _video_frames(file: OutputFile, case: CaseSpec) -> Any:
@@ -331,6 +341,8 @@ def check_outputs(
     unwritable: list[StorageError] = []  # one output's file refused: the others are still checked
     refused: set[str] = set()  # their stems: produced, so their baselines are not "no longer produced"
 
+    undecodable: list[OutputFile] = []  # served PNGs that did not decode: checked as files are
+
     def check(key: BaselineKey, call: Callable[[], CheckResult]) -> None:
         try:
             checks.append(call())
@@ -338,21 +350,26 @@ def check_outputs(
             unwritable.append(exc)
             refused.add(key.stem)
 
+    images = []
     for img in result.images:
         if case.outputs is not None and img.node_id not in case.outputs:
             continue
         key = BaselineKey(name, case.id, img.key)
         tolerance, limits = case.criteria_for(img.node_id)
-        check(key, partial(
-            check_image, store, key, img.image, mode=mode, method=case.hash_method or "phash",
-            hash_size=case.hash_size or 8, tolerance=tolerance, limits=limits,
-            results_dir=results_dir, hash_only=hash_only, preloads=preloads,
-        ))
+        try:  # as served: decoded only if it is not the image data its baseline was made from
+            check(key, partial(
+                check_image, store, key, img, mode=mode, method=case.hash_method or "phash",
+                hash_size=case.hash_size or 8, tolerance=tolerance, limits=limits,
+                results_dir=results_dir, hash_only=hash_only, preloads=preloads,
+            ))
+            images.append(img)
+        except Undecodable as exc:
+            undecodable.append(OutputFile(img.node_id, img.index, img.ref, "image", img.data or b"", img.kind, str(exc)))
     for text in result.texts:
         if case.outputs is None or text.node_id in case.outputs:
             text_key = BaselineKey(name, case.id, text.key)
             check(text_key, partial(check_text, store, text_key, text.text, mode=mode, results_dir=results_dir))
-    media = check_media(result, name, case, store, results_dir, mode, hash_only, labels)
+    media = check_media(result, name, case, store, results_dir, mode, hash_only, labels, undecodable)
     checks += [m.result for m in media]
     case_key = BaselineKey(name, case.id, "")
     gone = check_not_produced(store, case_key, {c.key.stem for c in checks} | refused, mode=mode, nodes=case.outputs)
@@ -363,8 +380,9 @@ def check_outputs(
     record["comparisons"] = [comparison_json(c) for c in plain] + [
         {**comparison_json(m.result), **m.to_json(), **_media_numbers(m)} for m in media] + [
         comparison_json(c) for c in gone]
-    keep_results(result.images, record["comparisons"], stale, keep_passed=keep_passed,
-                 later=offpath.writer.submit if offpath is not None else None)
+    keep_results(images, record["comparisons"], stale, keep_passed=keep_passed,
+                 later=offpath.writer.submit if offpath is not None else None,
+                 pixels={c.key.output_key: c.pixels for c in checks if c.pixels is not None})
     checks += gone
     if unwritable:  # after the record: the summary counts what was written before and after it
         raise StorageError("\n\n".join(str(e) for e in unwritable))
@@ -413,11 +431,12 @@ def _compared_nothing(result: RunResult, labels: Mapping[str, Any]) -> str:
 
 def check_media(
     result: RunResult, name: str, case: CaseSpec, store: BaselineStore, results_dir: Path,
-    mode: Mode, hash_only: bool, labels: Mapping[str, Any],
+    mode: Mode, hash_only: bool, labels: Mapping[str, Any], undecodable: Sequence[OutputFile] = (),
 ) -> list[MediaCheck]:
-    """Every output file that is not an image (video, audio, latent, 3D, other) by its kind."""
+    """Every output file that is not an image (video, audio, latent, 3D, other) by its kind, and
+    the images that did not decode (``undecodable``), reported as files."""
     checks = []
-    for file in result.files:
+    for file in (*result.files, *undecodable):
         if case.outputs is not None and file.node_id not in case.outputs:
             continue
         settings = MediaSettings(
@@ -469,6 +488,7 @@ def comparison_json(check: CheckResult) -> dict[str, Any]:
             data["method"] = frames[0].method
         criteria = getattr(frames[0] if frames else comp, "criteria", None)
         data["criteria"] = criteria.describe() if criteria is not None else None
+        data["same_source"] = getattr(comp, "same_source", False)
     return data
 
 

@@ -1,7 +1,7 @@
 """What a case leaves in the results folder, so that the folder grows with failures, not passes.
 
-Called once the outputs of a case were checked, while its images are still decoded in memory
-(nothing is read back later), and filling the report record's paths:
+Called once the outputs of a case were checked, while its images are still in memory (nothing
+is read back later), and filling the report record's paths:
 
 - a passing image output: a thumbnail of a few KB (``report.assets.write_thumbnail``); its full
   obtained image only with ``--comfy-keep-passed``;
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from comfytest.compare.store import safe_name
 from comfytest.outputs import OutputImage
@@ -31,14 +32,17 @@ FAILED_IMAGE = frozenset({"mismatch"})
 def keep_results(
     images: Iterable[OutputImage], comparisons: list[dict[str, Any]], folder: Path, *, keep_passed: bool,
     later: Callable[[Callable[[], object], str], None] | None = None,
+    pixels: Mapping[str, Image.Image] | None = None,
 ) -> None:
     """Write/remove the case's result files in ``folder`` and record their paths in ``comparisons``.
-    ``later(write, what)``: where a thumbnail may be written on a thread (``offpath.Writer``)."""
+    ``later(write, what)``: where a thumbnail may be written on a thread (``offpath.Writer``).
+    ``pixels``: by output, the decoded pixels of passing images the check did not decode (the
+    identical baseline's), so that their thumbnails need no decoding either."""
     by_output = {img.key: img for img in images}
     for comp in comparisons:
         kind, ok = comp.get("kind") or "image", comp.get("status") in OK_STATUSES
         if kind == "image" and ok and comp.get("output") in by_output:
-            _passed_image(by_output[comp["output"]], comp, folder, keep_passed, later)
+            _passed_image(by_output[comp["output"]], comp, folder, keep_passed, later, (pixels or {}).get(comp["output"]))
         elif kind == "image" and comp.get("status") in FAILED_IMAGE and comp.get("baseline"):
             comp["baseline_copy"] = _copy_baseline(Path(comp["baseline"]), folder, comp)
         elif kind in ("video", "audio") and ok and not keep_passed:
@@ -46,13 +50,14 @@ def keep_results(
 
 
 def _passed_image(image: OutputImage, comp: dict[str, Any], folder: Path, keep_passed: bool,
-                  later: Callable[[Callable[[], object], str], None] | None) -> None:
+                  later: Callable[[Callable[[], object], str], None] | None, pixels: Image.Image | None) -> None:
     stem = _stem(comp)
     if later is None:
-        comp["thumbnail"] = str(write_thumbnail(image.image, folder, stem))
+        comp["thumbnail"] = str(write_thumbnail(pixels or image.image, folder, stem))
     else:
         comp["thumbnail"] = str(thumbnail_path(folder, stem))
-        later(partial(write_thumbnail, image.image, folder, stem), f"thumbnail {comp['thumbnail']}")
+        # where neither the check nor the preload decoded it, decoded on the thread
+        later(lambda: write_thumbnail(pixels or image.image, folder, stem), f"thumbnail {comp['thumbnail']}")
     if keep_passed:
         comp["obtained"] = str(save_obtained(image.image, folder, stem))
 

@@ -5,6 +5,8 @@ baseline files, the ``outputs`` list and the end-of-session lists (changes, unus
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,9 +78,12 @@ def test_tiny_txt2img_walks_the_whole_lifecycle(ws: Workspace) -> None:
     second = ws.snapshot()
     assert second["tiny_txt2img/base/7_0.png"][1] != first["tiny_txt2img/base/7_0.png"][1]
 
-    # 6. the new baseline passes; 7. an update with nothing changed rewrites nothing
+    # 6. the new baseline passes (ComfyUI's own PNG, recognised by its image data without being
+    # decoded, its thumbnail written all the same); 7. an update with nothing changed rewrites nothing
     ws.run().assert_outcomes(passed=1)
-    assert ws.comparisons()[0]["distance"] == 0
+    comp = ws.comparisons()[0]
+    assert (comp["distance"], comp["max_abs_diff"], comp["same_source"]) == (0, 0, True)
+    assert Path(comp["thumbnail"]).is_file()
     again = ws.run(UPDATE)
     again.assert_outcomes(passed=1)
     again.stdout.fnmatch_lines([f"baselines ({UPDATE}): 0 created, 0 updated, 1 unchanged"])
@@ -92,12 +97,15 @@ def test_hash_only_keeps_a_hash_line_and_no_image(ws: Workspace) -> None:
     lines = ws.case_dir("two", "default").joinpath("hashes.txt").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["2_0", "4_0"]
     assert all(ln.split()[1].startswith("phash:8:") and "  16x16 RGB  device=cpu  torch=" in ln
-               and ln.split()[-1].startswith("colour=lab1:") for ln in lines)
+               and ln.split()[-2].startswith("colour=lab1:") for ln in lines)
+    # the digest of the served PNG's image data: the next run recognises it without decoding
+    assert all(re.fullmatch(r"served=sha256:[0-9a-f]{32}", ln.split()[-1]) for ln in lines)
 
     ws.run("--comfy-hash-only").assert_outcomes(passed=1)
     for comp in ws.comparisons():
         assert (comp["status"], comp["distance"], comp["max_abs_diff"]) == ("passed", 0, None)
         assert comp["baseline"].endswith("hashes.txt")
+        assert comp["same_source"] is True, comp
 
 
 def test_an_undecodable_baseline_image_is_named_and_left_alone(ws: Workspace) -> None:

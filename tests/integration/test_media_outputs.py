@@ -9,6 +9,7 @@ any kind): they must fail as regressions naming node and file, never as infrastr
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import shutil
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import av  # noqa: F401  imported before in-process pytester runs (C extension, see lifecycle.py)
 import pytest
+from PIL import Image
 
+from comfytest.media import png_image_digest
 from tests.integration.lifecycle import REPO, Workspace, text
 
 UPDATE = "--comfy-update-baselines"
@@ -104,10 +107,23 @@ BROKEN = {
 }
 
 
+def _damaged_png() -> str:
+    """A PNG whose chunks are all in place (so it is kept as served, to be decoded when the check
+    needs it) with a flipped byte in its image data: it decodes no more than garbage does."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[data.index(b"IDAT") + 8] ^= 0xFF
+    assert png_image_digest(bytes(data)) is not None
+    return base64.b64encode(bytes(data)).decode()
+
+
 def test_undecodable_outputs_fail_as_regressions_naming_node_and_file(ws: Workspace) -> None:
     workflow = {node: {"class_type": "ComfyTestFile", "_meta": {"title": f"Broken {name}"},
                        "inputs": {"name": name, "content": "not a media file", "base64": False, "output_key": key}}
                 for node, (name, key) in BROKEN.items()}
+    workflow["5"] = {"class_type": "ComfyTestFile", "_meta": {"title": "Broken damaged.png"},
+                     "inputs": {"name": "damaged.png", "content": _damaged_png(), "base64": True, "output_key": "images"}}
     ws.workflow("broken", workflow)
     result = ws.run(UPDATE)  # even update mode must not record an undecodable output
     result.assert_outcomes(failed=1)
@@ -115,11 +131,11 @@ def test_undecodable_outputs_fail_as_regressions_naming_node_and_file(ws: Worksp
     record = ws.report()["tests"][0]
     assert record["failure_kind"] == "regression"
     out = text(result)
-    for node, (name, _) in BROKEN.items():
+    for node, (name, _) in [*BROKEN.items(), ("5", ("damaged.png", ""))]:
         assert f"node {node} 'Broken {name}' (ComfyTestFile) produced {name}" in out
     # count in the failure section only: with CI set, pytest repeats the message untruncated
     # in its short summary
-    assert out.split("short test summary info")[0].count("which cannot be decoded") == 4
+    assert out.split("short test summary info")[0].count("which cannot be decoded") == 5
     assert not ws.baselines.exists() or ws.snapshot() == {}
 
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from comfytest.compare.baselines import (
     HASHES_FILE,
@@ -25,7 +26,10 @@ from comfytest.compare.baselines import (
 from comfytest.compare.criteria import HASH_BACKSTOP
 from comfytest.compare.images import ImageComparison, image_hash
 from comfytest.compare.perceptual import ColourSignature
+from comfytest.compare.store import Stack, file_digest
 from comfytest.errors import BaselineCorrupt, BaselineMissing, ComparisonError, ImageMismatch, StorageError
+from comfytest.media import png_image_digest
+from comfytest.outputs import FileRef, OutputImage
 
 KEY = BaselineKey("txt2img", "seed[42]", "9_0")
 
@@ -342,3 +346,91 @@ def test_read_only_baselines_in_update_mode_is_a_storage_error(tmp_path: Path) -
             life.check(scene(), "update")
     finally:
         life.root.chmod(0o755)
+
+
+# -- issue 26: an output whose image data is its baseline's source passes without being decoded
+
+
+def served(img: Image.Image, text: str = "prompt") -> OutputImage:
+    """The image as ComfyUI's SaveImage serves it: a PNG at compress level 4 with the prompt
+    in a text chunk, decoded only when the check needs it."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", text)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", pnginfo=info, compress_level=4)
+    return OutputImage("9", 0, FileRef("x.png"), data=buffer.getvalue())
+
+
+def decoded_yet(image: OutputImage) -> bool:
+    return "image" in vars(image)  # the cached_property has run
+
+
+def test_an_unchanged_output_passes_without_decoding_and_its_line_binds_the_png(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    stack = Stack("cpu", "2.4.1", "0.3.75", "none")
+    life.store = BaselineStore(life.root, stack=stack)
+    assert life.check(served(scene()), "update").status == "created"  # type: ignore[arg-type]
+    png, hashes = (life.root / KEY.relative_dir / n for n in ("9_0.png", HASHES_FILE))
+    line = read_hashes(hashes)["9_0"]
+    assert line.served == png_image_digest(served(scene()).data or b"") and line.file == file_digest(png.read_bytes())
+    assert line.stack == stack, "a new PNG's line keeps the whole stack, not the device alone"
+
+    again = served(scene(), text="another prompt: metadata is not image data")
+    result = life.check(again)  # type: ignore[arg-type]
+    assert result.status == "passed" and not decoded_yet(again)
+    assert isinstance(result.comparison, ImageComparison) and result.comparison.same_source
+    assert result.comparison.max_abs_diff == 0 and result.comparison.obtained_hash == line.hashes[0]
+    assert "identical pixels: the server sent the image data the baseline was made from" in result.message
+
+    # a change still decodes and compares
+    moved = served(nudged(scene()))
+    assert life.check(moved).status == "passed" and decoded_yet(moved)  # type: ignore[arg-type]
+    assert life.check(served(changed(scene()))).status == "mismatch"  # type: ignore[arg-type]
+
+    # the PNG replaced behind the line's back: the line no longer binds it, the full check says so
+    changed(scene()).save(png)
+    with pytest.raises(BaselineCorrupt, match="does not match"):
+        life.check(served(scene()))  # type: ignore[arg-type]
+
+
+def test_a_line_whose_served_digest_is_stale_only_costs_the_shortcut(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    life.check(served(scene()), "update")  # type: ignore[arg-type]
+    hashes = life.root / KEY.relative_dir / HASHES_FILE
+    old = read_hashes(hashes)["9_0"].served
+    assert old is not None
+    hashes.write_text(hashes.read_text().replace(old, "sha256:" + "0" * 32))  # as from another encoder
+    again = served(scene())
+    result = life.check(again)  # type: ignore[arg-type]
+    assert result.status == "passed" and decoded_yet(again)
+    assert isinstance(result.comparison, ImageComparison) and not result.comparison.same_source
+    assert life.check(served(scene()), "update").status == "updated", "an update writes the right digest"
+    assert life.check(fresh := served(scene())).status == "passed" and not decoded_yet(fresh)
+
+
+def test_hash_only_lines_carry_the_served_digest_too(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path, hash_only=True)
+    life.check(served(scene()), "update")  # type: ignore[arg-type]
+    again = served(scene())
+    result = life.check(again)  # type: ignore[arg-type]
+    assert result.status == "passed" and not decoded_yet(again)
+    assert isinstance(result.comparison, ImageComparison) and result.comparison.metrics is None
+    assert life.check(served(changed(scene()))).status == "mismatch"  # type: ignore[arg-type]
+
+
+def test_lines_without_digests_still_read_and_compare(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    life.check(scene(), "update")  # a decoded image: no served digest to record
+    line = read_hashes(life.root / KEY.relative_dir / HASHES_FILE)["9_0"]
+    assert (line.served, line.file) == (None, None)
+    again = served(scene())
+    assert life.check(again).status == "passed" and decoded_yet(again)  # type: ignore[arg-type]
+
+
+def test_a_damaged_digest_field_names_the_line(tmp_path: Path) -> None:
+    life = Lifecycle(tmp_path)
+    life.check(served(scene()), "update")  # type: ignore[arg-type]
+    hashes = life.root / KEY.relative_dir / HASHES_FILE
+    hashes.write_text(hashes.read_text().replace("file=sha256:", "file=sha256:zz"))
+    with pytest.raises(BaselineCorrupt, match=r"hashes.txt:1.*file= is not sha256"):
+        life.check(served(scene()))  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from PIL import Image, PngImagePlugin
 
 from comfytest.compare.baselines import BaselineKey, BaselineStore
 from comfytest.compare.files import check_file
@@ -26,6 +27,7 @@ from comfytest.media import (
     Undecodable,
     decode_audio,
     kind_of,
+    png_image_digest,
     read_safetensors,
     sample_indices,
     summarize_file,
@@ -261,3 +263,40 @@ def test_noise_video_passes_drift_of_another_cpu_and_fails_a_visible_change(env:
     assert brighter.result.status == "mismatch" and "brighter (+" in brighter.result.message
     swapped = check(env, output("v.mp4", _comfy_video(frames[..., ::-1].copy())))
     assert swapped.result.status == "mismatch"
+
+
+# -- issue 26: the digest that lets an unchanged PNG output skip decoding
+
+
+def _png(pixels: np.ndarray, text: str | None = None, level: int = 4) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    if text is not None:
+        info.add_text("prompt", text)
+        info.add_itxt("workflow", text * 2, zip=True)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=level)
+    return buffer.getvalue()
+
+
+def test_png_image_digest_ignores_metadata_and_sees_every_pixel() -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    digest = png_image_digest(_png(pixels, "a prompt"))
+    assert digest is not None and digest.startswith("sha256:") and len(digest) == 7 + 32
+    assert png_image_digest(_png(pixels, "another prompt, longer")) == digest == png_image_digest(_png(pixels))
+    one_off = pixels.copy()
+    one_off[31, 47, 2] ^= 1
+    assert png_image_digest(_png(one_off, "a prompt")) != digest
+    # the same pixels from another encoder setting: another digest (never a wrong "same")
+    assert png_image_digest(_png(pixels, "a prompt", level=9)) != digest
+
+
+@pytest.mark.parametrize("damage", ["truncated", "trailing", "no IHDR first", "chunk past the end", "not a PNG"])
+def test_png_image_digest_is_none_for_anything_but_a_whole_png(damage: str) -> None:
+    data = _png(np.zeros((8, 8, 3), np.uint8), "x")
+    broken = {
+        "truncated": data[:-6], "trailing": data + b"\0",
+        "no IHDR first": data[:8] + struct.pack(">I4s", 0, b"tIME") + struct.pack(">I", 0) + data[8:],
+        "chunk past the end": data[:8] + struct.pack(">I", 1 << 30) + data[12:],
+        "not a PNG": b"GIF89a" + data[6:],
+    }[damage]
+    assert png_image_digest(broken) is None
