@@ -41,6 +41,7 @@ from comfytest.comfy.events import (
 from comfytest.comfy.events import (
     ExecutionInterrupted as InterruptedEvent,
 )
+from comfytest.comfy.localfiles import GuessedFolders
 from comfytest.comfy.resources import ResourceSampler, RunMemory
 from comfytest.comfy.timing import RunTiming, compute_timing
 from comfytest.errors import (
@@ -163,7 +164,8 @@ class Runner:
     ``observers`` see every run's events live; ``local_files`` (a server on this machine whose
     folders comfytest chose: ``{"output": path, "temp": path}``) lets output files be read from
     disk instead of ``GET /view`` (one round trip less per file; /view still when a file is not
-    there or its path leaves the folder).
+    there or its path leaves the folder); ``guessed_files`` does the same for a ``--comfy-url``
+    server on this machine, each folder once a file fetched over /view confirmed it.
     """
 
     def __init__(self, client: ComfyClient, *, timeout: float = 300.0, idle_timeout: float = 120.0) -> None:
@@ -173,6 +175,8 @@ class Runner:
         self.sampler: ResourceSampler | None = None
         self.observers: list[RunObserver] = []
         self.local_files: Mapping[str, Path] = {}
+        #: a ``--comfy-url`` server on this machine: its folders as guessed (``localfiles``)
+        self.guessed_files: GuessedFolders | None = None
 
     def run(
         self,
@@ -531,8 +535,14 @@ class Runner:
         local = self._read_local(ref)
         if local is not None:
             return local, ref
+        guessed = self.guessed_files
         if ref.type != "output?":
-            return self.client.view(ref), ref
+            if guessed is not None and (data := guessed.read(ref)) is not None:
+                return data, ref
+            data = self.client.view(ref)
+            if guessed is not None:
+                guessed.confirm(ref, data)
+            return data, ref
         try:
             out = FileRef(ref.filename, ref.subfolder, "output")
             return self.client.view(out), out

@@ -97,12 +97,13 @@ class LocalServer:
         return cmd + list(spec.args)
 
     def file_folders(self) -> dict[str, Path]:
-        """The folders this server writes output files to, by ``/view`` type (its own)."""
-        return {"output": self.session_dir / "output", "temp": self.session_dir / "temp"}
+        """The folders this server writes output files to, by ``/view`` type (its own; ComfyUI
+        puts its temp folder inside the ``--temp-directory`` it is given)."""
+        return {"output": self.session_dir / "output", "temp": self.session_dir / "temp" / "temp"}
 
     def discard_files(self) -> None:
         """Remove the output and temp folders (comfytest's own; the log stays)."""
-        for folder in self.file_folders().values():
+        for folder in (self.session_dir / "output", self.session_dir / "temp"):
             shutil.rmtree(folder, ignore_errors=True)
 
     def start(self, timeout: float) -> None:

@@ -26,6 +26,7 @@ from PIL import Image
 from comfytest.comfy.client import ComfyClient
 from comfytest.comfy.embedded import TORCH, default_home, load_embedded
 from comfytest.comfy.execution import Runner, RunResult
+from comfytest.comfy.localfiles import GuessedFolders
 from comfytest.comfy.nodepacks import check_pack, pid_alive, session_folder
 from comfytest.comfy.nodepacks import prepare as prepare_packs
 from comfytest.comfy.packdeps import ensure as ensure_packdeps
@@ -118,6 +119,7 @@ class ComfySession:
         self._object_info: dict[str, Any] | None = None
         self._system_stats: dict[str, Any] | None = None
         self._uploaded: dict[str, str] = {}
+        self._guessed = False  # whether a --comfy-url server's folders were guessed (localfiles)
         self._converter: UiConverter | None = None
         #: how each UI-format workflow was converted (by source path, "<workflow>" without one)
         self.conversions: dict[str, Conversion] = {}
@@ -300,6 +302,9 @@ class ComfySession:
     def run_prompt(self, prompt: Mapping[str, Any], **kw: Any) -> RunResult:
         """Run an API-format prompt as it is (no seed pinning, no patches)."""
         self.runner.sampler = self.sampler()
+        if self.server is None and not self._guessed:  # a --comfy-url server: on this machine?
+            self._guessed = True
+            self.runner.guessed_files = GuessedFolders.of(self.client.url, self.system_stats())
         return self.guard(lambda: self.runner.run(prompt, **kw))
 
     def guard(self, call: Callable[[], T]) -> T:
@@ -357,6 +362,7 @@ class ComfySession:
         self.runner = Runner(self.client, timeout=self.settings.timeout, idle_timeout=self.settings.idle_timeout)
         self.runner.local_files = self.server.file_folders() if self.server is not None else {}
         self.runner.observers = observers
+        self._guessed = False
         self._object_info = self._system_stats = None  # another server: other nodes, models, device
         self._uploaded = {}
         self._close_sampler()  # it read the dead server: the next run makes one for this one
