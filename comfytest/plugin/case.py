@@ -110,10 +110,11 @@ def run_case(
     compare_only = not (settings.update_baselines or settings.hash_only)
     preloads = offpath.preloads if offpath is not None and compare_only else None
     # the baselines are decoded while the server runs the prompt (from when it accepted it)
-    on_queued = _Once(partial(preloads.start, store.read_dirs(BaselineKey(name, case.id, "")))) if preloads else None
+    around = _RunHooks(offpath, partial(preloads.start, store.read_dirs(BaselineKey(name, case.id, ""))) if preloads
+                       else None) if offpath is not None else None
     try:
         _run_and_check(session, prompt, timeout, name, case, record, store, loader_nodes(prepared.workflow, info),
-                       reference, offpath, on_queued)
+                       reference, offpath, around)
     except ComparisonError as exc:
         if interface_problems:
             raise type(exc)("\n\n".join([*interface_problems, str(exc)])) from exc
@@ -128,20 +129,20 @@ def run_case(
 def _run_and_check(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, name: str, case: CaseSpec,
     record: dict[str, Any], store: BaselineStore, loaders: dict[str, tuple[str, ...]], reference: Pool | None = None,
-    offpath: OffPath | None = None, on_queued: Callable[[], None] | None = None,
+    offpath: OffPath | None = None, around: _RunHooks | None = None,
 ) -> None:
     settings = session.settings
     if settings.perf:  # issue 24: cold run, then warm runs with every node but the loaders executing
-        cold = measure_perf(session, prompt, timeout, record, loaders, reference, on_queued)
+        cold = measure_perf(session, prompt, timeout, record, loaders, reference, around)
         check_outputs(cold, name, case, record, store, settings.results, settings.update_baselines, settings.hash_only,
                       keep_passed=settings.keep_passed, offpath=offpath)
         return
     for _ in range(settings.warmup):
         _run(session, prompt, timeout, fetch_images=False, free=settings.free_cache,
-             on_queued=on_queued).raise_for_status()
+             around=around).raise_for_status()
     runs: list[RunResult] = []
     for index in range(settings.runs):
-        result = _run(session, prompt, timeout, fetch_images=index == 0, free=settings.free_cache, on_queued=on_queued)
+        result = _run(session, prompt, timeout, fetch_images=index == 0, free=settings.free_cache, around=around)
         runs.append(result)
         record["prompt_id"] = runs[0].prompt_id
         record["timing"] = timing_json(runs[0].timing, loaders)
@@ -167,7 +168,7 @@ def _run_and_check(
 
 def _run(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, *, fetch_images: bool, free: bool,
-    on_queued: Callable[[], None] | None = None,
+    around: _RunHooks | None = None,
 ) -> RunResult:
     """One run. With ``free`` (--comfy-free-cache) from an emptied cache; else an identical
     prompt is served from it (every node cached), which measures and warms nothing. The server
@@ -177,8 +178,12 @@ def _run(
         if free:
             session.guard(lambda: session.client.free(unload_models=False, free_memory=True))
         # the events carry outputs and timing: no GET /history per run (Runner.run)
-        result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images, history=False,
-                                    on_queued=on_queued)
+        try:
+            result = session.run_prompt(prompt, timeout=timeout, fetch_images=fetch_images, history=False,
+                                        on_queued=around.queued if around is not None else None)
+        finally:
+            if around is not None:
+                around.done()
         if not result.timing.cached_nodes:
             break
     return result
@@ -187,14 +192,14 @@ def _run(
 def measure_perf(
     session: ComfySession, prompt: Mapping[str, Any], timeout: float | None, record: dict[str, Any],
     loaders: dict[str, tuple[str, ...]], reference: Pool | None = None,
-    on_queued: Callable[[], None] | None = None,
+    around: _RunHooks | None = None,
 ) -> RunResult:
     """--comfy-perf (``plugin.perf``): ``timing`` is the cold run, ``runs`` the warm ones."""
     s = session.settings
     plan = PerfPlan(Rule(s.perf_alpha, s.perf_floor_ms, s.perf_floor_pct), s.perf_budget, s.perf_min_runs,
                     s.perf_max_runs, s.warmup, s.perf_screen_runs)
     runs = measure(lambda p, first: _run(session, p, timeout, fetch_images=first, free=first and s.free_cache,
-                                         on_queued=on_queued), prompt, loaders, plan, reference)
+                                         around=around), prompt, loaders, plan, reference)
     record["prompt_id"] = runs.cold.prompt_id
     record["timing"] = timing_json(runs.cold.timing, loaders)
     record["runs"] = [timing_json(r.timing, loaders) for r in runs.warm]
@@ -252,16 +257,23 @@ def fresh_run(session: ComfySession, prompt: Mapping[str, Any], timeout: float |
     return result
 
 
-class _Once:
-    """A callable that calls ``call`` the first time only (the first run of a case starts its preload)."""
+class _RunHooks:
+    """What each run of a case tells the session's off-path threads (``offpath``): the server
+    accepted the prompt (the first time, the case's baselines start preloading; the writer and
+    the trash may work while it runs), and the run returned (they pause)."""
 
-    def __init__(self, call: Callable[[], None]) -> None:
-        self.call: Callable[[], None] | None = call
+    def __init__(self, offpath: OffPath, preload: Callable[[], None] | None) -> None:
+        self.offpath = offpath
+        self.preload = preload
 
-    def __call__(self) -> None:
-        call, self.call = self.call, None
-        if call is not None:
-            call()
+    def queued(self) -> None:
+        preload, self.preload = self.preload, None
+        if preload is not None:
+            preload()
+        self.offpath.server_running()
+
+    def done(self) -> None:
+        self.offpath.server_done()
 
 
 # --- resources and model loads ---------------------------------------------------------------

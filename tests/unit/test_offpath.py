@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from comfytest.compare import images as ic
 from comfytest.compare.baselines import BaselineKey, BaselineStore, check_image
 from comfytest.compare.preload import Preloads
 from comfytest.compare.store import HASHES_FILE, HashRecord
-from comfytest.plugin.offpath import TRASH_DIR, Trash, Writer
+from comfytest.plugin.offpath import MAX_PENDING, TRASH_DIR, OffPath, Trash, Writer
 
 
 def _noise(seed: int, size: int = 32) -> Image.Image:
@@ -123,3 +124,33 @@ def test_writer_writes_later_and_names_what_it_could_not_write(tmp_path: Path) -
     writer.close()
     assert (tmp_path / "a.txt").read_text() == "a"
     assert len(writer.errors) == 1 and writer.errors[0].startswith("file b: ")
+
+
+def test_writer_and_trash_work_only_while_a_prompt_runs_unless_waited_for(tmp_path: Path) -> None:
+    offpath = OffPath()
+    results = tmp_path / "results"
+    stale = results / "wf" / "case"
+    stale.mkdir(parents=True)
+    offpath.trash.discard(stale, results)
+    offpath.writer.submit(lambda: (tmp_path / "thumb").write_text("t"), "thumbnail")
+    time.sleep(0.2)
+    binned = list((results / TRASH_DIR).iterdir())
+    assert not (tmp_path / "thumb").exists() and len(binned) == 1, "between prompts both threads wait"
+    offpath.server_running()  # the server accepted a prompt: the session's thread only waits now
+    deadline = time.monotonic() + 10
+    while binned[0].exists() or not (tmp_path / "thumb").exists():
+        assert time.monotonic() < deadline, "the gate opened but nothing was done"
+        time.sleep(0.01)
+    offpath.server_done()
+    offpath.writer.submit(lambda: (tmp_path / "later").write_text("l"), "thumbnail")
+    offpath.writer.wait()  # before the reports: written now, whatever the gate
+    assert (tmp_path / "later").exists() and not offpath.gate.is_open(), "the gate is as it was"
+
+
+def test_the_writer_does_not_hold_more_than_a_bounded_backlog(tmp_path: Path) -> None:
+    writer = Writer()  # its gate never opens: only the bound and close write anything
+    for i in range(MAX_PENDING + 1):
+        writer.submit(lambda i=i: (tmp_path / f"{i}").write_text("x"), f"file {i}")  # type: ignore[misc]
+    assert len(list(tmp_path.iterdir())) == MAX_PENDING, "the backlog was written when it reached the bound"
+    writer.close()
+    assert len(list(tmp_path.iterdir())) == MAX_PENDING + 1
