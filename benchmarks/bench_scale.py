@@ -19,7 +19,8 @@ Only the second is measured:
 
 With ``--against DIR`` (another checkout of comfytest, e.g. ``git worktree add /tmp/base main``)
 the measured session runs ``--rounds`` times with each tree, alternately (A B A B: this checkout,
-then DIR), on one server and one set of baselines, and the medians of both sides and their ratio
+then DIR), on one server, each side on baselines its own tree wrote (the same seeds; a newer
+version may write more into ``hashes.txt`` than an older one reads), and the medians of both sides and their ratio
 are printed: before/after figures measured side by side.
 
 With ``--fail K`` the last K cases get a different seed in the compared session, so they fail
