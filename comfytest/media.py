@@ -307,14 +307,15 @@ def _mesh_counts(gltf: Mapping[str, Any]) -> tuple[int, int]:
     return vertices, faces
 
 
-#: the PNG signature, and the chunks that say nothing about the pixels: text (ComfyUI's SaveImage
-#: writes the prompt and the workflow there) and the modification time
+#: the PNG signature, and the chunks that say nothing about the decoded pixels: text (ComfyUI's
+#: SaveImage writes the prompt and the workflow there), the modification time and EXIF (save
+#: nodes of other packs write dates there; Pillow does not apply its orientation when decoding)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_METADATA = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+_PNG_METADATA = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME", b"eXIf"})
 
 
 def png_image_digest(data: bytes) -> str | None:
-    """A digest of what a PNG's pixels are decoded from: every chunk but its text and time
+    """A digest of what a PNG's pixels are decoded from: every chunk but its text, time and EXIF
     metadata, as stored (compressed, with their CRCs). Two PNGs with the same digest decode to
     the same pixels, whatever their metadata; the same pixels written by another encoder or
     compression level give another digest (the digest then says nothing, it never says "same"

@@ -269,12 +269,15 @@ def test_noise_video_passes_drift_of_another_cpu_and_fails_a_visible_change(env:
 
 
 def _png(pixels: np.ndarray, text: str | None = None, level: int = 4) -> bytes:
+    """As a save node writes it: the prompt in text chunks, a date in EXIF."""
     info = PngImagePlugin.PngInfo()
+    exif = Image.Exif()
     if text is not None:
         info.add_text("prompt", text)
         info.add_itxt("workflow", text * 2, zip=True)
+        exif[0x0132] = f"2026:12:06 {len(text) % 24:02d}:00:00"  # DateTime
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=level)
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=level, exif=exif)
     return buffer.getvalue()
 
 
