@@ -53,11 +53,11 @@ def _passed_image(image: OutputImage, comp: dict[str, Any], folder: Path, keep_p
                   later: Callable[[Callable[[], object], str], None] | None, pixels: Image.Image | None) -> None:
     stem = _stem(comp)
     if later is None:
-        comp["thumbnail"] = str(write_thumbnail(pixels or image.image, folder, stem))
+        comp["thumbnail"] = str(write_thumbnail(pixels if pixels is not None else image.image, folder, stem))
     else:
         comp["thumbnail"] = str(thumbnail_path(folder, stem))
         # where neither the check nor the preload decoded it, decoded on the thread
-        later(lambda: write_thumbnail(pixels or image.image, folder, stem), f"thumbnail {comp['thumbnail']}")
+        later(lambda: write_thumbnail(pixels if pixels is not None else image.image, folder, stem), f"thumbnail {comp['thumbnail']}")
     if keep_passed:
         comp["obtained"] = str(save_obtained(image.image, folder, stem))
 
