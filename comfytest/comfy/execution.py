@@ -177,6 +177,7 @@ class Runner:
         self.local_files: Mapping[str, Path] = {}
         #: a ``--comfy-url`` server on this machine: its folders as guessed (``localfiles``)
         self.guessed_files: GuessedFolders | None = None
+        self._queued_at = 0.0  # time.time() before the current prompt was queued (guessed_files)
 
     def run(
         self,
@@ -211,6 +212,7 @@ class Runner:
             if sampler is not None:
                 sampler.start()  # the idle sample: before the prompt is queued
             sent = client.clock.now()
+            self._queued_at = time.time()
             follower = self._queue_and_follow(prompt, pid, info, timeout, idle_timeout, on_queued)
             finished = client.clock.now()
         finally:
@@ -537,11 +539,11 @@ class Runner:
             return local, ref
         guessed = self.guessed_files
         if ref.type != "output?":
-            if guessed is not None and (data := guessed.read(ref)) is not None:
+            if guessed is not None and (data := guessed.read(ref, self._queued_at)) is not None:
                 return data, ref
             data = self.client.view(ref)
             if guessed is not None:
-                guessed.confirm(ref, data)
+                guessed.confirm(ref, data, self._queued_at)
             return data, ref
         try:
             out = FileRef(ref.filename, ref.subfolder, "output")

@@ -12,7 +12,9 @@ system, shows nothing, and then only absolute paths are used.
 
 A guess is only a guess (a server in a container, a folder with the same path on the host): a
 folder is used only once a file fetched over ``/view`` was found in it with the same bytes, and a
-folder that once disagrees is never used again in the session. Until then, and for anything not
+folder that once disagrees is never used again in the session. Only files written since the
+prompt was queued are read or count as confirmation (a file of another ComfyUI at the same path
+— one behind an SSH tunnel — is older; so is an output the server re-sent from its cache). Until then, and for anything not
 found there, ``/view`` serves as before. ``GET /view`` of a 256x256 PNG costs ~2 ms here; reading
 it ~0.05 ms.
 """
@@ -134,8 +136,10 @@ class GuessedFolders:
         path = Path(os.path.normpath(folder / ref.subfolder / ref.filename))
         return path if path.is_relative_to(folder) else None  # what /view refuses: let it say so
 
-    def read(self, ref: FileRef) -> bytes | None:
-        """The file, from a confirmed folder; None otherwise (``/view`` then)."""
+    def read(self, ref: FileRef, since: float) -> bytes | None:
+        """The file, from a confirmed folder, if it was written since ``since`` (a ``time.time()``
+        before the prompt was queued); None otherwise (``/view`` then: an older file is an
+        output the server re-sent from its cache, or not this server's)."""
         if not self.trusted.get(ref.type):
             return None
         path = self._path(ref)
@@ -143,23 +147,36 @@ class GuessedFolders:
             return None
         try:
             real = path.resolve()
-            folder = self.folders[ref.type].resolve()
-            return real.read_bytes() if real.is_relative_to(folder) else None
+            if not real.is_relative_to(self.folders[ref.type].resolve()) or not _fresh(real, since):
+                return None
+            return real.read_bytes()
         except OSError:
             return None
 
-    def confirm(self, ref: FileRef, served: bytes) -> None:
-        """After ``/view`` served ``ref``: whether its folder holds the same bytes decides
-        whether the folder is used from now on (once per type)."""
+    def confirm(self, ref: FileRef, served: bytes, since: float) -> None:
+        """After ``/view`` served ``ref``: whether its folder holds the same bytes, written since
+        ``since``, decides whether the folder is used from now on (once per type; an older file
+        decides nothing: a cached output, or a same-named file of another ComfyUI — one behind
+        an SSH tunnel, with a folder at the same path here)."""
         if ref.type in self.trusted:
             return
         path = self._path(ref)
         if path is None:
             return
         try:
+            if not _fresh(path, since):
+                return
             self.trusted[ref.type] = path.read_bytes() == served
         except OSError:
             self.trusted[ref.type] = False
+
+
+#: file time stamps may lag the clock by a tick (ext4: a few ms); a second covers any
+_SLACK_S = 1.0
+
+
+def _fresh(path: Path, since: float) -> bool:
+    return path.stat().st_mtime >= since - _SLACK_S
 
 
 __all__ = ["GuessedFolders", "flag_values", "folders_from_argv", "is_loopback", "server_cwd"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -49,24 +51,42 @@ def test_a_folder_is_read_only_once_a_served_file_confirmed_it(tmp_path: Path) -
     (tmp_path / "out" / "sub" / "a.png").write_bytes(b"A")
     (tmp_path / "out" / "b.png").write_bytes(b"B")
     (tmp_path / "elsewhere.png").write_bytes(b"secret")
+    since = time.time() - 0.5  # the prompt was queued before the server wrote these
     guessed = GuessedFolders({"output": tmp_path / "out", "temp": tmp_path / "tmp"})
     a, b = FileRef("a.png", "sub"), FileRef("b.png")
-    assert guessed.read(a) is None, "not confirmed yet: /view serves it"
-    guessed.confirm(a, b"A")
-    assert guessed.read(b) == b"B" and guessed.read(FileRef("gone.png")) is None
-    assert guessed.read(FileRef("elsewhere.png", "..")) is None, "a path /view would refuse stays /view's"
+    assert guessed.read(a, since) is None, "not confirmed yet: /view serves it"
+    guessed.confirm(a, b"A", since)
+    assert guessed.read(b, since) == b"B" and guessed.read(FileRef("gone.png"), since) is None
+    assert guessed.read(FileRef("elsewhere.png", ".."), since) is None, "a path /view would refuse stays /view's"
     (tmp_path / "out" / "link.png").symlink_to(tmp_path / "elsewhere.png")
-    assert guessed.read(FileRef("link.png")) is None, "nor one that leaves the folder through a link"
+    assert guessed.read(FileRef("link.png"), since) is None, "nor one that leaves the folder through a link"
+
+
+def test_a_file_older_than_the_prompt_is_never_read_nor_decides(tmp_path: Path) -> None:
+    """A cached output re-sent by the server, or a same-named file of another ComfyUI (one
+    behind an SSH tunnel, with a folder at the same path here): /view serves it."""
+    (tmp_path / "out").mkdir()
+    old = tmp_path / "out" / "old.png"
+    old.write_bytes(b"same bytes")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    guessed = GuessedFolders({"output": tmp_path / "out"})
+    guessed.confirm(FileRef("old.png"), b"same bytes", time.time())
+    assert guessed.trusted == {}, "an old file confirms nothing"
+    (tmp_path / "out" / "new.png").write_bytes(b"new")
+    guessed.confirm(FileRef("new.png"), b"new", time.time() - 0.5)
+    assert guessed.read(FileRef("old.png"), time.time()) is None
+    assert guessed.read(FileRef("new.png"), time.time() - 0.5) == b"new"
 
 
 def test_a_folder_that_disagrees_once_is_never_used(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.png").write_bytes(b"host's own file")
+    since = time.time() - 0.5
     guessed = GuessedFolders({"output": tmp_path / "out"})
-    guessed.confirm(FileRef("a.png"), b"what the server in its container sent")
+    guessed.confirm(FileRef("a.png"), b"what the server in its container sent", since)
     assert guessed.trusted == {"output": False}
-    guessed.confirm(FileRef("a.png"), b"host's own file")
-    assert guessed.read(FileRef("a.png")) is None
+    guessed.confirm(FileRef("a.png"), b"host's own file", since)
+    assert guessed.read(FileRef("a.png"), since) is None
     missing = GuessedFolders({"temp": tmp_path / "nothing"})
-    missing.confirm(FileRef("x.png", "", "temp"), b"x")
+    missing.confirm(FileRef("x.png", "", "temp"), b"x", since)
     assert missing.trusted == {"temp": False}
