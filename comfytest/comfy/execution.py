@@ -41,7 +41,7 @@ from comfytest.comfy.events import (
 from comfytest.comfy.events import (
     ExecutionInterrupted as InterruptedEvent,
 )
-from comfytest.comfy.localfiles import GuessedFolders
+from comfytest.comfy.localfiles import GuessedFolders, read_inside
 from comfytest.comfy.resources import ResourceSampler, RunMemory
 from comfytest.comfy.timing import RunTiming, compute_timing
 from comfytest.errors import (
@@ -556,15 +556,7 @@ class Runner:
     def _read_local(self, ref: FileRef) -> bytes | None:
         """The file from a local server's folder, or None (not local, outside it, not there)."""
         folder = self.local_files.get(ref.type)
-        if folder is None:
-            return None
-        path = (folder / ref.subfolder / ref.filename).resolve()
-        if not path.is_relative_to(folder.resolve()):
-            return None  # what /view would refuse: let it say so
-        try:
-            return path.read_bytes()
-        except OSError:
-            return None
+        return read_inside(folder, ref) if folder is not None else None
 
 
 Decoded = tuple[tuple[OutputImage, ...], tuple[OutputText, ...], tuple[OutputFile, ...]]

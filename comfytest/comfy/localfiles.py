@@ -131,7 +131,7 @@ class GuessedFolders:
 
     def _path(self, ref: FileRef) -> Path | None:
         folder = self.folders.get(ref.type)
-        if folder is None or self.trusted.get(ref.type) is False:
+        if folder is None:
             return None
         path = Path(os.path.normpath(folder / ref.subfolder / ref.filename))
         return path if path.is_relative_to(folder) else None  # what /view refuses: let it say so
@@ -140,18 +140,7 @@ class GuessedFolders:
         """The file, from a confirmed folder, if it was written since ``since`` (a ``time.time()``
         before the prompt was queued); None otherwise (``/view`` then: an older file is an
         output the server re-sent from its cache, or not this server's)."""
-        if not self.trusted.get(ref.type):
-            return None
-        path = self._path(ref)
-        if path is None:
-            return None
-        try:
-            real = path.resolve()
-            if not real.is_relative_to(self.folders[ref.type].resolve()) or not _fresh(real, since):
-                return None
-            return real.read_bytes()
-        except OSError:
-            return None
+        return read_inside(self.folders[ref.type], ref, since) if self.trusted.get(ref.type) else None
 
     def confirm(self, ref: FileRef, served: bytes, since: float) -> None:
         """After ``/view`` served ``ref``: whether its folder holds the same bytes, written since
@@ -171,6 +160,19 @@ class GuessedFolders:
             self.trusted[ref.type] = False
 
 
+def read_inside(folder: Path, ref: FileRef, since: float | None = None) -> bytes | None:
+    """``ref``'s file in ``folder`` (the server's folder for its type); None where it is not
+    there or cannot be read, where its path leaves the folder (``..``, a link: what ``/view``
+    refuses, left for it to say so) and, with ``since``, where it was written before then."""
+    try:
+        path = (folder / ref.subfolder / ref.filename).resolve()
+        if not path.is_relative_to(folder.resolve()) or (since is not None and not _fresh(path, since)):
+            return None
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 #: file time stamps may lag the clock by a tick (ext4: a few ms); a second covers any
 _SLACK_S = 1.0
 
@@ -179,4 +181,4 @@ def _fresh(path: Path, since: float) -> bool:
     return path.stat().st_mtime >= since - _SLACK_S
 
 
-__all__ = ["GuessedFolders", "flag_values", "folders_from_argv", "is_loopback", "server_cwd"]
+__all__ = ["GuessedFolders", "flag_values", "folders_from_argv", "is_loopback", "read_inside", "server_cwd"]
