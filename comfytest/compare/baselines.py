@@ -330,17 +330,22 @@ class _ImageKind(_Kind[list[Image.Image]]):
         ``served=``), and the PNG beside the line is still the one written with it (``file=``):
         then the output's pixels are the baseline's, exactly. Single images of the modes whose
         comparison needs no decoding to describe (an animation, a palette image: compared)."""
-        line, p = self.stored, self.params
-        if line is None or line.served is None or line.served != self.served or line.file is None:
-            return False
-        if len(line.hashes) != 1 or line.mode not in _PLAIN_MODES or not line.hashes[0].startswith(
-                f"{p.method}:{p.hash_size}:"):
+        line = self.stored
+        if line is None or line.file is None or not self._served_from(line):
             return False
         try:
             digest = early.digest if early is not None else file_digest(source.read_bytes())
         except OSError:
             return False  # the normal read says what is wrong
         return digest == line.file
+
+    def _served_from(self, line: HashRecord) -> bool:
+        """Whether ``line`` was written from the image data this output was served with, and is a
+        single image of a mode whose comparison needs no decoding to describe, hashed the way
+        this run hashes (an animation, a palette image, another hash: compared in full)."""
+        p = self.params
+        return (self.served is not None and line.served == self.served and len(line.hashes) == 1
+                and line.mode in _PLAIN_MODES and line.hashes[0].startswith(f"{p.method}:{p.hash_size}:"))
 
     def _same_source_outcome(self) -> _Outcome:
         line = self.stored
@@ -369,11 +374,14 @@ class _ImageKind(_Kind[list[Image.Image]]):
             f.max_abs_diff == 0 and not f.mode_mismatch for f in frames)
         return _Outcome(cmp.passed, cmp.describe(), cmp)
 
-    def _record(self, file: str | None = None) -> HashRecord:
+    def _stack(self) -> Stack:
         # identical pixels keep the device that made them: an update on another device
         # that changes nothing must not move every line
         keep = self.pixels_same and self.stored is not None and self.stored.device
-        stack = self.stored.stack if keep and self.stored else self.store.stack
+        return self.stored.stack if keep and self.stored else self.store.stack
+
+    def _record(self, file: str | None = None) -> HashRecord:
+        stack = self._stack()
         # a PNG baseline: ``served`` only beside a file (``file``) that holds the served pixels
         # exactly; a hash-only line describes the served pixels themselves
         exact = file is not None and self.pixels_same if self.keeps_pixels else True
@@ -381,8 +389,10 @@ class _ImageKind(_Kind[list[Image.Image]]):
         return HashRecord.of(self.obtained, self.params.method, self.params.hash_size, stack,
                              served=served, file=file if served and self.keeps_pixels else None)
 
+    @cached_property
     def _source_digest(self) -> str | None:
-        """``file=`` for the baseline PNG an unchanged output keeps (None for another format)."""
+        """``file=`` for the baseline PNG an unchanged output keeps (None for another format);
+        read once (an update asks ``unchanged`` and then ``dump``)."""
         if self.served is None or self.source is None:
             return None
         return file_digest(self.source.read_bytes())
@@ -396,21 +406,22 @@ class _ImageKind(_Kind[list[Image.Image]]):
         # the digests alone do not make an update rewrite a line (an older line without them, a
         # server whose PNG encoder changed): only the shortcut is lost, never a comparison
         return self.pixels_same and stored is not None and _without_digests(stored) == _without_digests(
-            self._record(self._source_digest()))
+            self._record(self._source_digest))
 
     def dump(self) -> None:
         if self.cmp is None and self.loaded is not None:  # a damaged line: keep a reproduced image
             self.pixels_same = _same_pixels(self.frames, self.loaded)
             self.stored = None
-        record = self._record(self._source_digest() if self.pixels_same else None)
         with uninterrupted():  # the image and its line: both or neither
-            if not self.pixels_same:
+            if self.pixels_same:
+                record = self._record(self._source_digest)
+            else:
                 written = _save_png(self.target, self.frames)
                 # the line describes the bytes on disk, decoded again, not the image in memory;
                 # ``served`` only where those bytes hold the served pixels exactly
                 decoded = _decode_png(written)
                 exact = self.served is not None and _same_pixels(self.frames, ic.frames(decoded))
-                record = HashRecord.of(decoded, self.params.method, self.params.hash_size, record.stack,
+                record = HashRecord.of(decoded, self.params.method, self.params.hash_size, self._stack(),
                                        served=self.served if exact else None,
                                        file=file_digest(written) if exact else None)
             upsert_hash(self.target.parent / HASHES_FILE, self.key.stem, record)
@@ -477,8 +488,7 @@ class _HashOnlyKind(_ImageKind):
     def compare(self, baseline: list[Image.Image]) -> _Outcome:
         p, stored = self.params, self.stored
         assert stored is not None, "load() found the record"
-        if self.shortcut and stored.served == self.served and len(stored.hashes) == 1 and \
-                stored.mode in _PLAIN_MODES and stored.hashes[0].startswith(f"{p.method}:{p.hash_size}:"):
+        if self.shortcut and self._served_from(stored):
             self.same_source = True  # the line was written from this image data: nothing to decode
             return self._same_source_outcome()
         try:
