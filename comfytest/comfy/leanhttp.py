@@ -138,6 +138,28 @@ def _reraise(exc: Exception, mapped: Exception) -> None:
     raise mapped from exc
 
 
+#: urllib3's errors and the requests exceptions raised for them, the first that matches: as
+#: ``HTTPAdapter.send`` maps a ``MaxRetryError``'s reason, the errors it raises itself, and
+#: ``Response.content`` the errors met while reading the body
+_RETRY_REASONS: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (u3.ResponseError, requests.exceptions.RetryError), (u3.ProxyError, requests.exceptions.ProxyError),
+    (u3.SSLError, requests.exceptions.SSLError))
+_SENDING: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (u3.ClosedPoolError, requests.ConnectionError), (u3.ProxyError, requests.exceptions.ProxyError),
+    (u3.SSLError, requests.exceptions.SSLError), (u3.ReadTimeoutError, requests.ReadTimeout),
+    (u3.InvalidHeader, requests.exceptions.InvalidHeader))
+_READING: tuple[tuple[type[Exception], type[Exception]], ...] = (
+    (u3.ProtocolError, requests.exceptions.ChunkedEncodingError),
+    (u3.DecodeError, requests.exceptions.ContentDecodingError),
+    (u3.ReadTimeoutError, requests.ConnectionError), (u3.SSLError, requests.exceptions.SSLError))
+
+
+def _mapped(exc: Exception, match: object, table: tuple[tuple[type[Exception], type[Exception]], ...],
+            default: Exception) -> Exception:
+    """``exc`` wrapped in the requests exception of the first row ``match`` is an instance of."""
+    return next((to(exc) for cls, to in table if isinstance(match, cls)), default)
+
+
 def _sent_error(exc: Exception) -> Exception:
     """The requests exception ``HTTPAdapter.send`` raises for urllib3's ``exc``."""
     if isinstance(exc, (u3.ProtocolError, OSError)):
@@ -146,37 +168,13 @@ def _sent_error(exc: Exception) -> Exception:
         reason = exc.reason
         if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(reason, u3.NewConnectionError):
             return requests.ConnectTimeout(exc)
-        if isinstance(reason, u3.ResponseError):
-            return requests.exceptions.RetryError(exc)
-        if isinstance(reason, u3.ProxyError):
-            return requests.exceptions.ProxyError(exc)
-        if isinstance(reason, u3.SSLError):
-            return requests.exceptions.SSLError(exc)
-        return requests.ConnectionError(exc)
-    if isinstance(exc, u3.ClosedPoolError):
-        return requests.ConnectionError(exc)
-    if isinstance(exc, u3.ProxyError):
-        return requests.exceptions.ProxyError(exc)
-    if isinstance(exc, u3.SSLError):
-        return requests.exceptions.SSLError(exc)
-    if isinstance(exc, u3.ReadTimeoutError):
-        return requests.ReadTimeout(exc)
-    if isinstance(exc, u3.InvalidHeader):
-        return requests.exceptions.InvalidHeader(exc)
-    return exc
+        return _mapped(exc, reason, _RETRY_REASONS, requests.ConnectionError(exc))
+    return _mapped(exc, exc, _SENDING, exc)
 
 
 def _read_error(exc: Exception) -> Exception:
     """The requests exception ``Response.content`` raises for urllib3's ``exc`` while reading."""
-    if isinstance(exc, u3.ProtocolError):
-        return requests.exceptions.ChunkedEncodingError(exc)
-    if isinstance(exc, u3.DecodeError):
-        return requests.exceptions.ContentDecodingError(exc)
-    if isinstance(exc, u3.ReadTimeoutError):
-        return requests.ConnectionError(exc)
-    if isinstance(exc, u3.SSLError):
-        return requests.exceptions.SSLError(exc)
-    return exc
+    return _mapped(exc, exc, _READING, exc)
 
 
 __all__ = ["LeanHTTP"]
